@@ -1,0 +1,384 @@
+"""Figures (matplotlib, Agg) written atomically as PNG from tidy DataFrames.
+
+Usage::
+
+    from expertalign.analysis import figures
+
+    figures.plot_alignment_by_checkpoint(align, "results/figures/alignment.png")
+    #   align: model, checkpoint, tau, rho, ci_low, ci_high   (one row per point)
+    figures.plot_baselines(base, "results/figures/baselines.png")
+    #   base: method, rho, ci_low, ci_high [, model]
+    figures.plot_spp_overlap(pairs, "results/figures/spp.png")
+    #   pairs: level (none/weak/strong), overlap [, model]
+    figures.plot_set_sizes(sizes, "results/figures/set_sizes.png")
+    #   sizes: model, checkpoint, tau, mean_size, ci_low, ci_high  (development.summarise_set_sizes)
+    figures.plot_layer_module_heatmap(dist, "results/figures/layers.png", column="kind")
+    #   dist: layer, <column>, share_of_units           (development.expert_distribution)
+    figures.plot_pilot(summary, "results/figures/pilot.png")
+    #   summary: n_positives, n_negatives, tau, comparison, mean_jaccard [, sd_jaccard]
+
+Every function returns the path it wrote. The PNG is first written to a temporary file in the same
+folder and then moved into place with ``os.replace``, so a reader never sees a half-written file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # figures are written by batch jobs without a display
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from expertalign.analysis.development import checkpoint_order  # noqa: E402
+
+__all__ = [
+    "INTER_HUMAN_MEN",
+    "save_figure",
+    "plot_alignment_by_checkpoint",
+    "plot_baselines",
+    "plot_spp_overlap",
+    "plot_set_sizes",
+    "plot_layer_module_heatmap",
+    "plot_pilot",
+]
+
+INTER_HUMAN_MEN = 0.84
+SPP_LEVELS = ("none", "weak", "strong")
+
+_STYLE = {
+    "font.size": 11,
+    "axes.titlesize": 12,
+    "axes.labelsize": 11,
+    "legend.fontsize": 9,
+    "xtick.labelsize": 9,
+    "ytick.labelsize": 9,
+    "figure.dpi": 100,
+    "savefig.dpi": 150,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+}
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
+def save_figure(fig: Figure, path: str | os.PathLike[str]) -> Path:
+    """Write ``fig`` to ``path`` as PNG atomically and close it."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fig.savefig(fh, format="png", bbox_inches="tight")
+        # mkstemp creates the file 0600; give the figure the permissions of an ordinary file
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, out)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    finally:
+        plt.close(fig)
+    return out
+
+
+def _require(df: pd.DataFrame, columns: Sequence[str], what: str) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"{what}: DataFrame lacks column(s) {missing}; has {list(df.columns)}")
+    if df.empty:
+        raise ValueError(f"{what}: DataFrame is empty")
+
+
+def _colors(names: Sequence[str]) -> dict[str, tuple[float, float, float, float]]:
+    cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
+    return {n: cmap(i % cmap.N) for i, n in enumerate(names)}
+
+
+def plot_alignment_by_checkpoint(
+    df: pd.DataFrame,
+    path: str | os.PathLike[str],
+    reference: float | None = INTER_HUMAN_MEN,
+    title: str = "Alignment of expert overlap with MEN across training",
+    ylabel: str = "Spearman ρ (expert Jaccard vs MEN)",
+) -> Path:
+    """One panel per τ; x = checkpoints in training order (evenly spaced, so log-like for
+    Pythia's doubling early steps), one line per model with its CI band, dashed inter-human line.
+    """
+    _require(df, ["model", "checkpoint", "tau", "rho", "ci_low", "ci_high"], "alignment")
+    order = checkpoint_order(df["checkpoint"])
+    pos = {c: i for i, c in enumerate(order)}
+    taus = sorted(df["tau"].unique())
+    models = list(dict.fromkeys(df["model"]))
+    colors = _colors(models)
+    with plt.rc_context(_STYLE):
+        fig, axes = plt.subplots(
+            1, len(taus), figsize=(max(4.0, 3.6 * len(taus)), 3.8), sharey=True, squeeze=False
+        )
+        for ax, tau in zip(axes[0], taus):
+            for model in models:
+                g = df[(df["tau"] == tau) & (df["model"] == model)].copy()
+                if g.empty:
+                    continue
+                g["_x"] = g["checkpoint"].map(pos)
+                g = g.sort_values("_x")
+                ax.plot(g["_x"], g["rho"], marker="o", ms=3, lw=1.5, color=colors[model],
+                        label=model)
+                ax.fill_between(g["_x"], g["ci_low"], g["ci_high"], color=colors[model],
+                                alpha=0.2, lw=0)
+            if reference is not None:
+                ax.axhline(reference, ls="--", color="0.3", lw=1, label="inter-human")
+            ax.set_title(f"τ = {tau:g}")
+            ax.set_xticks(range(len(order)))
+            ax.set_xticklabels(order, rotation=60, ha="right")
+            ax.set_xlabel("checkpoint")
+            ax.grid(axis="y", alpha=0.3)
+        axes[0][0].set_ylabel(ylabel)
+        handles, labels = axes[0][0].get_legend_handles_labels()
+        for ax in axes[0][1:]:
+            for h, lab in zip(*ax.get_legend_handles_labels()):
+                if lab not in labels:
+                    handles.append(h)
+                    labels.append(lab)
+        fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0),
+                   ncol=min(len(labels), 6), frameon=False)
+        fig.suptitle(title)
+        fig.tight_layout()
+        return save_figure(fig, path)
+
+
+def plot_baselines(
+    df: pd.DataFrame,
+    path: str | os.PathLike[str],
+    reference: float | None = INTER_HUMAN_MEN,
+    title: str = "Expert overlap vs baselines (MEN test)",
+    ylabel: str = "Spearman ρ with MEN",
+) -> Path:
+    """Grouped bars: one group per model (or one group), one bar per method, CI error bars."""
+    _require(df, ["method", "rho", "ci_low", "ci_high"], "baselines")
+    d = df.copy()
+    if "model" not in d.columns:
+        d["model"] = ""
+    models = list(dict.fromkeys(d["model"]))
+    methods = list(dict.fromkeys(d["method"]))
+    colors = _colors(methods)
+    width = 0.8 / len(methods)
+    with plt.rc_context(_STYLE):
+        fig, ax = plt.subplots(figsize=(max(5.0, 1.2 + 0.5 * len(models) * len(methods)), 4.0))
+        for j, method in enumerate(methods):
+            xs, ys, lo, hi = [], [], [], []
+            for i, model in enumerate(models):
+                g = d[(d["model"] == model) & (d["method"] == method)]
+                if g.empty:
+                    continue
+                if len(g) > 1:
+                    raise ValueError(
+                        f"baselines: several rows for model {model!r}, method {method!r}"
+                    )
+                r = g.iloc[0]
+                xs.append(i - 0.4 + width * (j + 0.5))
+                ys.append(r["rho"])
+                lo.append(r["rho"] - r["ci_low"])
+                hi.append(r["ci_high"] - r["rho"])
+            ax.bar(xs, ys, width=width * 0.95, color=colors[method], label=method,
+                   yerr=[lo, hi], capsize=3, error_kw={"lw": 1})
+        if reference is not None:
+            ax.axhline(reference, ls="--", color="0.3", lw=1, label="inter-human")
+        ax.axhline(0, color="0.5", lw=0.8)
+        ax.set_xticks(range(len(models)))
+        ax.set_xticklabels(models, rotation=30 if len(models) > 3 else 0, ha="right"
+                           if len(models) > 3 else "center")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+        fig.tight_layout()
+        return save_figure(fig, path)
+
+
+def plot_spp_overlap(
+    df: pd.DataFrame,
+    path: str | os.PathLike[str],
+    value: str = "overlap",
+    title: str = "Expert overlap by SPP relation level",
+    ylabel: str = "expert overlap (Jaccard), mean ± 95% CI",
+    caption: str | None = None,
+) -> Path:
+    """Mean overlap per level (none → weak → strong) with 95% CIs (t), one line per model."""
+    _require(df, ["level", value], "spp")
+    d = df.copy()
+    if "model" not in d.columns:
+        d["model"] = ""
+    unknown = set(d["level"]) - set(SPP_LEVELS)
+    if unknown:
+        raise ValueError(f"spp: unknown level(s) {sorted(unknown)}; expected {SPP_LEVELS}")
+    levels = [lv for lv in SPP_LEVELS if lv in set(d["level"])]
+    models = list(dict.fromkeys(d["model"]))
+    colors = _colors(models)
+    from scipy import stats as sps
+
+    with plt.rc_context(_STYLE):
+        fig, ax = plt.subplots(figsize=(5.0, 4.0))
+        offsets = np.linspace(-0.15, 0.15, len(models)) if len(models) > 1 else [0.0]
+        for off, model in zip(offsets, models):
+            means, errs = [], []
+            for lv in levels:
+                v = d.loc[(d["model"] == model) & (d["level"] == lv), value].to_numpy(float)
+                means.append(v.mean() if v.size else np.nan)
+                errs.append(
+                    sps.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size)
+                    if v.size > 1 else np.nan
+                )
+            xs = np.arange(len(levels)) + off
+            ax.errorbar(xs, means, yerr=errs, marker="o", capsize=3, color=colors[model],
+                        label=model or None)
+        ax.set_xticks(range(len(levels)))
+        ax.set_xticklabels(levels)
+        ax.set_xlabel("relation level")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.grid(axis="y", alpha=0.3)
+        if len(models) > 1 or models[0]:
+            ax.legend(frameon=False)
+        if caption:
+            fig.text(0.01, -0.02, caption, fontsize=8, wrap=True, va="top")
+        fig.tight_layout()
+        return save_figure(fig, path)
+
+
+def plot_set_sizes(
+    df: pd.DataFrame,
+    path: str | os.PathLike[str],
+    title: str = "Expert set size across training",
+    ylabel: str = "experts per concept (mean, log scale)",
+) -> Path:
+    """One panel per model; x = checkpoint in training order, one line per τ, CI band, log y."""
+    _require(df, ["model", "checkpoint", "tau", "mean_size", "ci_low", "ci_high"], "set sizes")
+    order = checkpoint_order(df["checkpoint"])
+    pos = {c: i for i, c in enumerate(order)}
+    models = list(dict.fromkeys(df["model"]))
+    taus = sorted(df["tau"].unique())
+    cmap = plt.get_cmap("viridis")
+    colors = {t: cmap(i / max(1, len(taus) - 1)) for i, t in enumerate(taus)}
+    with plt.rc_context(_STYLE):
+        fig, axes = plt.subplots(
+            1, len(models), figsize=(max(4.0, 3.8 * len(models)), 3.8), sharey=True, squeeze=False
+        )
+        for ax, model in zip(axes[0], models):
+            for tau in taus:
+                g = df[(df["model"] == model) & (df["tau"] == tau)].copy()
+                if g.empty:
+                    continue
+                g["_x"] = g["checkpoint"].map(pos)
+                g = g.sort_values("_x")
+                # log axes cannot show 0; clip to 0.1 experts so empty sets stay visible
+                y = g["mean_size"].clip(lower=0.1)
+                ax.plot(g["_x"], y, marker="o", ms=3, color=colors[tau], label=f"τ = {tau:g}")
+                ax.fill_between(g["_x"], g["ci_low"].clip(lower=0.1), g["ci_high"].clip(lower=0.1),
+                                color=colors[tau], alpha=0.2, lw=0)
+            ax.set_yscale("log")
+            ax.set_title(model)
+            ax.set_xticks(range(len(order)))
+            ax.set_xticklabels(order, rotation=60, ha="right")
+            ax.set_xlabel("checkpoint")
+            ax.grid(axis="y", alpha=0.3, which="both")
+        axes[0][0].set_ylabel(ylabel)
+        axes[0][-1].legend(frameon=False, loc="best")
+        fig.suptitle(title)
+        fig.tight_layout()
+        return save_figure(fig, path)
+
+
+def plot_layer_module_heatmap(
+    df: pd.DataFrame,
+    path: str | os.PathLike[str],
+    column: str = "kind",
+    value: str = "share_of_units",
+    title: str = "Where experts are: share of units that are experts",
+) -> Path:
+    """Heatmap with layers as rows and ``column`` (kind or submodule) as columns.
+
+    ``df`` must have one row per (layer, column) — filter to one model and one τ first.
+    """
+    _require(df, ["layer", column, value], "heatmap")
+    if df.duplicated(["layer", column]).any():
+        raise ValueError(
+            "heatmap: several rows per (layer, column); filter to one model and one tau first"
+        )
+    grid = df.pivot(index="layer", columns=column, values=value).sort_index()
+    with plt.rc_context(_STYLE):
+        fig, ax = plt.subplots(
+            figsize=(max(4.0, 1.2 + 1.1 * grid.shape[1]), max(3.0, 0.9 + 0.28 * grid.shape[0]))
+        )
+        im = ax.imshow(grid.to_numpy(float), aspect="auto", cmap="magma", origin="lower",
+                       interpolation="nearest")
+        ax.set_xticks(range(grid.shape[1]))
+        ax.set_xticklabels([str(c) for c in grid.columns], rotation=30, ha="right")
+        step = max(1, grid.shape[0] // 16)
+        ax.set_yticks(range(0, grid.shape[0], step))
+        ax.set_yticklabels([str(i) for i in grid.index[::step]])
+        ax.set_xlabel(column)
+        ax.set_ylabel("layer")
+        ax.set_title(title)
+        cb = fig.colorbar(im, ax=ax)
+        cb.set_label(value.replace("_", " "))
+        fig.tight_layout()
+        return save_figure(fig, path)
+
+
+def plot_pilot(
+    df: pd.DataFrame,
+    path: str | os.PathLike[str],
+    title: str = "Pilot: stability of expert sets across folds",
+    ylabel: str = "mean Jaccard",
+) -> Path:
+    """One panel per τ; x = number of positives, one colour per number of negatives; solid lines
+    compare one concept across folds (within), dashed lines two concepts in one fold (across).
+    Bands are ± 1 sd over the compared pairs when ``sd_jaccard`` is present."""
+    _require(df, ["n_positives", "n_negatives", "tau", "comparison", "mean_jaccard"], "pilot")
+    if "model" in df.columns and df["model"].nunique() > 1:
+        raise ValueError("pilot: several models; filter to one first")
+    taus = sorted(df["tau"].unique())
+    negs = sorted(df["n_negatives"].unique())
+    cmap = plt.get_cmap("viridis")
+    colors = {n: cmap(0.85 * i / max(1, len(negs) - 1)) for i, n in enumerate(negs)}
+    with plt.rc_context(_STYLE):
+        fig, axes = plt.subplots(
+            1, len(taus), figsize=(max(4.0, 3.6 * len(taus)), 3.8), sharey=True, squeeze=False
+        )
+        for ax, tau in zip(axes[0], taus):
+            for n_neg in negs:
+                for comparison, ls in (("within", "-"), ("across", "--")):
+                    g = df[(df["tau"] == tau) & (df["n_negatives"] == n_neg)
+                           & (df["comparison"] == comparison)].sort_values("n_positives")
+                    if g.empty:
+                        continue
+                    ax.plot(g["n_positives"], g["mean_jaccard"], ls=ls, marker="o", ms=3,
+                            color=colors[n_neg], label=f"{comparison}, {n_neg} negatives")
+                    if "sd_jaccard" in g.columns:
+                        sd = g["sd_jaccard"].fillna(0.0)
+                        ax.fill_between(g["n_positives"], g["mean_jaccard"] - sd,
+                                        g["mean_jaccard"] + sd, color=colors[n_neg], alpha=0.12,
+                                        lw=0)
+            ax.set_title(f"τ = {tau:g}")
+            ax.set_xlabel("positive sentences per concept")
+            ax.set_ylim(-0.02, 1.02)
+            ax.grid(alpha=0.3)
+        axes[0][0].set_ylabel(ylabel)
+        handles, labels = axes[0][0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0),
+                   ncol=min(len(labels), 4), frameon=False)
+        fig.suptitle(title)
+        fig.tight_layout()
+        return save_figure(fig, path)

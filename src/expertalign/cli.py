@@ -1,0 +1,128 @@
+"""Command line: ``expertalign prefetch`` and ``expertalign experts``.
+
+    $ expertalign prefetch --configfile config/paper.yaml        # on the login node, with network
+    $ expertalign prefetch EleutherAI/pythia-70m --revision step512
+    $ expertalign experts --model embedded --positives cat.txt --negatives other.txt --tau 0.5
+    $ expertalign experts --model EleutherAI/pythia-1b --revision step143000 \\
+          --positives cat.txt --negatives other.txt --slurm --partition gpu --gpus 1
+
+``experts`` writes the AP vector (Arrow, one row) with ``--output`` and prints the expert counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+__all__ = ["main", "prefetch"]
+
+
+def prefetch(models: list[tuple[str, str | None]]) -> list[str]:
+    """Download every (model, revision) into the Hugging Face cache; returns what was fetched."""
+    from huggingface_hub import snapshot_download
+
+    from expertalign.models import EMBEDDED, embedded_model_dir
+
+    done = []
+    for source, revision in models:
+        if source == EMBEDDED:
+            embedded_model_dir()
+        elif Path(source).is_dir():
+            pass
+        else:
+            snapshot_download(
+                source, revision=revision,
+                allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.py",
+                                "tokenizer*"],
+            )
+        done.append(f"{source}@{revision or 'main'}")
+    return done
+
+
+def _config_models(configfile: str) -> list[tuple[str, str | None]]:
+    import yaml
+
+    config = yaml.safe_load(Path(configfile).read_text())
+    pairs: list[tuple[str, str | None]] = []
+    for model in config.get("models", []):
+        for revision in model.get("revisions", ["main"]):
+            pairs.append((model["source"], None if revision in ("main", "final") else revision))
+    sentences = config.get("sentences", {})
+    if sentences.get("backend", "transformers") == "transformers":
+        pairs.append((sentences.get("generator", "embedded"), None))
+    return list(dict.fromkeys(pairs))
+
+
+def _read_lines(path: str) -> list[str]:
+    from expertalign.sentences import read_provided_sentences
+
+    return list(read_provided_sentences(path))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="expertalign", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    pre = sub.add_parser("prefetch", help="download models into the Hugging Face cache")
+    pre.add_argument("models", nargs="*", help="Hugging Face ids or 'embedded'")
+    pre.add_argument("--revision", action="append", default=None,
+                     help="revision(s) for the given models (repeatable)")
+    pre.add_argument("--configfile", help="fetch every model, revision and generator of a config")
+
+    exp = sub.add_parser("experts", help="experts of one concept")
+    exp.add_argument("--model", required=True)
+    exp.add_argument("--revision")
+    exp.add_argument("--random-init", action="store_true")
+    exp.add_argument("--positives", required=True, help="file: one sentence per line")
+    exp.add_argument("--negatives", required=True, help="file: one sentence per line")
+    exp.add_argument("--tau", type=float, action="append", default=None)
+    exp.add_argument("--output", help="write the AP vector here (.arrow or .parquet)")
+    exp.add_argument("--slurm", action="store_true", help="run as a SLURM job through submitit")
+    exp.add_argument("--partition")
+    exp.add_argument("--gpus", type=int, default=0)
+    exp.add_argument("--timeout-min", type=int, default=60)
+    exp.add_argument("--submitit-folder", default="submitit")
+    args = parser.parse_args(argv)
+
+    if args.command == "prefetch":
+        pairs = _config_models(args.configfile) if args.configfile else []
+        revisions = args.revision or [None]
+        pairs += [(m, r) for m in args.models for r in revisions]
+        if not pairs:
+            parser.error("name models or give --configfile")
+        for item in prefetch(pairs):
+            print(f"fetched {item}")
+        return 0
+
+    from expertalign.submit import ExpertsRequest, run_experts
+
+    request = ExpertsRequest(
+        model=args.model, revision=args.revision, random_init=args.random_init,
+        positives=_read_lines(args.positives), negatives=_read_lines(args.negatives),
+    )
+    slurm = None
+    if args.slurm:
+        slurm = {"timeout_min": args.timeout_min}
+        if args.partition:
+            slurm["slurm_partition"] = args.partition
+        if args.gpus:
+            slurm["gpus_per_node"] = args.gpus
+    result = run_experts(request, slurm=slurm, folder=args.submitit_folder)
+    if args.output:
+        from expertalign.storage import expertise_table, write_table_atomic
+
+        table = expertise_table(["concept"], result.ap[None, :], n_pos=[len(request.positives)],
+                                n_neg=[len(request.negatives)],
+                                metadata={"model": args.model, "revision": args.revision or ""})
+        write_table_atomic(table, args.output)
+    taus = args.tau or [0.5, 0.6, 0.7, 0.8, 0.9]
+    summary = {f"experts@{t:g}": int(result.experts(t).size) for t in taus}
+    summary["n_units"] = int(result.ap.size)
+    json.dump(summary, sys.stdout)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

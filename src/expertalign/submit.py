@@ -1,0 +1,79 @@
+"""Compute one concept's experts interactively, locally or on a SLURM cluster through submitit.
+
+    >>> from expertalign.submit import ExpertsRequest, run_experts
+    >>> request = ExpertsRequest(model="EleutherAI/pythia-70m", revision="step143000",
+    ...                          positives=cat_sentences, negatives=other_sentences)
+    >>> result = run_experts(request, slurm={"slurm_partition": "gpu", "gpus_per_node": 1})
+    >>> result.ap.shape, result.experts(0.5)          # AP vector, unit ids with AP > 0.5
+
+``slurm=None`` runs in this process. With ``slurm`` the request is pickled to a submitit job, which
+runs on a node (offline compute nodes need the model pre-fetched: ``expertalign prefetch``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["ExpertsRequest", "ExpertsResult", "compute_experts", "run_experts"]
+
+
+@dataclass
+class ExpertsRequest:
+    model: str
+    positives: Sequence[str]
+    negatives: Sequence[str]
+    revision: str | None = None
+    random_init: bool = False
+    seed: int = 0
+    dtype: str = "auto"
+    max_length: int = 128
+    max_tokens: int = 4096
+
+
+@dataclass
+class ExpertsResult:
+    ap: np.ndarray  # float32 [units]
+    units: object = field(repr=False)  # pandas DataFrame: unit, layer, module, kind, submodule, index
+
+    def experts(self, tau: float) -> np.ndarray:
+        """Unit ids whose AP is strictly greater than ``tau``."""
+        return np.flatnonzero(self.ap > tau)
+
+
+def compute_experts(request: ExpertsRequest) -> ExpertsResult:
+    """Run in this process (also what a submitit job runs)."""
+    from expertalign.extract import concept_expertise
+    from expertalign.models import load_model
+    from expertalign.units import find_units
+
+    lm = load_model(request.model, request.revision, dtype=request.dtype,
+                    random_init=request.random_init, seed=request.seed)
+    layout = find_units(lm.model)
+    ap = concept_expertise(lm, layout, request.positives, request.negatives,
+                           max_length=request.max_length, max_tokens=request.max_tokens)
+    return ExpertsResult(ap=ap, units=layout.table().to_pandas())
+
+
+def run_experts(
+    request: ExpertsRequest,
+    slurm: Mapping[str, object] | None = None,
+    folder: str | Path = "submitit",
+    wait: bool = True,
+):
+    """Compute here (``slurm=None``) or submit to SLURM; returns the result, or the job if not ``wait``.
+
+    ``slurm`` holds submitit parameters, e.g. ``{"slurm_partition": "gpu", "gpus_per_node": 1,
+    "timeout_min": 30, "mem_gb": 32}``.
+    """
+    if slurm is None:
+        return compute_experts(request)
+    import submitit
+
+    executor = submitit.AutoExecutor(folder=str(folder), cluster="slurm")
+    executor.update_parameters(**dict(slurm))
+    job = executor.submit(compute_experts, request)
+    return job.result() if wait else job

@@ -1,0 +1,411 @@
+"""Tests for expertalign.analysis on synthetic data whose answers are planted."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from expertalign.analysis import development as dev
+from expertalign.analysis import domains, figures, pilot, spp
+
+DATA = Path(os.environ.get("EXPERTALIGN_DATA", "/work/shared/data"))
+needs_spp = pytest.mark.skipif(
+    not any((DATA / "SPP").glob("spp_assoc-related_*.csv")),
+    reason=f"SPP not found under {DATA} (set EXPERTALIGN_DATA)",
+)
+
+
+# ----------------------------------------------------------------------------------------- domains
+def _planted_domain(n_units: int = 1000) -> tuple[np.ndarray, list[str], pd.DataFrame]:
+    """4 specific concepts = a 100-unit core + 50 own units each; the broader concept holds 60 of
+    the core plus 40 other units. So |union| = 300, core_share = 1/3, broader_share = 0.6."""
+    m = np.zeros((5, n_units), dtype=bool)
+    core = np.arange(100)
+    for i in range(4):
+        m[i, core] = True
+        m[i, 100 + 50 * i : 150 + 50 * i] = True
+    m[4, core[:60]] = True
+    m[4, 500:540] = True
+    names = ["dog", "cat", "horse", "cow", "animal"]
+    table = pd.DataFrame(
+        {"concept": names, "domain": ["animals"] * 5, "broader": ["", "", "", "false", "true"]}
+    )
+    return m, names, table
+
+
+def test_domain_shares_planted_percentages() -> None:
+    m, names, table = _planted_domain()
+    out = domains.domain_shares(m, names, table)
+    r = out.iloc[0]
+    assert r["domain"] == "animals" and r["broader_concept"] == "animal"
+    assert (r["n_core"], r["n_union"], r["n_core_in_broader"]) == (100, 300, 60)
+    assert r["core_share"] == pytest.approx(1 / 3)
+    assert r["core_share_of_mean"] == pytest.approx(100 / 150)
+    assert r["broader_share"] == pytest.approx(0.6)
+
+
+def test_domain_shares_empty_core_gives_nan_broader_share() -> None:
+    m, names, table = _planted_domain()
+    m[0, :100] = False  # dog no longer shares the core
+    r = domains.domain_shares(m, names, table).iloc[0]
+    assert r["n_core"] == 0 and r["core_share"] == 0.0 and np.isnan(r["broader_share"])
+
+
+def test_parse_domains_errors() -> None:
+    m, names, table = _planted_domain()
+    with pytest.raises(ValueError, match="no expert mask row"):
+        domains.domain_shares(m[:4], names[:4], table)
+    bad = table.assign(broader=["true", "", "", "", "true"])
+    with pytest.raises(ValueError, match="2 broader"):
+        domains.parse_domains(names, bad)
+    with pytest.raises(ValueError, match="true/false"):
+        domains.parse_domains(names, table.assign(broader="maybe"))
+
+
+def _random_masks(n: int, n_units: int, density: float, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).random((n, n_units)) < density
+
+
+def test_random_domains_counts_match_direct_computation() -> None:
+    masks = _random_masks(30, 803, 0.3, 1)  # 803: packed bits have padding
+    null = domains.random_domains(masks, n_perm=50, seed=3, candidates=np.arange(5, 30))
+    for _, r in null.iterrows():
+        spec = masks[list(r["specific_rows"])]
+        core = spec.all(axis=0)
+        assert r["n_core"] == core.sum()
+        assert r["n_union"] == spec.any(axis=0).sum()
+        assert r["n_core_in_broader"] == (core & masks[r["broader_row"]]).sum()
+        rows = [*r["specific_rows"], r["broader_row"]]
+        assert len(set(rows)) == 5 and min(rows) >= 5
+    again = domains.random_domains(masks, n_perm=50, seed=3, candidates=np.arange(5, 30))
+    pd.testing.assert_frame_equal(null, again)
+
+
+def test_permutation_p_small_for_planted_domain() -> None:
+    m, names, table = _planted_domain()
+    background = _random_masks(40, 1000, 0.15, 2)
+    masks = np.vstack([m, background])
+    all_names = names + [f"x{i}" for i in range(40)]
+    cand = domains.non_domain_rows(all_names, table)
+    assert list(cand) == list(range(5, 45))
+    null = domains.random_domains(masks, n_perm=999, seed=0, candidates=cand)
+    res = domains.permutation_pvalues(domains.domain_shares(masks, all_names, table), null)
+    assert res["p_core_share"].iloc[0] == pytest.approx(1 / 1000)
+    assert res["null_mean_core_share"].iloc[0] < 0.05
+
+
+def test_permutation_p_roughly_uniform_for_random_domains() -> None:
+    # "domains" made of concepts drawn exactly like the null's candidates: no structure
+    n_dom = 40
+    masks = _random_masks(5 * n_dom + 60, 600, 0.35, 7)
+    names = [f"c{i}" for i in range(masks.shape[0])]
+    table = pd.DataFrame(
+        {
+            "concept": names[: 5 * n_dom],
+            "domain": [f"d{i // 5}" for i in range(5 * n_dom)],
+            "broader": [i % 5 == 4 for i in range(5 * n_dom)],
+        }
+    )
+    null = domains.random_domains(
+        masks, n_perm=1000, seed=1, candidates=domains.non_domain_rows(names, table)
+    )
+    res = domains.permutation_pvalues(domains.domain_shares(masks, names, table), null)
+    p = res["p_core_share"].to_numpy()
+    assert 0.3 < p.mean() < 0.7
+    assert sps.kstest(p, "uniform").pvalue > 0.01
+    assert (p < 0.05).sum() <= 6
+
+
+def test_reciprocal_overlap() -> None:
+    m = np.array([[1, 1, 1, 1, 0], [1, 1, 0, 0, 0], [0, 0, 0, 0, 0]], dtype=bool)
+    w = domains.reciprocal_overlap(m)
+    assert w[0, 1] == pytest.approx((2 / 4 + 2 / 2) / 2)
+    assert w[0, 0] == 1.0 and w[2, 2] == 0.0 and w[0, 2] == 0.0
+    np.testing.assert_allclose(w, w.T)
+
+
+def test_domain_graph_figure(tmp_path: Path) -> None:
+    m, names, table = _planted_domain()
+    m2 = np.vstack([m, m[[1, 0, 2, 3, 4]]])
+    t2 = pd.concat(
+        [table, table.assign(concept=[f"{c}2" for c in names], domain="animals2")],
+        ignore_index=True,
+    )
+    out = domains.plot_domain_graph(m2, names + [f"{c}2" for c in names], t2, tmp_path / "g.png")
+    _assert_png(out)
+
+
+# ------------------------------------------------------------------------------------- development
+def test_checkpoint_order() -> None:
+    assert dev.checkpoint_order(["step1000", "main", "step2", "step143000", "step2"]) == [
+        "step2", "step1000", "step143000", "main"
+    ]
+
+
+def test_set_sizes_and_summary() -> None:
+    ap = np.array([[0.95, 0.75, 0.55, 0.1], [0.1, 0.1, 0.1, 0.1]], dtype=np.float32)
+    s = dev.concept_set_sizes(ap, taus=(0.5, 0.7, 0.9), concepts=["a", "b"], model="m",
+                              checkpoint="step1")
+    assert s.loc[s.concept == "a", "size"].tolist() == [3, 2, 1]
+    assert s.loc[s.concept == "b", "size"].tolist() == [0, 0, 0]
+    summ = dev.summarise_set_sizes(s, n_boot=200, seed=0)
+    r = summ[summ.tau == 0.5].iloc[0]
+    assert r["mean_size"] == 1.5 and r["share_empty"] == 0.5 and r["n_concepts"] == 2
+    assert r["ci_low"] <= r["mean_size"] <= r["ci_high"]
+    assert r["mean_fraction_of_units"] == pytest.approx(1.5 / 4)
+
+
+def test_strict_threshold() -> None:
+    ap = np.array([[0.5, 0.5000001]], dtype=np.float64)
+    assert dev.concept_set_sizes(ap, taus=(0.5,))["size"].tolist() == [1]
+
+
+def test_consecutive_jaccard_identical_and_disjoint() -> None:
+    rng = np.random.default_rng(0)
+    ap = rng.random((6, 300)).astype(np.float32)
+    same = dev.consecutive_jaccard(ap, ap.copy(), taus=(0.5, 0.9))
+    assert (same["jaccard"] == 1.0).all()
+    flipped = dev.consecutive_jaccard(ap, 1.0 - ap, taus=(0.5,))
+    assert (flipped["jaccard"] == 0.0).all()
+
+    runs = {("m", "step1"): ap, ("m", "step8"): ap, ("m", "step4"): 1.0 - ap}
+    order = dev.checkpoint_order(["step8", "step1", "step4"])
+    stab = dev.development_stability(lambda m, c: runs[(m, c)], {"m": order}, taus=(0.5,))
+    assert list(dict.fromkeys(zip(stab.checkpoint_from, stab.checkpoint_to))) == [
+        ("step1", "step4"), ("step4", "step8")
+    ]
+    assert (stab["jaccard"] == 0.0).all()
+
+
+def _units(n_layers: int = 4, attn: int = 10, mlp: int = 30) -> pd.DataFrame:
+    rows = []
+    for layer in range(n_layers):
+        for kind, sub, n in (("attention", "query_key_value", attn), ("mlp", "dense_h_to_4h", mlp)):
+            for i in range(n):
+                rows.append((layer, f"layers.{layer}.{sub}", kind, sub, i))
+    df = pd.DataFrame(rows, columns=["layer", "module", "kind", "submodule", "index"])
+    df.insert(0, "unit", np.arange(len(df)))
+    return df
+
+
+def test_expert_distribution_normalised_by_group_size() -> None:
+    units = _units()
+    n_concepts = 5
+    ap = np.zeros((n_concepts, len(units)), dtype=np.float32)
+    attn0 = units.index[(units.layer == 0) & (units.kind == "attention")].to_numpy()
+    mlp3 = units.index[(units.layer == 3) & (units.kind == "mlp")].to_numpy()
+    ap[:, attn0[:5]] = 0.9  # half of layer 0's 10 attention units, for every concept
+    ap[:, mlp3[:15]] = 0.9  # half of layer 3's 30 MLP units
+    counts = dev.unit_expert_counts(ap, taus=(0.5,))
+    by_kind = dev.expert_distribution(counts, units, n_concepts, by=("kind",)).set_index("kind")
+    # attention: 5 of 40 units; mlp: 15 of 120 units -> the same 1/8 share
+    assert by_kind.loc["attention", "share_of_units"] == pytest.approx(5 / 40)
+    assert by_kind.loc["mlp", "share_of_units"] == pytest.approx(15 / 120)
+    assert by_kind.loc["mlp", "share_of_experts"] == pytest.approx(0.75)
+    assert by_kind.loc["mlp", "mean_experts_per_concept"] == 15
+    by_depth = dev.expert_distribution(counts, units, n_concepts, by=("depth_bin",), n_depth_bins=2)
+    assert by_depth["share_of_units"].tolist() == pytest.approx([5 / 80, 15 / 80])
+    by_lk = dev.expert_distribution(counts, units, n_concepts, by=("layer", "submodule"))
+    assert len(by_lk) == 8
+    assert by_lk["share_of_units"].max() == pytest.approx(0.5)
+
+
+# --------------------------------------------------------------------------------------------- SPP
+@needs_spp
+def test_relation_levels_from_spp() -> None:
+    lv = spp.relation_levels(DATA, n_per_level=50, seed=3)
+    assert lv.pairs["level"].value_counts().to_dict() == {"none": 50, "weak": 50, "strong": 50}
+    strong = lv.pairs.loc[lv.pairs.level == "strong", "fas"]
+    weak = lv.pairs.loc[lv.pairs.level == "weak", "fas"]
+    assert strong.min() > weak.max()
+    assert lv.pairs.loc[lv.pairs.level == "none", "fas"].isna().all()
+    assert lv.words == sorted(set(lv.pairs.word1) | set(lv.pairs.word2))
+    assert all(w == w.lower() for w in lv.words)
+    assert "tercile" in lv.caption and "seed 3" in lv.caption
+    again = spp.relation_levels(DATA / "SPP", n_per_level=50, seed=3)
+    pd.testing.assert_frame_equal(lv.pairs, again.pairs)
+    med = spp.relation_levels(DATA, n_per_level=None, split="median")
+    counts = med.pairs.level.value_counts()
+    assert abs(counts["strong"] - counts["weak"]) < 0.05 * counts.sum()
+    with pytest.raises(ValueError, match="eligible"):
+        spp.relation_levels(DATA, n_per_level=100, vocabulary=set(lv.words[:20]))
+
+
+def _synthetic_spp(effects: dict[str, float], n_per_level: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    words = [f"w{i}" for i in range(80)]
+    word_effect = dict(zip(words, rng.normal(0, 0.02, len(words))))
+    rows = []
+    seen: set[frozenset[str]] = set()  # like relation_levels: each pair has one level
+    for level, mu in effects.items():
+        n = 0
+        while n < n_per_level:
+            a, b = rng.choice(words, 2, replace=False)
+            if frozenset((a, b)) in seen:
+                continue
+            seen.add(frozenset((a, b)))
+            rows.append((a, b, level, mu + word_effect[a] + word_effect[b] + rng.normal(0, 0.03)))
+            n += 1
+    return pd.DataFrame(rows, columns=["word1", "word2", "level", "overlap"])
+
+
+def test_mixed_model_recovers_sliding_differences() -> None:
+    df = _synthetic_spp({"none": 0.10, "weak": 0.14, "strong": 0.22}, 60, 0)
+    fit = spp.fit_mixed_model(df)
+    t = fit.coefficients.set_index("term")
+    assert list(fit.coefficients.columns) == ["term", "estimate", "se", "z", "p"]
+    # planted: weak - none = 0.04, strong - weak = 0.08, intercept = mean of level means
+    for term, true in (("weak - none", 0.04), ("strong - weak", 0.08),
+                       ("Intercept", (0.10 + 0.14 + 0.22) / 3)):
+        assert t.loc[term, "se"] < 0.01
+        assert abs(t.loc[term, "estimate"] - true) < 3 * t.loc[term, "se"]
+    assert t.loc["strong - weak", "p"] < 1e-6
+    assert set(fit.variance_components) == {"word1", "word2", "residual"}
+    assert "sliding-difference" in fit.caption and fit.n_obs == 180
+
+
+def test_mixed_model_model_size_term_and_null() -> None:
+    base = _synthetic_spp({"none": 0.1, "weak": 0.1, "strong": 0.1}, 30, 1)
+    rng = np.random.default_rng(2)
+    df = pd.concat(
+        [base.assign(model="small", model_size=1e8),
+         base.assign(model="large", model_size=1e9,
+                     overlap=base.overlap + 0.05 + rng.normal(0, 0.01, len(base)))]
+    )
+    fit = spp.fit_mixed_model(df, caption="Levels: test.")
+    t = fit.coefficients.set_index("term")
+    assert t.loc["log10_model_size", "estimate"] == pytest.approx(0.05, abs=0.005)
+    assert t.loc["weak - none", "p"] > 0.01 and t.loc["strong - weak", "p"] > 0.01
+    assert fit.caption.startswith("Levels: test.") and "model size" in fit.caption
+    assert "pair" in fit.variance_components  # the same pairs in two models share noise
+
+
+def test_mixed_model_input_errors() -> None:
+    df = _synthetic_spp({"none": 0.1, "weak": 0.2}, 10, 0)
+    three = _synthetic_spp({"none": 0.1, "weak": 0.2, "strong": 0.3}, 10, 0)
+    clash = pd.concat([three, three.iloc[[0]].assign(level="strong")], ignore_index=True)
+    with pytest.raises(ValueError, match="several levels"):
+        spp.fit_mixed_model(clash)
+    with pytest.raises(ValueError, match="three levels"):
+        spp.fit_mixed_model(df)
+    with pytest.raises(ValueError, match="unknown level"):
+        spp.fit_mixed_model(df.assign(level="medium"))
+    with pytest.raises(ValueError, match="lacks column"):
+        spp.fit_mixed_model(df.drop(columns="overlap"))
+
+
+# ------------------------------------------------------------------------------------------- pilot
+def _pilot_data(seed: int = 0) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    """4 concepts, 60 sentences each; concept c drives units [20c, 20c+20) strongly, so its
+    expert set is that block (more or less) in every fold; 300 extra neutral sentences."""
+    rng = np.random.default_rng(seed)
+    n_c, per, n_units = 4, 60, 120
+    r = rng.normal(size=(n_c * per + 300, n_units)).astype(np.float32)
+    pools = {}
+    for c in range(n_c):
+        rows = np.arange(c * per, (c + 1) * per)
+        r[np.ix_(rows, np.arange(20 * c, 20 * c + 20))] += 3.0
+        pools[f"c{c}"] = rows
+    return r, pools, np.arange(r.shape[0])
+
+
+def test_pilot_within_beats_across_and_folds_are_disjoint() -> None:
+    r, pools, neg = _pilot_data()
+    res = pilot.pilot_stability(r, pools, neg, n_positives=(10, 20), n_negatives=(60,),
+                                taus=(0.6,), k=3, seed=0)
+    s = res.summary.set_index(["n_positives", "comparison"])
+    assert s.loc[(20, "within"), "mean_jaccard"] > 0.8
+    assert s.loc[(20, "across"), "mean_jaccard"] < 0.05
+    assert s.loc[(20, "within"), "n_pairs"] == 4 * 3  # 4 concepts x C(3, 2) fold pairs
+    assert s.loc[(20, "across"), "n_pairs"] == 3 * 6  # 3 folds x C(4, 2) concept pairs
+    expected = {"n_positives", "n_negatives", "tau", "fold", "concept", "size"}
+    assert set(res.sizes.columns) >= expected
+    rows = pilot.fold_rows(pools, neg, 20, 60, k=3, seed=0)
+    for c, own in pools.items():
+        folds = [set(rows[(c, f)][0]) for f in range(3)]
+        assert all(len(x) == 20 and x <= set(own) for x in folds)
+        assert not (folds[0] & folds[1]) and not (folds[1] & folds[2])
+        for f in range(3):
+            assert len(rows[(c, f)][1]) == 60 and not set(rows[(c, f)][1]) & set(own)
+
+
+def test_pilot_matches_sklearn_ap_and_identical_folds() -> None:
+    from sklearn.metrics import average_precision_score
+
+    r, pools, neg = _pilot_data(1)
+    rows = pilot.fold_rows(pools, neg, 15, 40, k=2, seed=5, disjoint=False)
+    pos, negs = rows[("c2", 1)]
+    sel = np.concatenate([pos, negs])
+    y = np.r_[np.ones(pos.size, bool), np.zeros(negs.size, bool)]
+    ref = np.array([average_precision_score(y, r[sel, u]) for u in range(r.shape[1])])
+    ap = pilot._fold_ap(r, {c: rows[(c, 1)][0] for c in pools}, {c: rows[(c, 1)][1] for c in pools},
+                        list(pools))
+    np.testing.assert_allclose(ap[2], ref, atol=1e-6)
+    # a pool exactly as large as one fold: every (non-disjoint) fold draws the same sentences
+    small = {c: v[:15] for c, v in pools.items()}
+    res = pilot.pilot_stability(r, small, np.arange(240, r.shape[0]), n_positives=(15,),
+                                n_negatives=(300,), taus=(0.5,), k=2, disjoint=False)
+    within = res.pairs[res.pairs.comparison == "within"]
+    assert (within["jaccard"] == 1.0).all()
+
+
+def test_pilot_errors() -> None:
+    r, pools, neg = _pilot_data()
+    with pytest.raises(ValueError, match="disjoint folds"):
+        pilot.pilot_stability(r, pools, neg, n_positives=(30,), n_negatives=(10,), k=3)
+    with pytest.raises(ValueError, match="negatives available"):
+        pilot.pilot_stability(r, pools, neg[:100], n_positives=(10,), n_negatives=(90,), k=2)
+    with pytest.raises(ValueError, match="outside"):
+        pilot.pilot_stability(r, pools, np.array([0, 10_000]), n_positives=(10,), k=2)
+
+
+# ----------------------------------------------------------------------------------------- figures
+def _assert_png(path: Path) -> None:
+    data = Path(path).read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+    leftovers = [p for p in Path(path).parent.iterdir() if p.name.endswith(".tmp")]
+    assert not leftovers
+
+
+def test_figures_write_pngs(tmp_path: Path) -> None:
+    rows = []
+    for model in ("pythia-70m", "pythia-410m"):
+        for i, ckpt in enumerate(("step0", "step512", "step143000")):
+            for tau in (0.5, 0.9):
+                rho = 0.1 * i + (0.1 if model.endswith("410m") else 0.0)
+                rows.append((model, ckpt, tau, rho, rho - 0.05, rho + 0.05, 10.0 ** (i + 1)))
+    align = pd.DataFrame(rows, columns=["model", "checkpoint", "tau", "rho", "ci_low", "ci_high",
+                                        "mean_size"])
+    _assert_png(figures.plot_alignment_by_checkpoint(align, tmp_path / "a" / "align.png"))
+    sizes = align.assign(ci_low=align.mean_size * 0.8, ci_high=align.mean_size * 1.2)
+    _assert_png(figures.plot_set_sizes(sizes, tmp_path / "sizes.png"))
+    base = pd.DataFrame(
+        {"model": ["m1", "m1", "m1", "m2", "m2", "m2"],
+         "method": ["experts", "input embedding", "AP cosine"] * 2,
+         "rho": [0.5, 0.3, 0.4, 0.6, 0.35, 0.45]}
+    ).assign(ci_low=lambda d: d.rho - 0.04, ci_high=lambda d: d.rho + 0.04)
+    _assert_png(figures.plot_baselines(base, tmp_path / "base.png"))
+    spp_df = _synthetic_spp({"none": 0.1, "weak": 0.14, "strong": 0.22}, 20, 0)
+    _assert_png(figures.plot_spp_overlap(spp_df, tmp_path / "spp.png", caption="levels ..."))
+    units = _units()
+    counts = dev.unit_expert_counts(np.random.default_rng(0).random((5, len(units))), taus=(0.5,))
+    dist = dev.expert_distribution(counts, units, 5, by=("layer", "kind"))
+    _assert_png(figures.plot_layer_module_heatmap(dist, tmp_path / "heat.png", column="kind"))
+    r, pools, neg = _pilot_data()
+    res = pilot.pilot_stability(r.T.copy().T, pools, neg, n_positives=(5, 10), n_negatives=(40, 80),
+                                taus=(0.5, 0.8), k=2, seed=0)
+    _assert_png(figures.plot_pilot(res.summary.assign(model="m"), tmp_path / "pilot.png"))
+
+
+def test_figure_input_errors(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="lacks column"):
+        figures.plot_baselines(pd.DataFrame({"method": ["x"], "rho": [0.1]}), tmp_path / "x.png")
+    dup = pd.DataFrame({"layer": [0, 0], "kind": ["mlp", "mlp"], "share_of_units": [0.1, 0.2]})
+    with pytest.raises(ValueError, match="filter"):
+        figures.plot_layer_module_heatmap(dup, tmp_path / "h.png")
+    assert not (tmp_path / "h.png").exists()

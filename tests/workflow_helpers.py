@@ -1,0 +1,32 @@
+"""Run the real Snakemake workflow from the repository root in tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+
+
+def snakemake(*args: str, timeout: float = 900, env: dict | None = None,
+              check: bool = True) -> subprocess.CompletedProcess:
+    """``snakemake ARGS`` in the repo root; SIGINT (not SIGTERM) on timeout so it cleans up."""
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
+    proc = subprocess.Popen(
+        [SNAKEMAKE, *args], cwd=REPO, env=full_env, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+        raise AssertionError(f"snakemake {' '.join(args)} timed out:\n{out[-5000:]}")
+    result = subprocess.CompletedProcess(proc.args, proc.returncode, out, "")
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{out[-8000:]}")
+    return result

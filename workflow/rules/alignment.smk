@@ -1,0 +1,106 @@
+rule similarity:
+    input:
+        experts=expert_shards,
+    output:
+        pairs=f"{RESULTS}/similarity/{{model}}/{{revision}}/pairs.parquet",
+        sizes=f"{RESULTS}/similarity/{{model}}/{{revision}}/sizes.parquet",
+    log:
+        f"{RESULTS}/logs/similarity/{{model}}/{{revision}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/similarity/{{model}}/{{revision}}.tsv"
+    conda:
+        "../../envs/expertalign.yaml"
+    params:
+        taus=TAUS,
+    script:
+        "../scripts/similarity.py"
+
+
+rule alignment:
+    input:
+        pairs=f"{RESULTS}/similarity/{{model}}/{{revision}}/pairs.parquet",
+        baselines=f"{RESULTS}/baselines/{{model}}/{{revision}}.parquet",
+    output:
+        table=f"{RESULTS}/alignment/{{judgment}}/{{model}}/{{revision}}.parquet",
+        comparison=f"{RESULTS}/alignment/{{judgment}}/{{model}}/{{revision}}-vs-baselines.parquet",
+    log:
+        f"{RESULTS}/logs/alignment/{{judgment}}/{{model}}/{{revision}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/alignment/{{judgment}}/{{model}}/{{revision}}.tsv"
+    conda:
+        "../../envs/expertalign.yaml"
+    params:
+        judgment=lambda wildcards: JUDGMENTS[wildcards.judgment],
+        data_dir=config["data_dir"],
+        concepts=lambda wildcards: dict(zip(CONCEPTS["concept"], CONCEPTS["word"])),
+        n_boot=config["alignment"]["n_boot"],
+        seed=config["alignment"]["seed"],
+    script:
+        "../scripts/alignment.py"
+
+
+rule alignment_summary:
+    input:
+        tables=alignment_tables(),
+    output:
+        parquet=report(
+            f"{RESULTS}/tables/alignment.parquet",
+            caption="../report/alignment_table.rst",
+            category="Alignment",
+        ),
+        csv=report(
+            f"{RESULTS}/tables/alignment.csv",
+            caption="../report/alignment_table.rst",
+            category="Alignment",
+        ),
+    log:
+        f"{RESULTS}/logs/alignment_summary.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/alignment_summary.tsv"
+    conda:
+        "../../envs/expertalign.yaml"
+    script:
+        "../scripts/alignment_summary.py"
+
+
+rule comparison_summary:
+    input:
+        tables=alignment_tables("-vs-baselines"),
+    output:
+        parquet=f"{RESULTS}/tables/experts_vs_baselines.parquet",
+        csv=report(
+            f"{RESULTS}/tables/experts_vs_baselines.csv",
+            caption="../report/comparison_table.rst",
+            category="Alignment",
+        ),
+    log:
+        f"{RESULTS}/logs/comparison_summary.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/comparison_summary.tsv"
+    conda:
+        "../../envs/expertalign.yaml"
+    script:
+        "../scripts/concat_tables.py"
+
+
+rule alignment_figure:
+    input:
+        table=f"{RESULTS}/tables/alignment.parquet",
+    output:
+        figure=report(
+            f"{RESULTS}/figures/alignment.png",
+            caption="../report/alignment_figure.rst",
+            category="Alignment",
+        ),
+    log:
+        f"{RESULTS}/logs/alignment_figure.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/alignment_figure.tsv"
+    conda:
+        "../../envs/expertalign.yaml"
+    params:
+        models=[m["name"] for m in config["models"]],
+        revisions=[r for _, r in model_revisions()],
+        human_reference=config["alignment"]["human_reference"],
+    script:
+        "../scripts/alignment_figure.py"

@@ -1,0 +1,215 @@
+rule embedding_baselines:
+    output:
+        pairs=f"{RESULTS}/baselines/{{model}}/{{revision}}.parquet",
+    log:
+        f"{RESULTS}/logs/embedding_baselines/{{model}}/{{revision}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/embedding_baselines/{{model}}/{{revision}}.tsv"
+    conda:
+        "../../envs/expertalign.yaml"
+    params:
+        model=model_spec,
+        words=lambda wildcards: concept_words(),
+    script:
+        "../scripts/embedding_baselines.py"
+
+
+rule domains:
+    input:
+        experts=expert_shards,
+        concepts=config["concepts"],
+    output:
+        table=f"{RESULTS}/domains/{{model}}/{{revision}}.parquet",
+        figure=report(
+            f"{RESULTS}/figures/domains/{{model}}-{{revision}}.png",
+            caption="../report/domains_figure.rst",
+            category="Domains",
+            labels={"model": "{model}", "checkpoint": "{revision}"},
+        ),
+    log:
+        f"{RESULTS}/logs/domains/{{model}}/{{revision}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/domains/{{model}}/{{revision}}.tsv"
+    conda:
+        "../../envs/expertalign.yaml"
+    params:
+        taus=TAUS,
+        n_perm=config["analysis"]["n_permutations"],
+        seed=config["analysis"]["seed"],
+    script:
+        "../scripts/domains.py"
+
+
+rule domains_summary:
+    input:
+        tables=per_run(f"{RESULTS}/domains/{{model}}/{{revision}}.parquet"),
+    output:
+        parquet=f"{RESULTS}/tables/domains.parquet",
+        csv=report(
+            f"{RESULTS}/tables/domains.csv",
+            caption="../report/domains_table.rst",
+            category="Domains",
+        ),
+    log:
+        f"{RESULTS}/logs/domains_summary.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/domains_summary.tsv"
+    conda:
+        "../../envs/expertalign.yaml"
+    script:
+        "../scripts/concat_tables.py"
+
+
+rule development:
+    input:
+        experts=all_expert_shards(),
+        units=expand(f"{RESULTS}/units/{{model}}.parquet", model=MODELS),
+    output:
+        sizes=report(
+            f"{RESULTS}/tables/set_sizes.csv",
+            caption="../report/set_sizes.rst",
+            category="Development",
+        ),
+        stability=report(
+            f"{RESULTS}/tables/checkpoint_stability.csv",
+            caption="../report/stability.rst",
+            category="Development",
+        ),
+        distribution=report(
+            f"{RESULTS}/tables/expert_distribution.csv",
+            caption="../report/distribution.rst",
+            category="Development",
+        ),
+        sizes_figure=report(
+            f"{RESULTS}/figures/set_sizes.png",
+            caption="../report/set_sizes.rst",
+            category="Development",
+        ),
+        distribution_figure=report(
+            f"{RESULTS}/figures/expert_distribution.png",
+            caption="../report/distribution.rst",
+            category="Development",
+        ),
+    log:
+        f"{RESULTS}/logs/development.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/development.tsv"
+    conda:
+        "../../envs/expertalign.yaml"
+    params:
+        units=lambda wildcards, input: dict(zip(MODELS, input.units)),
+        taus=TAUS,
+        revisions={name: m.get("revisions", ["main"]) for name, m in MODELS.items()},
+        n_boot=config["alignment"]["n_boot"],
+        seed=config["analysis"]["seed"],
+    script:
+        "../scripts/development.py"
+
+
+rule spp:
+    input:
+        experts=all_expert_shards(),
+    output:
+        pairs=report(
+            f"{RESULTS}/tables/spp_overlap.csv",
+            caption="../report/spp.rst",
+            category="Semantic priming",
+        ),
+        model=report(
+            f"{RESULTS}/tables/spp_mixed_model.csv",
+            caption="../report/spp.rst",
+            category="Semantic priming",
+        ),
+        figure=report(
+            f"{RESULTS}/figures/spp_overlap.png",
+            caption="../report/spp.rst",
+            category="Semantic priming",
+        ),
+    log:
+        f"{RESULTS}/logs/spp.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/spp.tsv"
+    conda:
+        "../../envs/expertalign.yaml"
+    params:
+        words=lambda wildcards: concept_words(),
+        spp_dir=f"{config['data_dir']}/SPP",
+        settings=config["spp"],
+    script:
+        "../scripts/spp.py"
+
+
+rule pilot:
+    input:
+        sentences=lambda wildcards: [sentence_file(c) for c in pilot_concepts()],
+        bank=bank_file(),
+    output:
+        summary=report(
+            f"{RESULTS}/tables/pilot_stability.csv",
+            caption="../report/pilot.rst",
+            category="Pilot",
+        ),
+        sizes=f"{RESULTS}/tables/pilot_set_sizes.csv",
+        figure=report(
+            f"{RESULTS}/figures/pilot_stability.png",
+            caption="../report/pilot.rst",
+            category="Pilot",
+        ),
+    log:
+        f"{RESULTS}/logs/pilot.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/pilot.tsv"
+    conda:
+        "../../envs/expertalign.yaml"
+    threads: 2
+    params:
+        model=lambda wildcards: MODELS[pilot_model()],
+        revision=lambda wildcards: MODELS[pilot_model()].get("revisions", ["main"])[-1],
+        concepts=lambda wildcards: pilot_concepts(),
+        pilot=config["pilot"],
+        settings=config["experts"],
+    script:
+        "../scripts/pilot.py"
+
+
+rule cost_table:
+    input:
+        benchmarks=all_expert_benchmarks(),
+    output:
+        table=report(
+            f"{RESULTS}/tables/cost.csv",
+            caption="../report/cost.rst",
+            category="Cost",
+        ),
+    log:
+        f"{RESULTS}/logs/cost_table.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/cost_table.tsv"
+    conda:
+        "../../envs/expertalign.yaml"
+    params:
+        shard_sizes={shard: len(shard_concepts(shard)) for shard in shard_ids()},
+    script:
+        "../scripts/cost_table.py"
+
+
+rule baseline_figure:
+    input:
+        table=f"{RESULTS}/tables/alignment.parquet",
+    output:
+        figure=report(
+            f"{RESULTS}/figures/baselines.png",
+            caption="../report/baselines.rst",
+            category="Alignment",
+        ),
+    log:
+        f"{RESULTS}/logs/baseline_figure.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/baseline_figure.tsv"
+    conda:
+        "../../envs/expertalign.yaml"
+    params:
+        tau=TAUS[0],
+        human_reference=config["alignment"]["human_reference"],
+    script:
+        "../scripts/baseline_figure.py"

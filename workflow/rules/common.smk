@@ -1,0 +1,172 @@
+import math
+from pathlib import Path
+
+from snakemake.utils import validate
+
+from expertalign.concepts import load_concepts
+
+validate(config, schema="../schemas/config.schema.yaml")
+
+RESULTS = config["results"]
+CONCEPTS = load_concepts(config["concepts"])
+CONCEPT_IDS = list(CONCEPTS["concept"])
+SHARD_SIZE = config["experts"]["shard_size"]
+N_SHARDS = math.ceil(len(CONCEPT_IDS) / SHARD_SIZE)
+MODELS = {m["name"]: m for m in config["models"]}
+TAUS = config["experts"]["taus"]
+JUDGMENTS = config["alignment"]["judgments"]
+
+if len(MODELS) != len(config["models"]):
+    raise ValueError(f"config models: model names must be unique, got {list(MODELS)}")
+_bank = config["negatives"]
+if _bank["bank_source_concepts"] > len(CONCEPT_IDS):
+    raise ValueError(
+        f"config negatives.bank_source_concepts={_bank['bank_source_concepts']} but "
+        f"{config['concepts']} has only {len(CONCEPT_IDS)} concepts"
+    )
+_ratio = config["sentences"]["n_positives"] / _bank["n_negatives"]
+if abs(_ratio - 0.4) > _bank["ratio_tolerance"]:
+    raise ValueError(
+        f"config sentences.n_positives / negatives.n_negatives = {_ratio:.3f}, but the paper's "
+        f"400:1000 = 0.4 (tolerance negatives.ratio_tolerance={_bank['ratio_tolerance']}). AP's "
+        "chance level is the positive fraction, so tau=0.5 only means what the paper means at "
+        "that ratio; scale both sizes together."
+    )
+if _bank["bank_size"] < _bank["n_negatives"]:
+    raise ValueError(
+        f"config negatives.bank_size={_bank['bank_size']} < n_negatives={_bank['n_negatives']}"
+    )
+
+
+wildcard_constraints:
+    model="|".join(MODELS),
+    concept="[a-z0-9][a-z0-9_\\-]*",
+    shard=r"\d{4}",
+    judgment="|".join(JUDGMENTS),
+
+
+def shard_concepts(shard):
+    """Concepts of a shard: a block of the table, so appending rows never moves a concept."""
+    start = int(shard) * SHARD_SIZE
+    return CONCEPT_IDS[start : start + SHARD_SIZE]
+
+
+def shard_ids():
+    return [f"{k:04d}" for k in range(N_SHARDS)]
+
+
+def model_revisions():
+    """(model, revision) pairs of the configured models."""
+    return [
+        (m["name"], r) for m in config["models"] for r in m.get("revisions", ["main"])
+    ]
+
+
+def provided_sentences(concept):
+    pattern = config["sentences"]["provided"]
+    if pattern is None:
+        return None
+    path = Path(pattern.format(concept=concept))
+    return str(path) if path.exists() else None
+
+
+def concept_row(concept):
+    return CONCEPTS.set_index("concept").loc[concept].to_dict() | {"concept": concept}
+
+
+def sentence_file(concept):
+    return f"{RESULTS}/sentences/{concept}.parquet"
+
+
+def bank_file():
+    return f"{RESULTS}/negatives/bank-{config['negatives']['bank_version']}.parquet"
+
+
+def bank_sources(wildcards):
+    n = config["negatives"]["bank_source_concepts"]
+    return [sentence_file(c) for c in CONCEPT_IDS[:n]]
+
+
+def shard_sentences(wildcards):
+    return [sentence_file(c) for c in shard_concepts(wildcards.shard)]
+
+
+def expert_shards(wildcards):
+    return expand(
+        f"{RESULTS}/experts/{{model}}/{{revision}}/shard-{{shard}}.arrow",
+        model=wildcards.model,
+        revision=wildcards.revision,
+        shard=shard_ids(),
+    )
+
+
+def model_spec(wildcards):
+    return MODELS[wildcards.model]
+
+
+def alignment_tables(suffix=""):
+    return [
+        f"{RESULTS}/alignment/{judgment}/{model}/{revision}{suffix}.parquet"
+        for judgment in JUDGMENTS
+        for model, revision in model_revisions()
+    ]
+
+
+def per_run(pattern):
+    """``pattern`` with {model} and {revision} filled for every configured run."""
+    return [pattern.format(model=m, revision=r) for m, r in model_revisions()]
+
+
+def all_expert_shards():
+    return [
+        f"{RESULTS}/experts/{model}/{revision}/shard-{shard}.arrow"
+        for model, revision in model_revisions()
+        for shard in shard_ids()
+    ]
+
+
+def all_expert_benchmarks():
+    return [
+        f"{RESULTS}/benchmarks/experts/{model}/{revision}/shard-{shard}.tsv"
+        for model, revision in model_revisions()
+        for shard in shard_ids()
+    ]
+
+
+def concept_words():
+    return dict(zip(CONCEPTS["concept"], CONCEPTS["word"]))
+
+
+def pilot_model():
+    return config["pilot"].get("model") or config["models"][0]["name"]
+
+
+def pilot_concepts():
+    chosen = (
+        config["pilot"].get("concepts") or CONCEPT_IDS[: config["pilot"]["n_concepts"]]
+    )
+    unknown = [c for c in chosen if c not in CONCEPT_IDS]
+    if unknown:
+        raise ValueError(
+            f"config pilot.concepts: not in {config['concepts']}: {unknown}"
+        )
+    return chosen
+
+
+def final_outputs():
+    outputs = [
+        f"{RESULTS}/tables/alignment.parquet",
+        f"{RESULTS}/tables/alignment.csv",
+        f"{RESULTS}/tables/experts_vs_baselines.csv",
+        f"{RESULTS}/figures/alignment.png",
+        f"{RESULTS}/figures/baselines.png",
+        f"{RESULTS}/tables/domains.csv",
+        f"{RESULTS}/tables/set_sizes.csv",
+        f"{RESULTS}/tables/cost.csv",
+        *(f"{RESULTS}/units/{model}.parquet" for model in MODELS),
+    ]
+    if config["spp"]["enabled"]:
+        outputs.append(f"{RESULTS}/tables/spp_overlap.csv")
+    if config["pilot"]["enabled"]:
+        outputs.append(f"{RESULTS}/tables/pilot_stability.csv")
+    return outputs

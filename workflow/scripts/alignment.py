@@ -1,0 +1,16 @@
+from expertalign import steps
+
+steps.setup_logging(snakemake.log[0])
+steps.alignment(
+    [snakemake.input.pairs, snakemake.input.baselines],
+    snakemake.output.table,
+    snakemake.output.comparison,
+    judgment=snakemake.params.judgment,
+    judgment_name=snakemake.wildcards.judgment,
+    data_dir=snakemake.params.data_dir,
+    words=snakemake.params.concepts,
+    n_boot=snakemake.params.n_boot,
+    seed=snakemake.params.seed,
+    model=snakemake.wildcards.model,
+    revision=snakemake.wildcards.revision,
+)

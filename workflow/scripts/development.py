@@ -1,0 +1,17 @@
+from expertalign.analysis import steps
+from expertalign.steps import setup_logging
+
+setup_logging(snakemake.log[0])
+steps.development(
+    snakemake.input.experts,
+    snakemake.params.units,
+    taus=snakemake.params.taus,
+    revisions=snakemake.params.revisions,
+    n_boot=snakemake.params.n_boot,
+    seed=snakemake.params.seed,
+    sizes_out=snakemake.output.sizes,
+    stability_out=snakemake.output.stability,
+    distribution_out=snakemake.output.distribution,
+    sizes_figure=snakemake.output.sizes_figure,
+    distribution_figure=snakemake.output.distribution_figure,
+)

@@ -1,0 +1,17 @@
+from expertalign.analysis import steps
+from expertalign.steps import setup_logging
+
+setup_logging(snakemake.log[0])
+settings = snakemake.params.settings
+steps.spp(
+    snakemake.input.experts,
+    snakemake.params.words,
+    snakemake.params.spp_dir,
+    n_per_level=settings["n_per_level"],
+    seed=settings["seed"],
+    split=settings["split"],
+    tau=settings["tau"],
+    pairs_out=snakemake.output.pairs,
+    model_out=snakemake.output.model,
+    figure_out=snakemake.output.figure,
+)
