@@ -83,8 +83,7 @@ def generate_sentences(
 
     n = settings["n_positives"]
     if provided:
-        texts = sent.read_provided_sentences(provided)
-        frame = sent.provided_frame(concept, texts, n, source=provided)
+        frame = sent.provided_concept_sentences(concept, provided, n)
     else:
         backend = _generation_backend(settings)
         frame = sent.generate_concept_sentences(
@@ -111,6 +110,7 @@ def _generation_backend(settings: Mapping):
         batch_size=settings["batch_size"],
         temperature=settings["temperature"],
         top_p=settings["top_p"],
+        name=settings["generator"],
     )
 
 
@@ -283,7 +283,10 @@ def alignment(
             r1 = spearmanr(table[experts], table["score"]).statistic
             r2 = spearmanr(table[other], table["score"]).statistic
             r12 = spearmanr(table[experts], table[other]).statistic
-            t, p_williams = williams_test(r1, r2, r12, len(table))
+            if np.isfinite([r1, r2, r12]).all():
+                t, p_williams = williams_test(r1, r2, r12, len(table))
+            else:  # a constant measure (e.g. no experts at a high tau) has no correlation
+                t, p_williams = np.nan, np.nan
             comparisons.append({**base, "tau": float(experts.partition("@")[2]),
                                 "baseline": other, "rho_experts": r1, "rho_baseline": r2,
                                 "difference": diff, "ci_low": low, "ci_high": high,

@@ -163,8 +163,8 @@ rule pilot:
         "../../envs/expertalign.yaml"
     threads: 2
     params:
-        model=lambda wildcards: MODELS[pilot_model()],
-        revision=lambda wildcards: MODELS[pilot_model()].get("revisions", ["main"])[-1],
+        model=lambda wildcards: pilot_model_spec(),
+        revision=lambda wildcards: pilot_model_spec().get("revisions", ["main"])[-1],
         concepts=lambda wildcards: pilot_concepts(),
         pilot=config["pilot"],
         settings=config["experts"],

@@ -71,7 +71,9 @@ def provided_sentences(concept):
 
 
 def concept_row(concept):
-    return CONCEPTS.set_index("concept").loc[concept].to_dict() | {"concept": concept}
+    """What sentence generation needs of a concept (so editing its domain regenerates nothing)."""
+    row = CONCEPTS.set_index("concept").loc[concept]
+    return {"concept": concept, **{k: row[k] for k in ("word", "pos", "definition")}}
 
 
 def sentence_file(concept):
@@ -137,8 +139,12 @@ def concept_words():
     return dict(zip(CONCEPTS["concept"], CONCEPTS["word"]))
 
 
-def pilot_model():
-    return config["pilot"].get("model") or config["models"][0]["name"]
+def pilot_model_spec():
+    """The pilot's model: a configured model by name, or any other source (e.g. gpt2)."""
+    name = config["pilot"].get("model") or config["models"][0]["name"]
+    if name in MODELS:
+        return MODELS[name]
+    return {"name": name.replace("/", "-"), "source": name, "revisions": ["main"]}
 
 
 def pilot_concepts():
@@ -160,11 +166,12 @@ def final_outputs():
         f"{RESULTS}/tables/experts_vs_baselines.csv",
         f"{RESULTS}/figures/alignment.png",
         f"{RESULTS}/figures/baselines.png",
-        f"{RESULTS}/tables/domains.csv",
         f"{RESULTS}/tables/set_sizes.csv",
         f"{RESULTS}/tables/cost.csv",
         *(f"{RESULTS}/units/{model}.parquet" for model in MODELS),
     ]
+    if CONCEPTS["domain"].astype(bool).any():
+        outputs.append(f"{RESULTS}/tables/domains.csv")
     if config["spp"]["enabled"]:
         outputs.append(f"{RESULTS}/tables/spp_overlap.csv")
     if config["pilot"]["enabled"]:

@@ -1,0 +1,109 @@
+"""The negative bank: a seeded, versioned sample of sentences across concepts.
+
+    >>> from expertalign.negatives import build_negative_bank, concept_negatives, check_ratio
+    >>> bank = build_negative_bank([cat_frame, dog_frame, ...], size=1100, seed=0, version="v1")
+    >>> rows = concept_negatives(bank, "cat", n_negatives=1000)   # bank rows, in bank order
+    >>> check_ratio(400, 1000)                                     # the paper's 400 : 1000
+
+The bank depends only on the sentences it is built from, its size and its seed, so concepts added
+to the table later never change it (the workflow builds it from the first N concepts of the table).
+Sampling is balanced: every source concept contributes ``size // n_concepts`` sentences (the
+remainder going to a seeded choice of concepts), drawn with a seed derived from the concept's id.
+A concept's negatives are the bank in ``bank_rank`` order without its own sentences, the first
+``n_negatives`` of them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["BANK_COLUMNS", "build_negative_bank", "concept_negatives", "check_ratio"]
+
+BANK_COLUMNS = ("sentence_id", "concept", "text", "bank_rank")
+PAPER_RATIO = 400 / 1000
+
+
+def _seed(seed: int, *parts: object) -> int:
+    digest = hashlib.sha256(":".join(map(str, (seed, *parts))).encode()).digest()
+    return int.from_bytes(digest[:8], "little")
+
+
+def build_negative_bank(
+    sentence_frames: Sequence[pd.DataFrame], size: int, seed: int, version: str
+) -> pd.DataFrame:
+    """A bank of ``size`` sentences sampled evenly across the given concepts' sentence tables."""
+    frames = [f for f in sentence_frames if len(f)]
+    if not frames:
+        raise ValueError("no sentences to build the negative bank from")
+    for frame in frames:
+        missing = {"sentence_id", "concept", "text"} - set(frame.columns)
+        if missing:
+            raise ValueError(f"sentence table lacks columns {sorted(missing)}")
+    frames = sorted(frames, key=lambda f: str(f["concept"].iloc[0]))
+    total = sum(len(f) for f in frames)
+    if size > total:
+        raise ValueError(
+            f"negative bank of {size} sentences requested, but the source concepts have only "
+            f"{total}; lower negatives.bank_size or use more source concepts"
+        )
+    concepts = [str(f["concept"].iloc[0]) for f in frames]
+    quota = {c: 0 for c in concepts}
+    remaining = size
+    # Even shares, capped by what a concept has; repeat until the bank is full.
+    while remaining:
+        open_concepts = [c for c, f in zip(concepts, frames) if quota[c] < len(f)]
+        share, extra = divmod(remaining, len(open_concepts))
+        rng = np.random.default_rng(_seed(seed, version, "extra", remaining))
+        lucky = set(rng.choice(open_concepts, size=extra, replace=False)) if extra else set()
+        for concept, frame in zip(concepts, frames):
+            if concept not in open_concepts:
+                continue
+            take = min(len(frame) - quota[concept], share + (concept in lucky))
+            quota[concept] += take
+            remaining -= take
+    picked = []
+    for concept, frame in zip(concepts, frames):
+        rng = np.random.default_rng(_seed(seed, version, concept))
+        order = rng.permutation(len(frame))[: quota[concept]]
+        picked.append(frame.iloc[np.sort(order)][["sentence_id", "concept", "text"]])
+    bank = pd.concat(picked, ignore_index=True)
+    rng = np.random.default_rng(_seed(seed, version, "rank"))
+    bank["bank_rank"] = rng.permutation(len(bank))
+    return bank.sort_values("bank_rank", kind="stable").reset_index(drop=True)[list(BANK_COLUMNS)]
+
+
+def concept_negatives(bank: pd.DataFrame, concept: str, n_negatives: int) -> list[int]:
+    """Row positions of ``bank`` (bank order) that are ``concept``'s negatives: the first
+    ``n_negatives`` that are not its own sentences."""
+    order = np.argsort(bank["bank_rank"].to_numpy(), kind="stable")
+    others = [int(i) for i in order if bank["concept"].iat[int(i)] != concept]
+    if len(others) < n_negatives:
+        raise ValueError(
+            f"concept {concept!r}: the negative bank has {len(bank)} sentences, "
+            f"{len(bank) - len(others)} of them its own, so only {len(others)} can be negatives "
+            f"but n_negatives={n_negatives}; raise negatives.bank_size"
+        )
+    return others[:n_negatives]
+
+
+def check_ratio(
+    n_positives: int, n_negatives: int, expected: float = PAPER_RATIO, tolerance: float = 0.05
+) -> None:
+    """Refuse a positive:negative ratio far from the paper's 400:1000.
+
+    AP's chance level is the positive fraction, so τ = 0.5 only means what the paper means at the
+    paper's ratio.
+    """
+    if n_positives <= 0 or n_negatives <= 0:
+        raise ValueError(f"need positives and negatives, got {n_positives} and {n_negatives}")
+    ratio = n_positives / n_negatives
+    if abs(ratio - expected) > tolerance:
+        raise ValueError(
+            f"{n_positives} positives : {n_negatives} negatives = {ratio:.3f}, but the paper's "
+            f"400:1000 = {expected:.3f} (tolerance {tolerance}); AP's chance level is the positive "
+            "fraction, so scale both sizes together"
+        )

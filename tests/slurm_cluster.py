@@ -1,0 +1,190 @@
+"""A real one-node SLURM cluster for tests: the session fixture ``local_slurm`` and helpers.
+
+Use it in a test module with ``from slurm_cluster import local_slurm  # noqa: F401``.
+
+The fixture installs SLURM and munge from Debian's packages (``tools/slurm/local-cluster.sh
+install``), starts munged, slurmctld and slurmd by hand (``start``: no systemd needed), yields a
+:class:`LocalSlurm`, and stops the daemons by their PID files at the end of the session
+(``stop``). It skips, saying why, when not root, when the machine has no apt (not Debian or
+Ubuntu), or when ``EXPERTALIGN_SKIP_SLURM=1``. A cluster that was already running and healthy
+before the session is reused and left running.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "tools" / "slurm" / "local-cluster.sh"
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+SLURM_PROFILE = REPO / "profiles" / "slurm"
+
+
+@dataclass
+class LocalSlurm:
+    node: str
+    cpus: int
+    mem_mb: int
+    gpu_type: str
+    n_gpus: int
+    partitions: list[str]
+    start_seconds: float
+    started_here: bool
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def squeue(self) -> str:
+        return _run(["squeue", "--states=all", "-o", "%i %P %j %T %M %R"]).stdout
+
+    def job_info(self, job_id: str | int) -> str:
+        return _run(["scontrol", "show", "job", str(job_id)]).stdout
+
+
+def _run(cmd: list[str], timeout: float = 60, check: bool = False) -> subprocess.CompletedProcess:
+    # Output through a file, not a pipe: a daemon that kept the pipe open would hang us.
+    with tempfile.TemporaryFile(mode="w+") as out:
+        proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, text=True,
+                              timeout=timeout, stdin=subprocess.DEVNULL)
+        out.seek(0)
+        text = out.read()
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{text[-6000:]}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, text, "")
+
+
+def _skip_reason() -> str | None:
+    if os.environ.get("EXPERTALIGN_SKIP_SLURM") == "1":
+        return "EXPERTALIGN_SKIP_SLURM=1"
+    if not sys.platform.startswith("linux"):
+        return "the local SLURM cluster needs Linux"
+    if os.geteuid() != 0:
+        return "the local SLURM cluster needs root (it installs packages and starts daemons)"
+    if shutil.which("apt-get") is None or not Path("/etc/debian_version").exists():
+        if not all(shutil.which(b) for b in ("slurmctld", "slurmd", "sbatch", "munged")):
+            return "the local SLURM cluster needs Debian/Ubuntu (apt-get) or SLURM installed"
+    conf = Path("/etc/slurm/slurm.conf")
+    if conf.exists() and "Written by tools/slurm/local-cluster.sh" not in conf.read_text():
+        return f"{conf} belongs to a real SLURM installation; not replacing it with a test cluster"
+    return None
+
+
+def _node_facts() -> tuple[str, int, int, str, int, list[str]]:
+    out = _run(["sinfo", "-h", "-N", "-o", "%N|%c|%m|%G|%P"], check=True).stdout
+    rows = [line.split("|") for line in out.split()]
+    node, cpus, mem, gres = rows[0][:4]
+    partitions = [r[4].rstrip("*") for r in rows]
+    # gres like gpu:a100:2 or gpu:a100:2(S:0)
+    _, gpu_type, n = gres.split("(")[0].split(":")
+    return node, int(cpus), int(mem), gpu_type, int(n), partitions
+
+
+# The same fixture function may be imported into several test modules, and pytest then makes
+# one session fixture per module: count users so that the cluster starts and stops once.
+_STATE: dict = {"users": 0, "cluster": None}
+
+
+@pytest.fixture(scope="session")
+def local_slurm():
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    if _STATE["cluster"] is None:
+        t0 = time.monotonic()
+        _run(["bash", str(SCRIPT), "install"], timeout=900, check=True)
+        t_install = time.monotonic() - t0
+        was_running = _run(["bash", str(SCRIPT), "status"]).returncode == 0
+        t1 = time.monotonic()
+        started = _run(["bash", str(SCRIPT), "start"], timeout=300, check=True)
+        t_start = time.monotonic() - t1
+        print(started.stdout, file=sys.stderr)
+        node, cpus, mem, gpu_type, n_gpus, partitions = _node_facts()
+        _STATE["cluster"] = LocalSlurm(
+            node=node, cpus=cpus, mem_mb=mem, gpu_type=gpu_type, n_gpus=n_gpus,
+            partitions=partitions, start_seconds=t_start, started_here=not was_running,
+            timings={"install_s": round(t_install, 2), "start_s": round(t_start, 2)},
+        )
+        print(f"[local_slurm] install {t_install:.1f} s, start {t_start:.1f} s", file=sys.stderr)
+    _STATE["users"] += 1
+    try:
+        yield _STATE["cluster"]
+    finally:
+        _STATE["users"] -= 1
+        if _STATE["users"] == 0 and _STATE["cluster"] is not None:
+            cluster, _STATE["cluster"] = _STATE["cluster"], None
+            if cluster.started_here and os.environ.get("EXPERTALIGN_KEEP_SLURM") != "1":
+                _run(["bash", str(SCRIPT), "stop"], timeout=120)
+
+
+def profile_for_local_cluster(dst: Path, cluster: LocalSlurm, source: Path = SLURM_PROFILE,
+                              fast_polling: bool = True) -> Path:
+    """Copy the real SLURM profile to ``dst`` and adapt only what this one node needs.
+
+    Kept as is: executor and plugin options, partitions, GPU model, rule names, logs dir.
+    Changed: memory and threads, shrunk to what the one node has (the profile asks for
+    real-node sizes that sbatch would refuse here), ``retries`` 0 (fail fast), and, with
+    ``fast_polling``, the first status check after 2 s instead of 40 s.
+    """
+    config = yaml.safe_load((source / "config.yaml").read_text())
+    site = config.get("cluster-specific", {})
+    missing = {site.get("cpu_partition"), site.get("gpu_partition")} - set(cluster.partitions)
+    assert not missing, f"profile partitions {missing} not on the local cluster"
+    assert site.get("gpu_model") == cluster.gpu_type, (site.get("gpu_model"), cluster.gpu_type)
+
+    config = copy.deepcopy(config)
+    mem_cap = max(256, min(2000, cluster.mem_mb // 4))
+    for resources in [config.get("default-resources", {}),
+                      *config.get("set-resources", {}).values()]:
+        if isinstance(resources.get("mem_mb"), int):
+            resources["mem_mb"] = min(resources["mem_mb"], mem_cap)
+        if isinstance(resources.get("cpus_per_task"), int):
+            resources["cpus_per_task"] = min(resources["cpus_per_task"], cluster.cpus)
+    for rule, threads in config.get("set-threads", {}).items():
+        config["set-threads"][rule] = min(int(threads), cluster.cpus)
+    # Fail fast: a failing job is not resubmitted in tests.
+    config["retries"] = 0
+    if fast_polling:
+        config["slurm-init-seconds-before-status-checks"] = 2
+        config["seconds-between-status-checks"] = 2
+        config["latency-wait"] = 5
+    dst.mkdir(parents=True, exist_ok=True)
+    (dst / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return dst
+
+
+def run_snakemake(args: list[str], cwd: Path, timeout: float,
+                  env: dict | None = None) -> subprocess.CompletedProcess:
+    """``snakemake ARGS`` in ``cwd``; SIGINT on timeout (SIGTERM would leave jobs and locks)."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    full_env.update({"HF_HUB_OFFLINE": "1", **(env or {})})
+    with tempfile.TemporaryFile(mode="w+") as out:
+        proc = subprocess.Popen([SNAKEMAKE, *args], cwd=cwd, env=full_env, text=True,
+                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        timed_out = False
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=90)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        out.seek(0)
+        text = out.read()
+    if timed_out:
+        queue = _run(["squeue", "--states=all"]).stdout
+        raise AssertionError(f"snakemake {' '.join(args)} timed out after {timeout} s\n"
+                             f"squeue:\n{queue}\n{text[-8000:]}")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, text, "")

@@ -1,0 +1,135 @@
+"""profiles/slurm against a real one-node SLURM cluster (tools/slurm/local-cluster.sh).
+
+The profile is copied and only what this one small node needs is changed (memory, threads,
+polling speed: see ``profile_for_local_cluster``); executor, plugin options, partitions, GPU
+model and rule names are the real profile's.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from slurm_cluster import (  # noqa: F401  (local_slurm is a fixture)
+    REPO,
+    SLURM_PROFILE,
+    local_slurm,
+    profile_for_local_cluster,
+    run_snakemake,
+)
+
+pytestmark = pytest.mark.slurm
+
+TOY_SNAKEFILE = r"""
+rule all:
+    input:
+        "out/cpu.txt",
+        "out/gpu.txt",
+
+
+# A CPU rule of the real workflow: default partition.
+rule units_table:
+    output:
+        "out/cpu.txt",
+    shell:
+        "echo host=$(hostname) job=$SLURM_JOB_ID partition=$SLURM_JOB_PARTITION > {output}"
+
+
+# A GPU rule of the real workflow: the profile gives it gpu=1, gpu_model and the GPU partition.
+rule experts:
+    output:
+        "out/gpu.txt",
+    shell:
+        "(env | grep -E '^(CUDA_VISIBLE_DEVICES|SLURM_JOB_GPUS|SLURM_STEP_GPUS|SLURM_GPUS"
+        "|SLURM_JOB_PARTITION|SLURM_JOB_ID)=' || true) | sort > {output}"
+"""
+
+
+def _logdir(profile: Path) -> str:
+    return yaml.safe_load((profile / "config.yaml").read_text())["slurm-logdir"]
+
+
+def test_profile_is_plain_and_names_the_workflow_rules():
+    """The real profile parses, uses the SLURM executor and knows the workflow's rule names."""
+    config = yaml.safe_load((SLURM_PROFILE / "config.yaml").read_text())
+    assert config["executor"] == "slurm"
+    assert config["slurm-status-command"] == "squeue"
+    assert config["slurm-keep-successful-logs"] is True
+    gpu_rules = {"generate_sentences", "experts", "embedding_baselines", "pilot"}
+    cpu_rules = {"negative_bank", "units_table", "similarity", "alignment"}
+    resources = config["set-resources"]
+    for rule in gpu_rules:
+        assert resources[rule]["gpu"] == 1
+        assert resources[rule]["slurm_partition"] == config["cluster-specific"]["gpu_partition"]
+        assert resources[rule]["gpu_model"] == config["cluster-specific"]["gpu_model"]
+    for rule in cpu_rules:
+        assert resources[rule]["slurm_partition"] == config["cluster-specific"]["cpu_partition"]
+        assert "gpu" not in resources[rule]
+    rules_in_workflow = set()
+    for smk in (REPO / "workflow" / "rules").glob("*.smk"):
+        rules_in_workflow |= set(re.findall(r"^rule (\w+):", smk.read_text(), flags=re.M))
+    if rules_in_workflow:
+        unknown = set(resources) - rules_in_workflow - {"embedding_baselines"}
+        assert not unknown, f"set-resources for rules the workflow lacks: {unknown}"
+
+
+def test_cpu_and_gpu_rule_through_slurm_profile(local_slurm, tmp_path):
+    t0 = time.monotonic()
+    workdir = tmp_path / "wf"
+    workdir.mkdir()
+    (workdir / "Snakefile").write_text(TOY_SNAKEFILE)
+    profile = profile_for_local_cluster(tmp_path / "profile", local_slurm)
+
+    result = run_snakemake(["--profile", str(profile)], cwd=workdir, timeout=300)
+    assert result.returncode == 0, f"{result.stdout[-8000:]}\n{local_slurm.squeue()}"
+
+    cpu = (workdir / "out/cpu.txt").read_text()
+    assert "partition=cpu" in cpu, cpu
+    gpu = (workdir / "out/gpu.txt").read_text()
+    assert "SLURM_JOB_PARTITION=gpu" in gpu, gpu
+    assert re.search(r"^(CUDA_VISIBLE_DEVICES|SLURM_JOB_GPUS|SLURM_STEP_GPUS)=\d", gpu, re.M), gpu
+
+    # SLURM's own logs, where the profile says, kept after success.
+    logdir = workdir / _logdir(profile)
+    gpu_logs = list((logdir / "rule_experts").rglob("*.log"))
+    cpu_logs = list((logdir / "rule_units_table").rglob("*.log"))
+    assert gpu_logs and cpu_logs, sorted(p.relative_to(workdir) for p in workdir.rglob("*.log"))
+    assert "rule experts" in gpu_logs[0].read_text()
+
+    # The scheduler got the GPU request: one GPU of the profile's model, on the GPU partition.
+    info = local_slurm.job_info(gpu_logs[0].stem)
+    assert "Partition=gpu" in info, info
+    assert f"gpu:{local_slurm.gpu_type}:1" in info, info
+    # cpus_per_task follows the rule's threads (set-threads), as the profile says.
+    threads = yaml.safe_load((profile / "config.yaml").read_text())["set-threads"]["experts"]
+    assert f"CPUs/Task={threads}" in info, info
+    print(f"[timing] toy CPU+GPU workflow through SLURM: {time.monotonic() - t0:.1f} s")
+
+
+@pytest.mark.slow
+def test_tiny_workflow_through_slurm(local_slurm, tmp_path):
+    """The real workflow on the tiny config, every job a SLURM job.
+
+    Run from the repository root (the tiny config's paths are relative to it), with results
+    and SLURM logs under tmp_path.
+    """
+    config = REPO / "tests" / "data" / "tiny_config.yaml"
+    if not (REPO / "Snakefile").exists() or not config.exists():
+        pytest.skip("tiny workflow not available yet")
+    t0 = time.monotonic()
+    profile = profile_for_local_cluster(tmp_path / "profile", local_slurm)
+    results = tmp_path / "results"
+    logs = tmp_path / "slurm_logs"
+    result = run_snakemake(
+        ["--profile", str(profile), "--configfile", str(config),
+         "--config", f"results={results}", "--slurm-logdir", str(logs)],
+        cwd=REPO, timeout=2400,
+    )
+    assert result.returncode == 0, f"{result.stdout[-10000:]}\n{local_slurm.squeue()}"
+    assert (results / "tables" / "alignment.csv").exists()
+    assert list(logs.rglob("*.log")), "no SLURM logs"
+    print(f"[timing] tiny workflow through SLURM: {time.monotonic() - t0:.1f} s")
