@@ -8,9 +8,11 @@ model and rule names are the real profile's.
 from __future__ import annotations
 
 import re
+import shutil
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -124,12 +126,27 @@ def test_tiny_workflow_through_slurm(local_slurm, tmp_path):
     profile = profile_for_local_cluster(tmp_path / "profile", local_slurm)
     results = tmp_path / "results"
     logs = tmp_path / "slurm_logs"
+    # Sentence generation through the embedded model is tested locally (test_workflow); here
+    # every concept has provided sentences so the SLURM run measures scheduling, not sampling.
+    sentences = tmp_path / "sentences"
+    shutil.copytree(REPO / "tests" / "data" / "sentences", sentences)
+    (sentences / "frost.txt").write_text(
+        "\n".join(f"Frost number {i} covered the fields and the frost glittered." for i in range(8))
+    )
     result = run_snakemake(
         ["--profile", str(profile), "--configfile", str(config),
-         "--config", f"results={results}", "--slurm-logdir", str(logs)],
+         "--config", f"results={results}",
+         f"sentences={{'provided': '{sentences}/{{concept}}.txt'}}",
+         "--slurm-logdir", str(logs)],
         cwd=REPO, timeout=2400,
     )
     assert result.returncode == 0, f"{result.stdout[-10000:]}\n{local_slurm.squeue()}"
-    assert (results / "tables" / "alignment.csv").exists()
-    assert list(logs.rglob("*.log")), "no SLURM logs"
+    table = pd.read_csv(results / "tables" / "alignment.csv")
+    assert set(table["model"]) == {"tiny-smollm2", "tiny-smollm2-random"}
+    assert table["rho"].dropna().between(-1, 1).all()
+    # GPU rules ran as GPU jobs, and their SLURM logs are kept where the profile says
+    expert_logs = list(logs.rglob("*experts*/**/*.log")) or [
+        p for p in logs.rglob("*.log") if "experts" in str(p)
+    ]
+    assert expert_logs, f"no SLURM logs of the experts rule under {logs}"
     print(f"[timing] tiny workflow through SLURM: {time.monotonic() - t0:.1f} s")

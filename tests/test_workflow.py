@@ -40,22 +40,18 @@ def test_default_config_dry_run_plans_every_rule(tmp_path):
     assert int(counts["alignment"]) == 2
 
 
-def _with_config(tmp_path, text: str) -> str:
-    path = tmp_path / "config.yaml"
-    path.write_text((REPO / TINY).read_text() + "\n" + text)
-    return str(path)
-
-
 def test_unknown_config_key_is_named(tmp_path):
-    result = snakemake("-n", "--configfile", _with_config(tmp_path, "colour: blue\n"), check=False)
+    override = tmp_path / "override.yaml"
+    override.write_text("colour: blue\n")
+    result = snakemake("-n", "--configfile", TINY, str(override), check=False)
     assert result.returncode != 0
     assert "colour" in result.stdout and "Additional properties" in result.stdout
 
 
 def test_ratio_far_from_the_papers_is_refused(tmp_path):
-    result = snakemake(
-        "-n", "--configfile", TINY, "--config", "sentences={'n_positives': 2}", check=False
-    )
+    override = tmp_path / "override.yaml"
+    override.write_text("sentences:\n  n_positives: 2\n")
+    result = snakemake("-n", "--configfile", TINY, str(override), check=False)
     assert result.returncode != 0
     assert "400:1000" in result.stdout
 

@@ -10,7 +10,9 @@ nothing that looks finished. Logging goes to stderr, which the scripts point at 
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -24,6 +26,7 @@ from expertalign.storage import expertise_table, read_expertise, write_table_ato
 
 __all__ = [
     "setup_logging",
+    "prefetch",
     "generate_sentences",
     "negative_bank",
     "units_table",
@@ -37,8 +40,15 @@ __all__ = [
 log = logging.getLogger("expertalign")
 
 
-def setup_logging(log_path: str | None, threads: int | None = None) -> None:
-    """Send logging, warnings and tracebacks of this process to the rule's log file."""
+def setup_logging(log_path: str | None, threads: int | None = None, offline: bool = True) -> None:
+    """Send logging, warnings and tracebacks of this process to the rule's log file.
+
+    ``offline``: compute jobs never reach a model hub (compute nodes often have no network); the
+    ``prefetch`` rule has put every model into the cache on the login node before they start.
+    Call this before anything imports huggingface_hub, which reads the setting at import.
+    """
+    if offline:
+        os.environ["HF_HUB_OFFLINE"] = "1"
     if log_path:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
         stream = open(log_path, "w", buffering=1)  # noqa: SIM115 - lives as long as the job
@@ -70,6 +80,17 @@ def _load(spec: Mapping, revision: str):
         random_init=spec.get("random_init", False),
         seed=spec.get("seed", 0),
     )
+
+
+def prefetch(source: str, revision: str, marker: str) -> None:
+    """Download a model (or convert the embedded one) into the cache; write a marker file."""
+    from expertalign.cli import prefetch as fetch
+
+    fetched = fetch([(source, None if revision in ("main", "final") else revision)])
+    Path(marker).parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(marker).with_suffix(".tmp")
+    tmp.write_text(json.dumps({"source": source, "revision": revision, "fetched": fetched}))
+    os.replace(tmp, marker)
 
 
 # ------------------------------------------------------------------ sentences

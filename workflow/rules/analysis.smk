@@ -1,4 +1,6 @@
 rule embedding_baselines:
+    input:
+        model=prefetched_model,
     output:
         pairs=f"{RESULTS}/baselines/{{model}}/{{revision}}.parquet",
     log:
@@ -143,6 +145,7 @@ rule pilot:
     input:
         sentences=lambda wildcards: [sentence_file(c) for c in pilot_concepts()],
         bank=bank_file(),
+        model=prefetched_pilot,
     output:
         summary=report(
             f"{RESULTS}/tables/pilot_stability.csv",

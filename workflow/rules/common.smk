@@ -1,4 +1,5 @@
 import math
+import re
 from pathlib import Path
 
 from snakemake.utils import validate
@@ -43,6 +44,7 @@ wildcard_constraints:
     concept="[a-z0-9][a-z0-9_\\-]*",
     shard=r"\d{4}",
     judgment="|".join(JUDGMENTS),
+    slug="[^/]+",
 
 
 def shard_concepts(shard):
@@ -106,6 +108,45 @@ def model_spec(wildcards):
     return MODELS[wildcards.model]
 
 
+def source_slug(source):
+    """A model source as one path component (Hugging Face ids contain a slash)."""
+    return re.sub(r"[^A-Za-z0-9_.\-]+", "--", source)
+
+
+def model_sources():
+    """Every (source, revision) a compute job loads: models, the generator, the pilot's model."""
+    pairs = [(MODELS[m]["source"], r) for m, r in model_revisions()]
+    if config["sentences"]["backend"] == "transformers":
+        pairs.append((config["sentences"]["generator"], "main"))
+    if config["pilot"]["enabled"]:
+        pilot = pilot_model_spec()
+        pairs.append((pilot["source"], pilot.get("revisions", ["main"])[-1]))
+    return list(dict.fromkeys(pairs))
+
+
+def prefetched(source, revision):
+    """Marker of a pre-fetched model: compute jobs depend on it and then load offline."""
+    return f"{RESULTS}/prefetch/{source_slug(source)}/{revision}.json"
+
+
+def prefetched_model(wildcards):
+    return prefetched(MODELS[wildcards.model]["source"], wildcards.revision)
+
+
+def prefetched_generator(wildcards):
+    if (
+        provided_sentences(wildcards.concept)
+        or config["sentences"]["backend"] != "transformers"
+    ):
+        return []
+    return prefetched(config["sentences"]["generator"], "main")
+
+
+def prefetched_pilot(wildcards):
+    pilot = pilot_model_spec()
+    return prefetched(pilot["source"], pilot.get("revisions", ["main"])[-1])
+
+
 def alignment_tables(suffix=""):
     return [
         f"{RESULTS}/alignment/{judgment}/{model}/{revision}{suffix}.parquet"
@@ -144,7 +185,7 @@ def pilot_model_spec():
     name = config["pilot"].get("model") or config["models"][0]["name"]
     if name in MODELS:
         return MODELS[name]
-    return {"name": name.replace("/", "-"), "source": name, "revisions": ["main"]}
+    return {"name": source_slug(name), "source": name, "revisions": ["main"]}
 
 
 def pilot_concepts():
@@ -177,3 +218,16 @@ def final_outputs():
     if config["pilot"]["enabled"]:
         outputs.append(f"{RESULTS}/tables/pilot_stability.csv")
     return outputs
+
+
+SOURCES = {source_slug(s): s for s, _ in model_sources()}
+
+
+localrules:
+    prefetch,
+    alignment_summary,
+    comparison_summary,
+    alignment_figure,
+    baseline_figure,
+    domains_summary,
+    cost_table,

@@ -1,4 +1,9 @@
 rule units_table:
+    input:
+        model=lambda wildcards: prefetched(
+            MODELS[wildcards.model]["source"],
+            MODELS[wildcards.model].get("revisions", ["main"])[0],
+        ),
     output:
         units=f"{RESULTS}/units/{{model}}.parquet",
     log:
@@ -17,6 +22,7 @@ rule experts:
     input:
         sentences=shard_sentences,
         bank=bank_file(),
+        model=prefetched_model,
     output:
         experts=f"{RESULTS}/experts/{{model}}/{{revision}}/shard-{{shard}}.arrow",
     log:

@@ -1,4 +1,21 @@
+rule prefetch:
+    output:
+        marker=f"{RESULTS}/prefetch/{{slug}}/{{revision}}.json",
+    log:
+        f"{RESULTS}/logs/prefetch/{{slug}}/{{revision}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/prefetch/{{slug}}/{{revision}}.tsv"
+    conda:
+        "../../envs/expertalign.yaml"
+    params:
+        source=lambda wildcards: SOURCES[wildcards.slug],
+    script:
+        "../scripts/prefetch.py"
+
+
 rule generate_sentences:
+    input:
+        generator=prefetched_generator,
     output:
         sentences=f"{RESULTS}/sentences/{{concept}}.parquet",
     log:

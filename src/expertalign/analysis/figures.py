@@ -137,6 +137,10 @@ def plot_alignment_by_checkpoint(
                         label=model)
                 ax.fill_between(g["_x"], g["ci_low"], g["ci_high"], color=colors[model],
                                 alpha=0.2, lw=0)
+                # a band is invisible for a single checkpoint: draw its CI as an error bar
+                ax.errorbar(g["_x"], g["rho"], yerr=[g["rho"] - g["ci_low"],
+                                                     g["ci_high"] - g["rho"]],
+                            fmt="none", ecolor=colors[model], elinewidth=1, capsize=3)
             if reference is not None:
                 ax.axhline(reference, ls="--", color="0.3", lw=1, label="inter-human")
             ax.set_title(f"τ = {tau:g}")
