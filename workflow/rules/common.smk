@@ -72,10 +72,15 @@ def provided_sentences(concept):
     return str(path) if path.exists() else None
 
 
+# What sentence generation needs of a concept (so editing its domain regenerates nothing).
+GENERATION_FIELDS = {
+    row["concept"]: {k: row[k] for k in ("concept", "word", "pos", "definition")}
+    for row in CONCEPTS.to_dict("records")
+}
+
+
 def concept_row(concept):
-    """What sentence generation needs of a concept (so editing its domain regenerates nothing)."""
-    row = CONCEPTS.set_index("concept").loc[concept]
-    return {"concept": concept, **{k: row[k] for k in ("word", "pos", "definition")}}
+    return GENERATION_FIELDS[concept]
 
 
 def sentence_file(concept):
