@@ -1,0 +1,253 @@
+"""Load and validate the concept table, and fill missing definitions from WordNet.
+
+The table is a UTF-8 TSV with one header row (columns in docs/CONTRACTS.md)::
+
+    concept	word	pos	definition	domain	broader
+    cat	cat	noun	feline mammal usually having thick soft fur ...	animals	false
+    animal	animal	noun		animals	true
+
+Use::
+
+    from expertalign.concepts import load_concepts, fill_definitions
+
+    df = load_concepts("config/concepts.tsv")          # raises ConceptTableError on bad rows
+    df = fill_definitions(df, "/usr/share/wordnet")     # only empty definitions are looked up
+    wordnet_definition("table", "noun", "/usr/share/wordnet", sense=2)
+
+Errors name the file, the line (the header is line 1, as an editor counts) and the column,
+so a person can fix the table without reading code.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+
+import pandas as pd
+
+__all__ = [
+    "ConceptTableError",
+    "REQUIRED_COLUMNS",
+    "OPTIONAL_COLUMNS",
+    "POS_VALUES",
+    "load_concepts",
+    "fill_definitions",
+    "wordnet_definition",
+]
+
+REQUIRED_COLUMNS: tuple[str, ...] = ("concept", "word", "pos")
+OPTIONAL_COLUMNS: tuple[str, ...] = ("definition", "domain", "broader")
+POS_VALUES: tuple[str, ...] = ("noun", "verb", "adjective")
+CONCEPT_ID = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
+_TRUE = {"true"}
+_FALSE = {"false", ""}
+
+
+class ConceptTableError(ValueError):
+    """A concept table that cannot be used; the message names file, line and column."""
+
+    def __init__(self, path: str | Path, line: int, column: str, problem: str) -> None:
+        self.path = str(path)
+        self.line = line
+        self.column = column
+        self.problem = problem
+        super().__init__(f"{self.path}, line {line}, column '{column}': {problem}")
+
+
+def load_concepts(path: str | Path) -> pd.DataFrame:
+    """Read and validate a concept TSV; return it with `definition`/`domain` ("" if absent)
+    and `broader` (bool) filled, in file order (row order defines shards).
+
+    Blank lines are skipped but still counted, so reported line numbers match the file.
+    Extra columns are kept as strings.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConceptTableError(path, 1, "-", f"not UTF-8 text ({exc})") from exc
+    lines = text.splitlines()
+    if not lines or not lines[0].strip():
+        raise ConceptTableError(path, 1, "-", "empty file; expected a header row "
+                                f"with at least {', '.join(REQUIRED_COLUMNS)}")
+    header = [h.strip() for h in lines[0].split("\t")]
+    for col in REQUIRED_COLUMNS:
+        if col not in header:
+            raise ConceptTableError(
+                path, 1, col,
+                f"required column missing (header has: {', '.join(header)}; "
+                "columns must be separated by tabs)")
+    dupes = sorted({h for h in header if header.count(h) > 1})
+    if dupes:
+        raise ConceptTableError(path, 1, dupes[0], "column appears more than once in the header")
+
+    records: list[dict[str, str]] = []
+    line_of_row: list[int] = []
+    first_line_of_id: dict[str, int] = {}
+    for lineno, raw in enumerate(lines[1:], start=2):
+        if not raw.strip():
+            continue
+        fields = raw.split("\t")
+        if len(fields) > len(header):
+            raise ConceptTableError(path, lineno, header[-1],
+                                    f"{len(fields)} tab-separated fields but the header has "
+                                    f"{len(header)}")
+        # Trailing empty optional fields are often dropped by editors; pad them.
+        fields = fields + [""] * (len(header) - len(fields))
+        rec = {h: f.strip() for h, f in zip(header, fields)}
+        for col in OPTIONAL_COLUMNS:
+            rec.setdefault(col, "")
+        _check_row(path, lineno, rec)
+        cid = rec["concept"]
+        if cid in first_line_of_id:
+            raise ConceptTableError(path, lineno, "concept",
+                                    f"duplicate concept id '{cid}' (first on line "
+                                    f"{first_line_of_id[cid]})")
+        first_line_of_id[cid] = lineno
+        records.append(rec)
+        line_of_row.append(lineno)
+
+    columns = list(header) + [c for c in OPTIONAL_COLUMNS if c not in header]
+    df = pd.DataFrame.from_records(records, columns=columns)
+    if df.empty:
+        df = pd.DataFrame({c: pd.Series(dtype=str) for c in columns})
+    df["broader"] = [str(v).lower() in _TRUE for v in df["broader"]]
+    df["broader"] = df["broader"].astype(bool)
+    df.attrs["path"] = str(path)
+    df.attrs["lines"] = line_of_row
+    return df.reset_index(drop=True)
+
+
+def _check_row(path: Path, lineno: int, rec: dict[str, str]) -> None:
+    cid = rec["concept"]
+    if not CONCEPT_ID.match(cid):
+        raise ConceptTableError(path, lineno, "concept",
+                                f"bad concept id '{cid}': must match {CONCEPT_ID.pattern} "
+                                "(lower-case letters, digits, '_' and '-')")
+    if not rec["word"]:
+        raise ConceptTableError(path, lineno, "word", "empty word")
+    if rec["pos"] not in POS_VALUES:
+        raise ConceptTableError(path, lineno, "pos",
+                                f"bad pos '{rec['pos']}': must be one of {', '.join(POS_VALUES)}")
+    broader = rec["broader"].lower()
+    if broader not in _TRUE and broader not in _FALSE:
+        raise ConceptTableError(path, lineno, "broader",
+                                f"bad broader value '{rec['broader']}': must be true, false "
+                                "or empty")
+
+
+# --- WordNet ------------------------------------------------------------------------------
+
+_WN_POS = {"noun": "noun", "verb": "verb", "adjective": "adj"}
+# WordNet's own detachment rules (morphy), so plural concept words ("subjects") find their lemma.
+_MORPHY_RULES: dict[str, tuple[tuple[str, str], ...]] = {
+    "noun": (("s", ""), ("ses", "s"), ("xes", "x"), ("zes", "z"), ("ches", "ch"),
+             ("shes", "sh"), ("men", "man"), ("ies", "y")),
+    "verb": (("s", ""), ("ies", "y"), ("es", "e"), ("es", ""), ("ed", "e"), ("ed", ""),
+             ("ing", "e"), ("ing", "")),
+    "adj": (("er", ""), ("est", ""), ("er", "e"), ("est", "e")),
+}
+
+
+@lru_cache(maxsize=8)
+def _index(wordnet_dir: str, wn_pos: str) -> dict[str, list[int]]:
+    """lemma -> synset offsets in sense order (first = most frequent sense)."""
+    out: dict[str, list[int]] = {}
+    with open(Path(wordnet_dir) / f"index.{wn_pos}", encoding="utf-8") as fh:
+        for line in fh:
+            if line.startswith("  "):  # licence header
+                continue
+            fields = line.split()
+            n_synsets = int(fields[2])
+            out[fields[0]] = [int(x) for x in fields[-n_synsets:]]
+    return out
+
+
+@lru_cache(maxsize=8)
+def _exceptions(wordnet_dir: str, wn_pos: str) -> dict[str, str]:
+    path = Path(wordnet_dir) / f"{wn_pos}.exc"
+    if not path.exists():
+        return {}
+    out: dict[str, str] = {}
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            fields = line.split()
+            if len(fields) >= 2:
+                out.setdefault(fields[0], fields[1])
+    return out
+
+
+def _lemma_candidates(word: str, wn_pos: str, wordnet_dir: str) -> list[str]:
+    key = word.strip().lower().replace(" ", "_")
+    cands = [key]
+    exc = _exceptions(wordnet_dir, wn_pos).get(key)
+    if exc:
+        cands.append(exc)
+    for suffix, repl in _MORPHY_RULES.get(wn_pos, ()):
+        if key.endswith(suffix) and len(key) > len(suffix) + 1:
+            cands.append(key[: -len(suffix)] + repl)
+    return cands
+
+
+def _gloss(wordnet_dir: str, wn_pos: str, offset: int) -> str:
+    # Offsets are byte positions into data.{pos}; read just that line.
+    with open(Path(wordnet_dir) / f"data.{wn_pos}", "rb") as fh:
+        fh.seek(offset)
+        line = fh.readline().decode("utf-8")
+    gloss = line.split(" | ", 1)[1].strip() if " | " in line else ""
+    # The gloss is "definition; "example"; ..."; keep the definition only.
+    definition = re.split(r';\s*"', gloss, maxsplit=1)[0]
+    return definition.strip().rstrip(";").strip()
+
+
+def wordnet_definition(word: str, pos: str, wordnet_dir: str | Path,
+                       sense: int = 1) -> str | None:
+    """The WordNet gloss (definition part only) of `word`'s `sense`-th sense of `pos`
+    (1 = most frequent), or None when WordNet has no such lemma or sense."""
+    if pos not in _WN_POS:
+        raise ValueError(f"pos must be one of {', '.join(POS_VALUES)}, got '{pos}'")
+    if sense < 1:
+        raise ValueError(f"sense is 1-based, got {sense}")
+    wn_pos = _WN_POS[pos]
+    wdir = str(Path(wordnet_dir))
+    if not (Path(wdir) / f"index.{wn_pos}").exists():
+        raise FileNotFoundError(
+            f"no WordNet index.{wn_pos} in {wdir} (install the Debian package wordnet-base, "
+            "which puts the dict files in /usr/share/wordnet)")
+    index = _index(wdir, wn_pos)
+    for lemma in _lemma_candidates(word, wn_pos, wdir):
+        offsets = index.get(lemma)
+        if offsets:
+            if sense > len(offsets):
+                return None
+            return _gloss(wdir, wn_pos, offsets[sense - 1])
+    return None
+
+
+def fill_definitions(df: pd.DataFrame, wordnet_dir: str | Path,
+                     missing: str = "raise") -> pd.DataFrame:
+    """Return a copy of `df` whose empty definitions hold WordNet's first sense of the row's
+    pos. Words that WordNet lacks raise ValueError (missing="raise") or stay empty
+    (missing="keep")."""
+    if missing not in ("raise", "keep"):
+        raise ValueError(f"missing must be 'raise' or 'keep', got '{missing}'")
+    out = df.copy()
+    if "definition" not in out.columns:
+        out["definition"] = ""
+    defs = out["definition"].fillna("").astype(str).tolist()
+    not_found: list[str] = []
+    for i, (word, pos) in enumerate(zip(out["word"], out["pos"])):
+        if defs[i].strip():
+            continue
+        found = wordnet_definition(str(word), str(pos), wordnet_dir)
+        if found is None:
+            not_found.append(f"{word} ({pos})")
+        else:
+            defs[i] = found
+    out["definition"] = defs
+    if not_found and missing == "raise":
+        raise ValueError(
+            f"WordNet in {wordnet_dir} has no entry for: {', '.join(not_found)}; write a "
+            "definition for these rows in the concept table")
+    return out

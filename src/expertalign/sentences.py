@@ -1,0 +1,607 @@
+"""Generate the positive sentences of one concept with an instruction LLM.
+
+Two prompt styles, as in the paper: "facts" and "short stories", each asking for 10 short single
+sentences that mention the concept by its word (POS and WordNet definition in the prompt).
+Completions are split into items, cleaned, and kept only when they contain the word or an
+inflection of it; half the sentences come from each style.
+
+Use::
+
+    from expertalign.sentences import (TransformersBackend, OpenAIChatBackend,
+                                       generate_concept_sentences, write_sentences_atomic)
+
+    backend = TransformersBackend(model, tokenizer)          # any HF causal LM with a chat template
+    # or: OpenAIChatBackend("http://localhost:8000/v1", "my-model")   # key in $OPENAI_API_KEY
+    row = {"concept": "cat", "word": "cat", "pos": "noun",
+           "definition": "feline mammal usually having thick soft fur"}
+    df = generate_concept_sentences(row, backend, n_sentences=20, seed=0, max_rounds=4)
+    write_sentences_atomic(df, "results/sentences/cat.parquet")
+
+    # Sentences a user wrote instead (txt: one per line; tsv/csv/parquet: a `text` column):
+    df = provided_concept_sentences(row, "my_cat_sentences.txt")
+
+The output columns are those of docs/CONTRACTS.md: sentence_id ("cat:0000"), concept, text,
+prompt (facts | stories | provided), source (generator name).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import math
+import os
+import re
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import pandas as pd
+
+__all__ = [
+    "SENTENCES_PER_CALL",
+    "KINDS",
+    "SentenceGenerationError",
+    "Backend",
+    "TransformersBackend",
+    "OpenAIChatBackend",
+    "build_prompts",
+    "word_pattern",
+    "extract_sentences",
+    "generate_concept_sentences",
+    "read_provided_sentences",
+    "provided_concept_sentences",
+    "sentences_frame",
+    "write_sentences_atomic",
+]
+
+SENTENCES_PER_CALL = 10
+KINDS: tuple[str, ...] = ("facts", "stories")
+SENTENCE_COLUMNS: tuple[str, ...] = ("sentence_id", "concept", "text", "prompt", "source")
+MIN_WORDS = 4
+MAX_WORDS = 60
+
+StopWhen = Callable[[list[str]], bool]
+
+
+class SentenceGenerationError(RuntimeError):
+    """Not enough usable sentences for a concept (or a backend that cannot answer)."""
+
+
+# --- prompts ------------------------------------------------------------------------------
+
+_PROMPTS = {
+    "facts": (
+        "Write {n} short facts about the {pos} '{word}' ({definition}).\n"
+        "Each fact is one short sentence that uses the word '{word}'. "
+        "Refer to the concept only as '{word}'.\n"
+        "Write one sentence per line, numbered 1 to {n}, and nothing else."
+    ),
+    "stories": (
+        "Write {n} very short stories about the {pos} '{word}' ({definition}).\n"
+        "Each story is one short sentence that uses the word '{word}'. "
+        "Refer to the concept only as '{word}'.\n"
+        "Write one sentence per line, numbered 1 to {n}, and nothing else."
+    ),
+}
+
+
+def build_prompts(word: str, pos: str, definition: str, kind: str, n_calls: int) -> list[str]:
+    """`n_calls` user prompts of style `kind` ("facts" or "stories"; "short stories" also
+    accepted), each asking for SENTENCES_PER_CALL sentences. The calls are identical: variety
+    comes from sampling, and identical prompts let a local backend prefill them once."""
+    kind = "stories" if kind in ("short stories", "short_stories") else kind
+    if kind not in _PROMPTS:
+        raise ValueError(f"prompt kind must be one of {', '.join(KINDS)}, got '{kind}'")
+    if n_calls < 0:
+        raise ValueError(f"n_calls must be >= 0, got {n_calls}")
+    definition = " ".join(str(definition or "").split()).rstrip(".")
+    text = _PROMPTS[kind].format(n=SENTENCES_PER_CALL, pos=pos, word=word,
+                                 definition=definition or f"the usual sense of the {pos}")
+    return [text] * n_calls
+
+
+# --- backends -----------------------------------------------------------------------------
+
+class Backend(Protocol):
+    """Anything that turns user prompts into raw completions, one per prompt.
+
+    `generate` may accept a keyword `stop_when(completions_so_far) -> bool`; backends that
+    can stop early (TransformersBackend) call it with the completed lines so far and stop
+    once it returns True. `parallel_calls` says how many prompts one round should hold.
+    """
+
+    name: str
+    parallel_calls: int
+
+    def generate(self, prompts: Sequence[str], seed: int) -> list[str]: ...
+
+
+class TransformersBackend:
+    """Sampling from a local Hugging Face causal LM through its chat template.
+
+    Prompts are decoded `batch_size` at a time; identical prompts in a batch share one prefill
+    (the KV cache is copied), which on CPU saves most of the prompt cost. Generation of a batch
+    ends at EOS, at `max_new_tokens`, or when `stop_when` is satisfied (checked every
+    `check_every` steps); a line cut off by an early stop is dropped.
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, max_new_tokens: int = 64,
+                 batch_size: int = 16, temperature: float = 0.6, top_p: float = 0.95,
+                 name: str | None = None, check_every: int = 4) -> None:
+        if max_new_tokens < 1 or batch_size < 1 or check_every < 1:
+            raise ValueError("max_new_tokens, batch_size and check_every must be >= 1")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.max_new_tokens = max_new_tokens
+        self.batch_size = batch_size
+        self.parallel_calls = batch_size
+        self.temperature = temperature
+        self.top_p = top_p
+        self.check_every = check_every
+        self.name = name or str(getattr(model, "name_or_path", "") or type(model).__name__)
+        pad = tokenizer.pad_token_id
+        self.pad_token_id: int = int(pad if pad is not None else tokenizer.eos_token_id)
+
+    def _render(self, prompt: str) -> str:
+        return self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)
+
+    def generate(self, prompts: Sequence[str], seed: int,
+                 stop_when: StopWhen | None = None) -> list[str]:
+        import torch
+
+        out: list[str] = [""] * len(prompts)
+        with torch.inference_mode(), torch.random.fork_rng(devices=[]):
+            for b, start in enumerate(range(0, len(prompts), self.batch_size)):
+                chunk = list(prompts[start:start + self.batch_size])
+                torch.manual_seed(_mix(seed, "batch", b) % (2**63))
+                texts = self._generate_batch(chunk, start, out, stop_when)
+                out[start:start + len(chunk)] = texts
+                if stop_when is not None and stop_when(out):
+                    break
+        return out
+
+    def _generate_batch(self, chunk: list[str], start: int, done: list[str],
+                        stop_when: StopWhen | None) -> list[str]:
+        import torch
+        from transformers import DynamicCache, StoppingCriteria, StoppingCriteriaList
+
+        tok = self.tokenizer
+        rendered = [self._render(p) for p in chunk]
+        unique = list(dict.fromkeys(rendered))
+        old_side = tok.padding_side
+        tok.padding_side = "left"
+        try:
+            enc = tok(unique, return_tensors="pt", padding=True, add_special_tokens=False)
+        finally:
+            tok.padding_side = old_side
+        ids, mask = enc["input_ids"], enc["attention_mask"]
+        # Prefill every distinct prompt once (all but its last token, which generate() feeds
+        # so that it produces the first logits itself), then copy the cache per sequence.
+        cache = DynamicCache()
+        # transformers 5 renamed past_key_values to cache; older releases only know the former.
+        cache_kw = ("cache" if "cache" in inspect.signature(self.model.forward).parameters
+                    else "past_key_values")
+        if ids.shape[1] > 1:
+            pre_mask = mask[:, :-1]
+            position_ids = (pre_mask.long().cumsum(-1) - 1).clamp(min=0)
+            self.model(input_ids=ids[:, :-1], attention_mask=pre_mask, position_ids=position_ids,
+                       use_cache=True, **{cache_kw: cache})
+        which = torch.tensor([unique.index(r) for r in rendered])
+        cache.batch_select_indices(which)
+        prompt_len = ids.shape[1]
+        eos = _eos_ids(self.model, tok)
+        backend = self
+
+        class _Stop(StoppingCriteria):
+            def __init__(self) -> None:
+                self.steps = 0
+
+            def __call__(self, input_ids: torch.LongTensor, scores: Any,
+                         **kwargs: Any) -> torch.BoolTensor:
+                self.steps += 1
+                stop = False
+                if stop_when is not None and self.steps % backend.check_every == 0:
+                    partial = backend._decode(input_ids[:, prompt_len:], eos, final=False)
+                    so_far = done[:start] + partial + done[start + len(partial):]
+                    stop = bool(stop_when(so_far))
+                return torch.full((input_ids.shape[0],), stop, dtype=torch.bool)
+
+        gen = self.model.generate(
+            input_ids=ids[which], attention_mask=mask[which], **{cache_kw: cache},
+            do_sample=True, temperature=self.temperature, top_p=self.top_p, top_k=0,
+            max_new_tokens=self.max_new_tokens, pad_token_id=self.pad_token_id,
+            eos_token_id=eos, stopping_criteria=StoppingCriteriaList([_Stop()]))
+        return self._decode(gen[:, prompt_len:], eos, final=True)
+
+    def _decode(self, new_tokens: Any, eos: list[int], final: bool) -> list[str]:
+        texts: list[str] = []
+        for row in new_tokens.tolist():
+            ended = any(t in eos for t in row)
+            if ended:
+                row = row[: min(row.index(t) for t in eos if t in row)]
+            text = self.tokenizer.decode(row, skip_special_tokens=True)
+            if not ended:
+                # The last line of an unfinished sequence may be half a sentence.
+                text = text[: text.rfind("\n") + 1] if "\n" in text else ""
+            texts.append(text)
+        return texts
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
+    ids: set[int] = set()
+    for source in (getattr(model, "generation_config", None), getattr(model, "config", None)):
+        value = getattr(source, "eos_token_id", None)
+        if isinstance(value, int):
+            ids.add(value)
+        elif isinstance(value, (list, tuple)):
+            ids.update(int(v) for v in value)
+    if tokenizer.eos_token_id is not None:
+        ids.add(int(tokenizer.eos_token_id))
+    # Chat models end a turn with their end-of-turn token, which is not always the EOS.
+    for special in ("<|im_end|>", "<|eot_id|>", "<end_of_turn>"):
+        tid = tokenizer.convert_tokens_to_ids(special) if special in tokenizer.get_vocab() else None
+        if isinstance(tid, int):
+            ids.add(tid)
+    return sorted(ids)
+
+
+class OpenAIChatBackend:
+    """Any OpenAI-compatible `/v1/chat/completions` endpoint (OpenAI, vLLM, llama.cpp server,
+    Ollama, ...), one request per prompt, through urllib.
+
+    `base_url` may be "http://host:port", ".../v1" or the full ".../v1/chat/completions".
+    The API key is read from the environment variable `api_key_env` (local servers that ignore
+    keys still need it set, to any value, so that a missing key is never silent).
+    """
+
+    def __init__(self, base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY",
+                 temperature: float = 1.0, top_p: float = 0.95, max_tokens: int = 600,
+                 timeout_s: float = 120.0, retries: int = 3, parallel_calls: int = 1) -> None:
+        key = os.environ.get(api_key_env, "")
+        if not key:
+            raise SentenceGenerationError(
+                f"OpenAIChatBackend needs an API key in the environment variable {api_key_env}, "
+                f"which is not set; export {api_key_env}=... (any value for a local server "
+                "that ignores keys)")
+        url = base_url.rstrip("/")
+        if not url.endswith("/chat/completions"):
+            url = (url if url.endswith("/v1") else url + "/v1") + "/chat/completions"
+        self.url = url
+        self.model = model
+        self.name = model
+        self._key = key
+        self.temperature = temperature
+        self.top_p = top_p
+        self.max_tokens = max_tokens
+        self.timeout_s = timeout_s
+        self.retries = retries
+        self.parallel_calls = parallel_calls
+
+    def generate(self, prompts: Sequence[str], seed: int) -> list[str]:
+        return [self._complete(p, _mix(seed, "call", i) % (2**31)) for i, p in enumerate(prompts)]
+
+    def _complete(self, prompt: str, seed: int) -> str:
+        body = json.dumps({
+            "model": self.model,
+            "messages": [{"role": "user", "content": prompt}],
+            "temperature": self.temperature, "top_p": self.top_p,
+            "max_tokens": self.max_tokens, "seed": seed,
+        }).encode()
+        request = urllib.request.Request(self.url, data=body, method="POST", headers={
+            "Content-Type": "application/json", "Authorization": f"Bearer {self._key}"})
+        for attempt in range(self.retries + 1):
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout_s) as resp:
+                    payload = json.loads(resp.read().decode("utf-8"))
+                break
+            except urllib.error.HTTPError as exc:
+                detail = exc.read().decode("utf-8", "replace")[:500]
+                # Rate limits and server hiccups are worth a retry; 4xx otherwise are not.
+                if exc.code in (429, 500, 502, 503, 504) and attempt < self.retries:
+                    time.sleep(min(2.0**attempt, 30.0))
+                    continue
+                raise SentenceGenerationError(
+                    f"{self.url} answered HTTP {exc.code} for model '{self.model}': {detail}"
+                ) from exc
+            except (urllib.error.URLError, TimeoutError) as exc:
+                if attempt < self.retries:
+                    time.sleep(min(2.0**attempt, 30.0))
+                    continue
+                raise SentenceGenerationError(f"cannot reach {self.url}: {exc}") from exc
+        try:
+            content = payload["choices"][0]["message"]["content"]
+        except (KeyError, IndexError, TypeError) as exc:
+            raise SentenceGenerationError(
+                f"{self.url} returned no choices[0].message.content: {str(payload)[:300]}"
+            ) from exc
+        return str(content or "")
+
+
+# --- post-processing ----------------------------------------------------------------------
+
+_BULLET = re.compile(r"^\s*(?:[-*•·]+\s*|\(?\d{1,3}\s*[.):\]]\s*|\d{1,3}\s+-\s+|#+\s*)")
+_LABEL = re.compile(r"^\s*\**\s*(?:sentence|fact|story|short story|example)\s*\d*\s*\**\s*[:.)-]"
+                    r"\s*\**\s*", re.IGNORECASE)
+# A heading of one or two words before a colon or dash ("Cat: a feline mammal", "Doctor - a
+# licensed medical practitioner", "Fun fact: ..."): the
+# item is what follows, and it must mention the concept on its own.
+_HEADING = re.compile(r"^\s*\**\w[\w'’]*(?:[ -]\w[\w'’]*)?\**(?:\s*:|\s+[-–—])\s+(?=\S)")
+_QUOTES = "\"'“”‘’«»`"
+# Small models echo the task ("The first story is about a cat.", "... uses the word 'cat'").
+_META = re.compile(
+    r"\b(?:first|second|third|next|this|each|every|following|short|\d+)\s+(?:stor(?:y|ies)|"
+    r"sentences?|facts?)\b(?!\s+(?:of|about)\s+(?:his|her|their|my|our)\b)"
+    r"|\bthe\s+(?:word|term|noun|verb|adjective)\s+['\"“‘]|\brefer(?:s|ring)? to the concept\b",
+    re.IGNORECASE)
+_VOWELS = set("aeiou")
+
+
+def _inflections(token: str, pos: str) -> set[str]:
+    forms = {token}
+    if pos in ("noun", "verb"):
+        forms |= {token + "s", token + "es"}
+        if len(token) > 1 and token.endswith("y") and token[-2] not in _VOWELS:
+            forms.add(token[:-1] + "ies")
+    if pos == "noun" and len(token) > 3 and token.endswith("s") and not token.endswith(
+            ("ss", "us", "is")):
+        # Plural concept words ("flowers") also count in the singular.
+        forms.add(token[:-1])
+    if pos == "verb":
+        stem = token[:-1] if token.endswith("e") and not token.endswith("ee") else token
+        forms |= {stem + "ed", stem + "ing", token + "d" if token.endswith("e") else token + "ed"}
+        if len(token) > 1 and token.endswith("y") and token[-2] not in _VOWELS:
+            forms.add(token[:-1] + "ied")
+        if (len(token) >= 3 and token[-1] not in _VOWELS | set("wxy")
+                and token[-2] in _VOWELS and token[-3] not in _VOWELS):
+            forms |= {token + token[-1] + "ed", token + token[-1] + "ing"}  # stop -> stopped
+    return forms
+
+
+def word_pattern(word: str, pos: str) -> re.Pattern[str]:
+    """Case-insensitive, word-bounded regex for `word` or an inflection of its last token
+    (nouns: -s/-es/-ies; verbs: -s/-es/-ies/-ed/-ing). Multi-word concepts match across any
+    run of spaces or hyphens."""
+    tokens = word.lower().replace("_", " ").split()
+    if not tokens:
+        raise ValueError("empty concept word")
+    *head, last = tokens
+    forms = sorted(_inflections(last, pos), key=lambda f: (-len(f), f))
+    sep = r"[\s\-]+"
+    prefix = "".join(re.escape(t) + sep for t in head)
+    return re.compile(r"\b" + prefix + "(?:" + "|".join(map(re.escape, forms)) + r")\b",
+                      re.IGNORECASE)
+
+
+def _clean_item(line: str) -> str:
+    item = line.strip()
+    for _ in range(3):  # "1. **Fact 1:** "..."" needs several passes
+        before = item
+        item = _BULLET.sub("", item)
+        item = _LABEL.sub("", item)
+        item = _HEADING.sub("", item)
+        item = item.strip().strip("*").strip()
+        if len(item) >= 2 and item[0] in _QUOTES:
+            end = item.rstrip(".!?")
+            if end and end[-1] in _QUOTES:
+                item = item[1:].strip()
+                item = re.sub(r"[" + re.escape(_QUOTES) + r"]([.!?]?)$", r"\1", item).strip()
+        if item == before:
+            break
+    return " ".join(item.split())
+
+
+def _dedupe_key(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def extract_sentences(raw_completions: Sequence[str], word: str, pos: str) -> list[str]:
+    """Items of the completions that mention the concept, cleaned and deduplicated in order.
+
+    Lines are split into items; numbering ("1.", "1)"), bullets, quotes and labels such as
+    "Sentence:" are removed; items without the word (or an inflection, see `word_pattern`),
+    with fewer than 4 or more than 60 words, that talk about the task instead of the concept
+    ("The first story is about ...", "... the word 'cat' ..."), and repeats (ignoring case and
+    spacing) are dropped.
+    """
+    pattern = word_pattern(word, pos)
+    seen: set[str] = set()
+    out: list[str] = []
+    for completion in raw_completions:
+        for line in str(completion).splitlines():
+            item = _clean_item(line)
+            if not item or item.endswith(":"):  # "Here are 10 facts about cats:"
+                continue
+            n_words = len(item.split())
+            if n_words < MIN_WORDS or n_words > MAX_WORDS or not pattern.search(item):
+                continue
+            if _META.search(item):
+                continue
+            key = _dedupe_key(item)
+            if key in seen:
+                continue
+            seen.add(key)
+            out.append(item)
+    return out
+
+
+# --- one concept --------------------------------------------------------------------------
+
+def _mix(seed: int, *parts: object) -> int:
+    """A 63-bit seed from `seed` and labels, stable across runs and platforms."""
+    h = hashlib.blake2b(repr((int(seed), *map(str, parts))).encode(), digest_size=8)
+    return int.from_bytes(h.digest(), "big") >> 1
+
+
+def _field(row: Mapping[str, Any] | pd.Series, name: str, default: str = "") -> str:
+    value = row.get(name, default) if hasattr(row, "get") else default
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return default
+    return str(value)
+
+
+def _quotas(n_sentences: int) -> dict[str, int]:
+    return {"facts": n_sentences - n_sentences // 2, "stories": n_sentences // 2}
+
+
+def generate_concept_sentences(concept_row: Mapping[str, Any] | pd.Series, backend: Backend,
+                               n_sentences: int, seed: int, max_rounds: int = 4,
+                               calls_per_kind: int | None = None) -> pd.DataFrame:
+    """`n_sentences` distinct sentences mentioning the concept, half from "facts" prompts and
+    half from "stories" prompts (facts get the odd one), in the CONTRACTS.md format.
+
+    Each round asks only for the styles still short, `calls_per_kind` prompts each (default:
+    enough for the missing sentences at 10 per call, and at least half the backend's
+    `parallel_calls`). Deterministic for a given backend, concept and seed.
+    Raises SentenceGenerationError after `max_rounds` rounds without enough sentences.
+    """
+    concept = _field(concept_row, "concept")
+    word = _field(concept_row, "word") or concept
+    pos = _field(concept_row, "pos", "noun")
+    definition = _field(concept_row, "definition")
+    if not concept:
+        raise ValueError("concept_row has no 'concept'")
+    if n_sentences < 1 or max_rounds < 1:
+        raise ValueError(f"n_sentences and max_rounds must be >= 1 (concept '{concept}')")
+    quotas = _quotas(n_sentences)
+    kept: dict[str, list[str]] = {k: [] for k in KINDS}
+    seen: set[str] = set()
+    accepts_stop = "stop_when" in inspect.signature(backend.generate).parameters
+    parallel = max(1, int(getattr(backend, "parallel_calls", 1)))
+
+    for round_no in range(max_rounds):
+        missing = {k: quotas[k] - len(kept[k]) for k in KINDS if len(kept[k]) < quotas[k]}
+        if not missing:
+            break
+        prompts: list[str] = []
+        kinds: list[str] = []
+        for kind, need in missing.items():
+            n_calls = calls_per_kind or max(math.ceil(need / SENTENCES_PER_CALL),
+                                            math.ceil(parallel / len(missing)))
+            prompts += build_prompts(word, pos, definition, kind, n_calls)
+            kinds += [kind] * n_calls
+
+        def new_items(completions: Sequence[str]) -> dict[str, list[str]]:
+            found: dict[str, list[str]] = {}
+            taken = set(seen)
+            for kind in missing:
+                items = extract_sentences(
+                    [c for c, k in zip(completions, kinds) if k == kind], word, pos)
+                fresh = [s for s in items if _dedupe_key(s) not in taken]
+                fresh = fresh[: missing[kind]]
+                taken.update(_dedupe_key(s) for s in fresh)
+                found[kind] = fresh
+            return found
+
+        def enough(completions: list[str]) -> bool:
+            found = new_items(completions)
+            return all(len(found[k]) >= need for k, need in missing.items())
+
+        round_seed = _mix(seed, concept, "round", round_no)
+        raw = (backend.generate(prompts, round_seed, stop_when=enough)  # type: ignore[call-arg]
+               if accepts_stop else backend.generate(prompts, round_seed))
+        if len(raw) != len(prompts):
+            raise SentenceGenerationError(
+                f"backend {getattr(backend, 'name', backend)!r} returned {len(raw)} completions "
+                f"for {len(prompts)} prompts (concept '{concept}')")
+        for kind, items in new_items(raw).items():
+            kept[kind] += items
+            seen.update(_dedupe_key(s) for s in items)
+
+    if any(len(kept[k]) < quotas[k] for k in KINDS):
+        got = ", ".join(f"{k} {len(kept[k])}/{quotas[k]}" for k in KINDS)
+        raise SentenceGenerationError(
+            f"concept '{concept}' (word '{word}', {pos}): found only "
+            f"{sum(len(v) for v in kept.values())} of {n_sentences} usable sentences ({got}) "
+            f"after {max_rounds} rounds with {getattr(backend, 'name', type(backend).__name__)}; "
+            "raise max_rounds, use a stronger generator, or provide sentences")
+    texts = kept["facts"] + kept["stories"]
+    prompt_kinds = ["facts"] * len(kept["facts"]) + ["stories"] * len(kept["stories"])
+    return sentences_frame(concept, texts, prompt_kinds,
+                           str(getattr(backend, "name", type(backend).__name__)))
+
+
+def sentences_frame(concept: str, texts: Sequence[str], prompts: Sequence[str] | str,
+                    source: str) -> pd.DataFrame:
+    """A sentences table in the CONTRACTS.md format, ids "{concept}:{i:04d}" in order."""
+    kinds = [prompts] * len(texts) if isinstance(prompts, str) else list(prompts)
+    if len(kinds) != len(texts):
+        raise ValueError(f"{len(texts)} texts but {len(kinds)} prompt labels")
+    return pd.DataFrame({
+        "sentence_id": [f"{concept}:{i:04d}" for i in range(len(texts))],
+        "concept": [concept] * len(texts),
+        "text": list(texts),
+        "prompt": kinds,
+        "source": [source] * len(texts),
+    }, columns=list(SENTENCE_COLUMNS))
+
+
+# --- provided sentences and output --------------------------------------------------------
+
+def read_provided_sentences(path: str | Path, concept: str | None = None) -> list[str]:
+    """Sentences from a user file: .txt (one per line, blank lines skipped) or .tsv/.csv/
+    .parquet with a `text` column (and, if `concept` is given and the file has a `concept`
+    column, only that concept's rows)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".txt":
+        return [line.strip() for line in path.read_text(encoding="utf-8").splitlines()
+                if line.strip()]
+    if suffix in (".tsv", ".tab"):
+        df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    elif suffix == ".csv":
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    elif suffix in (".parquet", ".pq"):
+        df = pd.read_parquet(path)
+    else:
+        raise ValueError(f"{path}: unknown sentence file type '{suffix}' "
+                         "(use .txt, .tsv, .csv or .parquet)")
+    if "text" not in df.columns:
+        raise ValueError(f"{path}: no 'text' column (columns: {', '.join(map(str, df.columns))})")
+    if concept is not None and "concept" in df.columns:
+        df = df[df["concept"].astype(str) == concept]
+    return [str(t).strip() for t in df["text"] if str(t).strip()]
+
+
+def provided_concept_sentences(concept_row: Mapping[str, Any] | pd.Series, path: str | Path,
+                               n_sentences: int | None = None) -> pd.DataFrame:
+    """The concept's sentences from a user file, deduplicated (no word filter: the user
+    chose them), the first `n_sentences` if given, with prompt "provided"."""
+    concept = _field(concept_row, "concept")
+    texts: list[str] = []
+    seen: set[str] = set()
+    for text in read_provided_sentences(path, concept):
+        key = _dedupe_key(text)
+        if key not in seen:
+            seen.add(key)
+            texts.append(" ".join(text.split()))
+    if n_sentences is not None:
+        if len(texts) < n_sentences:
+            raise SentenceGenerationError(
+                f"concept '{concept}': {path} has {len(texts)} distinct sentences, "
+                f"{n_sentences} needed")
+        texts = texts[:n_sentences]
+    return sentences_frame(concept, texts, "provided", f"provided:{Path(path).name}")
+
+
+def write_sentences_atomic(df: pd.DataFrame, path: str | Path) -> None:
+    """Write a sentences table as parquet so that readers never see a partial file
+    (temp file in the same directory, then os.replace)."""
+    missing = [c for c in SENTENCE_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"sentences table lacks columns {', '.join(missing)}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        df.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
