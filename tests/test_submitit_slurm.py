@@ -99,3 +99,30 @@ def test_submitit_gpu_job(local_slurm, tmp_path):
     assert out["partition"] == "gpu"
     assert out["cuda"] is not None and out["cuda"].split(",")[0].isdigit(), out
     print(f"[timing] submitit GPU job: {time.monotonic() - t0:.1f} s")
+
+
+def test_expertalign_experts_of_one_concept_through_submitit(local_slurm, tmp_path):
+    """The package's own API: one concept's AP vector computed in a SLURM job (GPU partition)."""
+    import numpy as np
+
+    from expertalign.submit import ExpertsRequest, compute_experts, run_experts
+    from tiny_models import tiny_model, word_tokenizer
+
+    model_dir = tmp_path / "tiny-neox"
+    tiny_model("gpt_neox").save_pretrained(model_dir)
+    word_tokenizer().save_pretrained(model_dir)
+    request = ExpertsRequest(
+        model=str(model_dir),
+        positives=["the cat sat on the mat", "a cat was purring", "the cat and the dog"],
+        negatives=["the red car drove fast", "she drove on the road", "blue chair",
+                   "the table is green", "they were at the postman"],
+    )
+    result = run_experts(
+        request,
+        slurm={"slurm_partition": "gpu", "gpus_per_node": 1, "timeout_min": 5, "mem_gb": 1},
+        folder=tmp_path / "submitit",
+    )
+    local = compute_experts(request)
+    np.testing.assert_array_equal(result.ap, local.ap)
+    assert len(result.units) == result.ap.size
+    assert result.experts(0.5).size == int((local.ap > 0.5).sum())

@@ -8,7 +8,12 @@
 A shard's concepts share one negative bank. Its responses are sorted once per unit; each concept
 then sorts only its positives and merges them into the bank (:mod:`expertalign.ap`). A concept's
 negatives are the first ``n_negatives`` bank sentences (bank order) that are not its own, which is
-the bank minus a short excluded list, so the shared sort stays exact for every concept.
+the bank minus a short excluded list, so the shared sort stays exact for every concept; bank rows
+past the last one any concept keeps are never run.
+
+The shard's responses live in one unit-major matrix [units, distinct sentences] (memory grows as
+units × sentences × bytes per value), filled batch by batch in run order; the bank and every
+concept's positives are read from it by column index, without intermediate copies.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import torch
 
 from expertalign.ap import SortedNegatives, check_finite
 from expertalign.models import LoadedModel
-from expertalign.responses import max_pooled_responses
+from expertalign.responses import pool_responses_into
 from expertalign.units import UnitLayout
 
 __all__ = ["ConceptSentences", "ShardExpertise", "shard_expertise", "concept_expertise"]
@@ -80,56 +85,76 @@ def shard_expertise(
     unit_stats: bool = False,
     progress: bool = False,
 ) -> ShardExpertise:
-    """AP of every unit for every concept of a shard against the shared negative bank."""
+    """AP of every unit for every concept of a shard against the shared negative bank.
+
+    ``timings`` holds seconds for ``forward_s``, ``bank_sort_s`` and ``ap_s``, and the counts
+    ``sentences`` (distinct texts run), ``bank_sentences`` (distinct texts among the bank rows
+    used) and ``bank_rows`` (bank prefix that any concept uses; later rows are never run).
+    """
     if len(bank_ids) != len(bank_texts):
         raise ValueError("bank_ids and bank_texts differ in length")
     for concept in concepts:
         if len(concept.positives) == 0:
             raise ValueError(f"concept {concept.concept!r} has no positive sentences")
     timings: dict[str, float] = {}
-    # Every distinct text runs once, however many concepts (or the bank) use it.
+    negative_rows = [
+        _negative_rows(bank_ids, c.own_bank_ids, n_negatives, c.concept) for c in concepts
+    ]
+    # A concept's negatives are a prefix of the bank minus its own rows: rows after the last one
+    # any concept keeps are never used, so they are neither run nor sorted.
+    used = max((keep[-1] + 1 for keep, _ in negative_rows if keep), default=0)
+    used = max(used, 1)
+    # Every distinct text runs once, however many concepts (or the bank) use it. All of them run
+    # in one call, batched exactly as max_pooled_responses would batch the same list (a sentence's
+    # float rounding depends on its batch), and columns of the response matrix follow run order.
     texts: list[str] = []
-    row_of: dict[str, int] = {}
-
-    def row(text: str) -> int:
-        if text not in row_of:
-            row_of[text] = len(texts)
+    index_of: dict[str, int] = {}
+    for text in list(bank_texts[:used]) + [t for c in concepts for t in c.positives]:
+        if text not in index_of:
+            index_of[text] = len(texts)
             texts.append(text)
-        return row_of[text]
-
-    bank_rows = [row(t) for t in bank_texts]
-    positive_rows = [[row(t) for t in c.positives] for c in concepts]
+    n_bank_texts = len({t for t in bank_texts[:used]})
+    parameter = next(lm.model.parameters())
+    responses = torch.empty(
+        layout.n_units, len(texts), dtype=parameter.dtype, device=parameter.device
+    )
     start = time.perf_counter()
-    responses = max_pooled_responses(
-        lm.model, lm.tokenizer, texts, layout, max_tokens=max_tokens, max_length=max_length,
-        progress=progress,
+    columns = pool_responses_into(
+        lm.model, lm.tokenizer, texts, layout, responses, max_tokens=max_tokens,
+        max_length=max_length, progress=progress,
     )
     timings["forward_s"] = time.perf_counter() - start
+    column_of = {text: columns[i] for text, i in index_of.items()}
     check_finite(responses, "unit responses")
-    index = torch.tensor(bank_rows, device=responses.device)
+    bank_rows = torch.tensor([column_of[t] for t in bank_texts[:used]], dtype=torch.long)
     start = time.perf_counter()
-    bank = SortedNegatives(responses.index_select(1, index).T)
+    # the bank's rows are picked from the response matrix by index: nothing is copied but the sort
+    bank = SortedNegatives(responses.T, rows=bank_rows)
     timings["bank_sort_s"] = time.perf_counter() - start
     start = time.perf_counter()
     ap_rows, n_pos, n_neg = [], [], []
     stats: dict[str, list[np.ndarray]] = {"neg_mean": [], "pos_median": [], "pos_p90": []}
-    for concept, rows in zip(concepts, positive_rows):
-        keep, excluded = _negative_rows(bank_ids, concept.own_bank_ids, n_negatives, concept.concept)
-        positives = responses.index_select(1, torch.tensor(rows, device=responses.device))
-        ap = bank.average_precision(positives.T, exclude=excluded)
+    for concept, (keep, excluded) in zip(concepts, negative_rows):
+        rows = torch.tensor([column_of[t] for t in concept.positives], dtype=torch.long)
+        excluded_used = [row for row in excluded if row < used]
+        ap = bank.average_precision(responses.T, exclude=excluded_used, rows=rows)
         ap_rows.append(ap.float().cpu().numpy())
         n_pos.append(len(rows))
         n_neg.append(len(keep))
         if unit_stats:
-            negatives = responses.index_select(1, index[torch.tensor(keep, device=index.device)])
+            device = responses.device
+            negatives = responses.index_select(1, bank_rows[torch.tensor(keep)].to(device))
             stats["neg_mean"].append(negatives.float().mean(dim=1).cpu().numpy())
+            positives = responses.index_select(1, rows.to(device))
             quantiles = torch.quantile(
-                positives.float(), torch.tensor([0.5, 0.9], device=positives.device), dim=1
+                positives.float(), torch.tensor([0.5, 0.9], device=device), dim=1
             )
             stats["pos_median"].append(quantiles[0].cpu().numpy())
             stats["pos_p90"].append(quantiles[1].cpu().numpy())
     timings["ap_s"] = time.perf_counter() - start
     timings["sentences"] = len(texts)
+    timings["bank_sentences"] = n_bank_texts
+    timings["bank_rows"] = used
     return ShardExpertise(
         concepts=[c.concept for c in concepts],
         ap=np.stack(ap_rows).astype(np.float32),

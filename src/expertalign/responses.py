@@ -27,7 +27,7 @@ import torch
 
 from expertalign.units import UnitLayout
 
-__all__ = ["max_pool_hooks", "max_pooled_responses", "token_batches"]
+__all__ = ["max_pool_hooks", "max_pooled_responses", "pool_responses_into", "token_batches"]
 
 log = logging.getLogger(__name__)
 
@@ -36,16 +36,42 @@ class _BatchState:
     """What the hooks need to know about the batch being run."""
 
     def __init__(self) -> None:
-        self.rows: torch.Tensor | None = None
-        self.pool_mask: torch.Tensor | None = None  # [B, T, 1] bool: tokens that count
+        #: columns of ``out`` for the batch's rows: a slice when they are consecutive, else indices
+        self.columns: slice | torch.Tensor | None = None
+        #: (first row, end row, first token, end token): consecutive rows pooled over one token span
+        self.spans: list[tuple[int, int, int, int]] | None = None
+        #: [B, T, 1] bool of the tokens that count, used when some row's tokens are not one span
+        self.pool_mask: torch.Tensor | None = None
+
+
+def _pool_spans(pool: torch.Tensor) -> list[tuple[int, int, int, int]] | None:
+    """Group rows of a [B, T] pooling mask whose tokens are one identical contiguous span.
+
+    Returns None if some row's pooled tokens are not contiguous (then the hooks mask instead).
+    """
+    spans: list[tuple[int, int, int, int]] = []
+    for row, mask in enumerate(pool.tolist()):
+        first = mask.index(True) if True in mask else -1
+        if first < 0:
+            return None
+        end = len(mask) - mask[::-1].index(True)
+        if not all(mask[first:end]):
+            return None
+        if spans and spans[-1][2:] == (first, end) and spans[-1][1] == row:
+            spans[-1] = (spans[-1][0], row + 1, first, end)
+        else:
+            spans.append((row, row + 1, first, end))
+    return spans
 
 
 @contextlib.contextmanager
 def max_pool_hooks(
     model: torch.nn.Module, layout: UnitLayout, out: torch.Tensor, state: _BatchState
 ) -> Iterator[None]:
-    """Forward hooks that max-pool each recorded module into ``out[unit, sentence]``.
+    """Forward hooks that max-pool each recorded module into ``out[unit, state.columns]``.
 
+    Each group of rows sharing one token span is reduced straight from the module's output (a view,
+    no masked copy of the activations); the pooled values are exactly the maxima over real tokens.
     Removed on exit, also when the forward pass raises.
     """
     modules = dict(model.named_modules())
@@ -56,8 +82,19 @@ def max_pool_hooks(
             hidden = output[0] if isinstance(output, tuple) else output
             if hidden.shape[-1] != width:
                 raise RuntimeError(f"expected {width} features, got {hidden.shape[-1]}")
-            pooled = hidden.masked_fill(~state.pool_mask, float("-inf")).amax(dim=1)
-            out[offset : offset + width, state.rows] = pooled.T.to(out.dtype)
+            target = out[offset : offset + width]
+            if state.spans is None:
+                pooled = hidden.masked_fill(~state.pool_mask, float("-inf")).amax(dim=1)
+                _write(target, state.columns, pooled)
+                return
+            columns = state.columns
+            for first, end, start, stop in state.spans:
+                pooled = hidden[first:end, start:stop].amax(dim=1)
+                if isinstance(columns, slice):
+                    lo = columns.start + first
+                    target[:, lo : lo + end - first].copy_(pooled.T)
+                else:
+                    _write(target, columns[first:end], pooled)
 
         return hook
 
@@ -69,6 +106,14 @@ def max_pool_hooks(
     finally:
         for handle in handles:
             handle.remove()
+
+
+def _write(target: torch.Tensor, columns: slice | torch.Tensor, pooled: torch.Tensor) -> None:
+    """``target[:, columns] = pooled.T`` for pooled [rows, width]."""
+    if isinstance(columns, slice):
+        target[:, columns].copy_(pooled.T)
+    else:
+        target.index_copy_(1, columns, pooled.T.to(target.dtype))
 
 
 def token_batches(lengths: Sequence[int], max_tokens: int) -> list[list[int]]:
@@ -116,19 +161,63 @@ def max_pooled_responses(
     """
     if len(sentences) == 0:
         raise ValueError("no sentences to run")
+    parameter = next(model.parameters())
+    out = torch.empty(
+        layout.n_units, len(sentences), dtype=dtype or parameter.dtype, device=parameter.device
+    )
+    pool_responses_into(
+        model, tokenizer, sentences, layout, out, columns=range(len(sentences)),
+        max_tokens=max_tokens, max_length=max_length, padding_side=padding_side, progress=progress,
+    )
+    return out
+
+
+def pool_responses_into(
+    model: torch.nn.Module,
+    tokenizer,
+    sentences: Sequence[str],
+    layout: UnitLayout,
+    out: torch.Tensor,
+    *,
+    columns: Sequence[int] | None = None,
+    first_column: int = 0,
+    max_tokens: int = 4096,
+    max_length: int = 128,
+    padding_side: str = "right",
+    progress: bool = False,
+) -> list[int]:
+    """Write each sentence's responses into a column of ``out`` [n_units, n_columns]; returns them.
+
+    With ``columns`` the sentence ``i`` goes to ``columns[i]``. Without, sentences take the columns
+    from ``first_column`` on in the order they run (longest first), so every batch writes one
+    contiguous block — for callers that only need to know where each sentence went.
+    """
+    if len(sentences) == 0:
+        raise ValueError("no sentences to run")
     if padding_side not in ("left", "right"):
         raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
-    parameter = next(model.parameters())
-    device = parameter.device
-    out = torch.empty(layout.n_units, len(sentences), dtype=dtype or parameter.dtype, device=device)
+    if out.ndim != 2 or out.shape[0] != layout.n_units:
+        raise ValueError(f"out must be [{layout.n_units}, n], got {tuple(out.shape)}")
+    device = next(model.parameters()).device
     ids, special = _tokenize(tokenizer, sentences, max_length)
     for i, mask in enumerate(special):
         if all(mask):
             raise ValueError(f"sentence {i} ({sentences[i][:60]!r}) has no real tokens")
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    batches = token_batches([len(x) for x in ids], max_tokens)
+    if columns is None:
+        order = [index for batch in batches for index in batch]
+        assigned = [0] * len(sentences)
+        for position, index in enumerate(order):
+            assigned[index] = first_column + position
+    else:
+        assigned = [int(c) for c in columns]
+        if len(assigned) != len(sentences):
+            raise ValueError("columns must give one column per sentence")
+    if assigned and (min(assigned) < 0 or max(assigned) >= out.shape[1]):
+        raise IndexError(f"columns must lie in [0, {out.shape[1]})")
     state = _BatchState()
     base = getattr(model, "base_model", model)
-    batches = token_batches([len(x) for x in ids], max_tokens)
     iterator = batches
     if progress:
         from tqdm.auto import tqdm
@@ -147,12 +236,17 @@ def max_pooled_responses(
                 attention[row, cols] = 1
                 pool[row, cols] = ~torch.tensor(special[index], dtype=torch.bool)
             positions = (attention.cumsum(dim=1) - 1).clamp(min=0)
-            state.rows = torch.tensor(batch, device=device)
-            state.pool_mask = pool.to(device).unsqueeze(-1)
+            targets = [assigned[i] for i in batch]
+            if targets == list(range(targets[0], targets[0] + len(targets))):
+                state.columns = slice(targets[0], targets[0] + len(targets))
+            else:
+                state.columns = torch.tensor(targets, device=device)
+            state.spans = _pool_spans(pool)
+            state.pool_mask = None if state.spans is not None else pool.to(device).unsqueeze(-1)
             base(
                 input_ids=input_ids.to(device),
                 attention_mask=attention.to(device),
                 position_ids=positions.to(device),
                 use_cache=False,
             )
-    return out
+    return assigned

@@ -65,7 +65,8 @@ SENTENCE_COLUMNS: tuple[str, ...] = ("sentence_id", "concept", "text", "prompt",
 MIN_WORDS = 4
 MAX_WORDS = 60
 
-StopWhen = Callable[[list[str]], bool]
+# Called with the completions so far; True = all done, or one done-flag per prompt.
+StopWhen = Callable[[list[str]], "bool | Sequence[bool]"]
 
 
 class SentenceGenerationError(RuntimeError):
@@ -124,17 +125,21 @@ class Backend(Protocol):
 class TransformersBackend:
     """Sampling from a local Hugging Face causal LM through its chat template.
 
-    Prompts are decoded `batch_size` at a time; identical prompts in a batch share one prefill
-    (the KV cache is copied), which on CPU saves most of the prompt cost. Generation of a batch
-    ends at EOS, at `max_new_tokens`, or when `stop_when` is satisfied (checked every
-    `check_every` steps); a line cut off by an early stop is dropped.
+    Prompts are decoded `batch_size` at a time by a small sampling loop (temperature, then
+    top-k, then top-p, as in `generate`) that is cheaper per step than `generate()` on CPU:
+    identical prompts share one prefill (the KV cache is copied), and sequences leave the batch
+    as soon as they end, reach `max_new_tokens`, or `stop_when` marks them done (checked every
+    `check_every` steps). A line cut off by a stop is dropped.
     """
 
     def __init__(self, model: Any, tokenizer: Any, max_new_tokens: int = 64,
                  batch_size: int = 16, temperature: float = 0.6, top_p: float = 0.95,
-                 name: str | None = None, check_every: int = 4) -> None:
+                 top_k: int = 50, name: str | None = None, check_every: int = 2) -> None:
         if max_new_tokens < 1 or batch_size < 1 or check_every < 1:
             raise ValueError("max_new_tokens, batch_size and check_every must be >= 1")
+        if temperature <= 0 or not 0 < top_p <= 1 or top_k < 0:
+            raise ValueError("need temperature > 0, 0 < top_p <= 1 and top_k >= 0")
+        self.name = name or str(getattr(model, "name_or_path", "") or type(model).__name__)
         self.model = model
         self.tokenizer = tokenizer
         self.max_new_tokens = max_new_tokens
@@ -142,10 +147,15 @@ class TransformersBackend:
         self.parallel_calls = batch_size
         self.temperature = temperature
         self.top_p = top_p
+        self.top_k = top_k
         self.check_every = check_every
-        self.name = name or str(getattr(model, "name_or_path", "") or type(model).__name__)
-        pad = tokenizer.pad_token_id
-        self.pad_token_id: int = int(pad if pad is not None else tokenizer.eos_token_id)
+        self.eos_ids = _eos_ids(model, tokenizer)
+        params = inspect.signature(model.forward).parameters
+        # transformers 5 renamed past_key_values to cache; older releases only know the former.
+        self._cache_kw = "cache" if "cache" in params else "past_key_values"
+        self._keep_kw = next((k for k in ("logits_to_keep", "num_logits_to_keep") if k in params),
+                             None)
+        self.steps = 0  # decode steps run so far (for benchmarks)
 
     def _render(self, prompt: str) -> str:
         return self.tokenizer.apply_chat_template(
@@ -153,26 +163,32 @@ class TransformersBackend:
 
     def generate(self, prompts: Sequence[str], seed: int,
                  stop_when: StopWhen | None = None) -> list[str]:
+        """One completion per prompt. `stop_when(completions)` sees the complete lines so far
+        (aligned with `prompts`) and returns True (all done) or one flag per prompt."""
         import torch
 
         out: list[str] = [""] * len(prompts)
-        with torch.inference_mode(), torch.random.fork_rng(devices=[]):
+        done = [False] * len(prompts)
+        with torch.inference_mode():
             for b, start in enumerate(range(0, len(prompts), self.batch_size)):
-                chunk = list(prompts[start:start + self.batch_size])
-                torch.manual_seed(_mix(seed, "batch", b) % (2**63))
-                texts = self._generate_batch(chunk, start, out, stop_when)
-                out[start:start + len(chunk)] = texts
-                if stop_when is not None and stop_when(out):
+                rows = list(range(start, min(start + self.batch_size, len(prompts))))
+                rows = [r for r in rows if not done[r]]
+                if not rows:
+                    continue
+                gen = torch.Generator(device="cpu").manual_seed(_mix(seed, "batch", b) % 2**63)
+                self._run_batch(prompts, rows, gen, out, done, stop_when)
+                if all(done):
                     break
         return out
 
-    def _generate_batch(self, chunk: list[str], start: int, done: list[str],
-                        stop_when: StopWhen | None) -> list[str]:
+    def _run_batch(self, prompts: Sequence[str], rows: list[int], gen: Any, out: list[str],
+                   done: list[bool], stop_when: StopWhen | None) -> None:
         import torch
-        from transformers import DynamicCache, StoppingCriteria, StoppingCriteriaList
+        from transformers import DynamicCache
 
-        tok = self.tokenizer
-        rendered = [self._render(p) for p in chunk]
+        tok, model = self.tokenizer, self.model
+        device = next(model.parameters()).device
+        rendered = [self._render(prompts[r]) for r in rows]
         unique = list(dict.fromkeys(rendered))
         old_side = tok.padding_side
         tok.padding_side = "left"
@@ -180,57 +196,83 @@ class TransformersBackend:
             enc = tok(unique, return_tensors="pt", padding=True, add_special_tokens=False)
         finally:
             tok.padding_side = old_side
-        ids, mask = enc["input_ids"], enc["attention_mask"]
-        # Prefill every distinct prompt once (all but its last token, which generate() feeds
-        # so that it produces the first logits itself), then copy the cache per sequence.
+        ids, mask = enc["input_ids"].to(device), enc["attention_mask"].to(device)
+        position = (mask.long().cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache()
-        # transformers 5 renamed past_key_values to cache; older releases only know the former.
-        cache_kw = ("cache" if "cache" in inspect.signature(self.model.forward).parameters
-                    else "past_key_values")
-        if ids.shape[1] > 1:
-            pre_mask = mask[:, :-1]
-            position_ids = (pre_mask.long().cumsum(-1) - 1).clamp(min=0)
-            self.model(input_ids=ids[:, :-1], attention_mask=pre_mask, position_ids=position_ids,
-                       use_cache=True, **{cache_kw: cache})
-        which = torch.tensor([unique.index(r) for r in rendered])
+        extra = {self._keep_kw: 1} if self._keep_kw else {}
+        # Each distinct prompt is prefilled once; its cache is then copied for every sequence.
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=position, use_cache=True,
+                       **{self._cache_kw: cache}, **extra).logits[:, -1, :]
+        which = torch.tensor([unique.index(r) for r in rendered], device=device)
         cache.batch_select_indices(which)
-        prompt_len = ids.shape[1]
-        eos = _eos_ids(self.model, tok)
-        backend = self
+        logits, mask = logits[which], mask[which]
+        next_pos = position[which, -1] + 1
+        active = list(rows)  # prompt index of each batch row
+        tokens: dict[int, list[int]] = {r: [] for r in rows}
+        ended: set[int] = set()
+        eos = set(self.eos_ids)
 
-        class _Stop(StoppingCriteria):
-            def __init__(self) -> None:
-                self.steps = 0
+        def texts() -> list[str]:
+            current = list(out)
+            for r in rows:
+                current[r] = self._text(tokens[r], ended_ok=r in ended)
+            return current
 
-            def __call__(self, input_ids: torch.LongTensor, scores: Any,
-                         **kwargs: Any) -> torch.BoolTensor:
-                self.steps += 1
-                stop = False
-                if stop_when is not None and self.steps % backend.check_every == 0:
-                    partial = backend._decode(input_ids[:, prompt_len:], eos, final=False)
-                    so_far = done[:start] + partial + done[start + len(partial):]
-                    stop = bool(stop_when(so_far))
-                return torch.full((input_ids.shape[0],), stop, dtype=torch.bool)
+        for step in range(1, self.max_new_tokens + 1):
+            nxt = self._sample(logits, gen).tolist()
+            self.steps += 1
+            keep: list[int] = []
+            for i, (r, t) in enumerate(zip(active, nxt)):
+                if t in eos:
+                    ended.add(r)
+                else:
+                    tokens[r].append(t)
+                    keep.append(i)
+            if stop_when is not None and (step % self.check_every == 0 or len(keep) < len(active)):
+                verdict = stop_when(texts())
+                flags = [bool(verdict)] * len(out) if isinstance(verdict, bool) else list(verdict)
+                for r in rows:
+                    done[r] = done[r] or flags[r]
+                keep = [i for i in keep if not done[active[i]]]
+            if not keep or step == self.max_new_tokens:
+                break
+            if len(keep) < len(active):
+                idx = torch.tensor(keep, device=device)
+                cache.batch_select_indices(idx)
+                mask, next_pos = mask[idx], next_pos[idx]
+                active = [active[i] for i in keep]
+                nxt = [nxt[i] for i in keep]
+            mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
+            logits = model(input_ids=torch.tensor(nxt, device=device).unsqueeze(1),
+                           attention_mask=mask, position_ids=next_pos.unsqueeze(1), use_cache=True,
+                           **{self._cache_kw: cache}).logits[:, -1, :]
+            next_pos = next_pos + 1
+        final = texts()
+        for r in rows:
+            out[r] = final[r]
 
-        gen = self.model.generate(
-            input_ids=ids[which], attention_mask=mask[which], **{cache_kw: cache},
-            do_sample=True, temperature=self.temperature, top_p=self.top_p, top_k=0,
-            max_new_tokens=self.max_new_tokens, pad_token_id=self.pad_token_id,
-            eos_token_id=eos, stopping_criteria=StoppingCriteriaList([_Stop()]))
-        return self._decode(gen[:, prompt_len:], eos, final=True)
+    def _sample(self, logits: Any, gen: Any) -> Any:
+        import torch
 
-    def _decode(self, new_tokens: Any, eos: list[int], final: bool) -> list[str]:
-        texts: list[str] = []
-        for row in new_tokens.tolist():
-            ended = any(t in eos for t in row)
-            if ended:
-                row = row[: min(row.index(t) for t in eos if t in row)]
-            text = self.tokenizer.decode(row, skip_special_tokens=True)
-            if not ended:
-                # The last line of an unfinished sequence may be half a sentence.
-                text = text[: text.rfind("\n") + 1] if "\n" in text else ""
-            texts.append(text)
-        return texts
+        logits = logits.float() / self.temperature
+        if self.top_k:
+            logits, index = torch.topk(logits, min(self.top_k, logits.shape[-1]), dim=-1)
+        else:
+            logits, index = torch.sort(logits, dim=-1, descending=True)
+        probs = torch.softmax(logits, dim=-1)
+        if self.top_p < 1.0:
+            # Keep the smallest prefix (sorted by probability) whose mass reaches top_p.
+            before = torch.cumsum(probs, dim=-1) - probs
+            probs = probs.masked_fill(before >= self.top_p, 0.0)
+        choice = torch.multinomial(probs.cpu(), 1, generator=gen).to(index.device)
+        return index.gather(-1, choice).squeeze(-1)
+
+    def _text(self, token_ids: list[int], ended_ok: bool) -> str:
+        text = self.tokenizer.decode(token_ids, skip_special_tokens=True)
+        if not ended_ok:
+            # The last line of an unfinished sequence may be half a sentence.
+            text = text[: text.rfind("\n") + 1] if "\n" in text else ""
+        return text
 
 
 def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
@@ -498,9 +540,10 @@ def generate_concept_sentences(concept_row: Mapping[str, Any] | pd.Series, backe
                 found[kind] = fresh
             return found
 
-        def enough(completions: list[str]) -> bool:
+        def enough(completions: list[str]) -> list[bool]:
             found = new_items(completions)
-            return all(len(found[k]) >= need for k, need in missing.items())
+            satisfied = {k: len(found[k]) >= need for k, need in missing.items()}
+            return [satisfied[k] for k in kinds]
 
         round_seed = _mix(seed, concept, "round", round_no)
         raw = (backend.generate(prompts, round_seed, stop_when=enough)  # type: ignore[call-arg]

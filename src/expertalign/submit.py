@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+import time
 from pathlib import Path
 
 import numpy as np
@@ -63,11 +64,14 @@ def run_experts(
     slurm: Mapping[str, object] | None = None,
     folder: str | Path = "submitit",
     wait: bool = True,
+    poll_s: float = 2.0,
 ):
     """Compute here (``slurm=None``) or submit to SLURM; returns the result, or the job if not ``wait``.
 
     ``slurm`` holds submitit parameters, e.g. ``{"slurm_partition": "gpu", "gpus_per_node": 1,
-    "timeout_min": 30, "mem_gb": 32}``.
+    "timeout_min": 30, "mem_gb": 32}``. Waiting gives up (and cancels the job) after the job's
+    ``timeout_min`` plus ten minutes: without SLURM accounting submitit cannot see a job that
+    died before writing its result, and would otherwise wait forever.
     """
     if slurm is None:
         return compute_experts(request)
@@ -76,4 +80,15 @@ def run_experts(
     executor = submitit.AutoExecutor(folder=str(folder), cluster="slurm")
     executor.update_parameters(**dict(slurm))
     job = executor.submit(compute_experts, request)
-    return job.result() if wait else job
+    if not wait:
+        return job
+    deadline = time.monotonic() + 60 * (float(slurm.get("timeout_min", 60)) + 10)
+    while not job.done():
+        if time.monotonic() > deadline:
+            job.cancel(check=False)
+            raise TimeoutError(
+                f"SLURM job {job.job_id} gave no result in time; its logs: {job.paths.stdout} "
+                f"and {job.paths.stderr}"
+            )
+        time.sleep(poll_s)
+    return job.result()

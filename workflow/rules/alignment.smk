@@ -43,11 +43,7 @@ rule alignment_summary:
     input:
         tables=alignment_tables(),
     output:
-        parquet=report(
-            f"{RESULTS}/tables/alignment.parquet",
-            caption="../report/alignment_table.rst",
-            category="Alignment",
-        ),
+        parquet=f"{RESULTS}/tables/alignment.parquet",
         csv=report(
             f"{RESULTS}/tables/alignment.csv",
             caption="../report/alignment_table.rst",
