@@ -1,0 +1,179 @@
+"""The concept table: validation errors name file, line and column; WordNet definitions."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from expertalign.concepts import (
+    ConceptTableError,
+    fill_definitions,
+    load_concepts,
+    wordnet_definition,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+WORDNET = Path("/usr/share/wordnet")
+MEN = ROOT.parent / "shared" / "data" / "MEN"
+HEADER = "concept\tword\tpos\tdefinition\tdomain\tbroader\n"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "concepts.tsv"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_valid_table_fills_defaults_and_keeps_order(tmp_path):
+    path = write(tmp_path, "concept\tword\tpos\textra\n"
+                           "dog\tdog\tnoun\tx\n"
+                           "cat\tcat\tnoun\t\n"
+                           "\n"
+                           "run\trun\tverb\ty\n")
+    df = load_concepts(path)
+    assert df["concept"].tolist() == ["dog", "cat", "run"]
+    assert df["definition"].tolist() == ["", "", ""]
+    assert df["domain"].tolist() == ["", "", ""]
+    assert df["broader"].tolist() == [False, False, False]
+    assert df["broader"].dtype == bool
+    assert df["extra"].tolist() == ["x", "", "y"]
+
+
+def test_broader_and_short_rows(tmp_path):
+    # Editors drop trailing empty fields; those rows are still valid.
+    path = write(tmp_path, HEADER + "animal\tanimal\tnoun\t\tanimals\tTRUE\ncat\tcat\tnoun\n")
+    df = load_concepts(path)
+    assert df["broader"].tolist() == [True, False]
+    assert df["domain"].tolist() == ["animals", ""]
+
+
+@pytest.mark.parametrize(
+    "body, line, column, words",
+    [
+        ("cat\tcat\tnoun\t\t\t\nCat\tcat\tnoun\t\t\t\n", 3, "concept", "bad concept id 'Cat'"),
+        ("cat\tcat\tnoun\t\t\t\n\nx y\tx\tnoun\t\t\t\n", 4, "concept", "bad concept id 'x y'"),
+        ("cat\tcat\tnoun\t\t\t\ndog\tdog\tnoun\t\t\t\ncat\tcat\tnoun\t\t\t\n", 4, "concept",
+         "duplicate concept id 'cat' (first on line 2)"),
+        ("cat\tcat\tNoun\t\t\t\n", 2, "pos", "bad pos 'Noun'"),
+        ("cat\tcat\tnoun\t\tanimals\tyes\n", 2, "broader", "bad broader value 'yes'"),
+        ("cat\t\tnoun\t\t\t\n", 2, "word", "empty word"),
+    ],
+)
+def test_errors_name_file_line_and_column(tmp_path, body, line, column, words):
+    path = write(tmp_path, HEADER + body)
+    with pytest.raises(ConceptTableError) as info:
+        load_concepts(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}, line {line}, column '{column}': ")
+    assert words in message
+    assert (info.value.line, info.value.column) == (line, column)
+    assert isinstance(info.value, ValueError)
+
+
+def test_missing_required_column_is_reported_on_the_header_line(tmp_path):
+    path = write(tmp_path, "concept\tword\tdefinition\ncat\tcat\ta feline\n")
+    with pytest.raises(ConceptTableError, match=r"line 1, column 'pos': required column missing"):
+        load_concepts(path)
+    # A comma-separated file has one "column" named after the whole header.
+    path = write(tmp_path, "concept,word,pos\ncat,cat,noun\n")
+    with pytest.raises(ConceptTableError, match=r"column 'concept'.*separated by tabs"):
+        load_concepts(path)
+
+
+def test_too_many_fields(tmp_path):
+    path = write(tmp_path, "concept\tword\tpos\ncat\tcat\tnoun\textra\n")
+    with pytest.raises(ConceptTableError, match=r"line 2, .*4 tab-separated fields"):
+        load_concepts(path)
+
+
+def fake_wordnet(tmp_path: Path) -> Path:
+    """A two-synset WordNet in the real file format (offsets are byte positions)."""
+    wn = tmp_path / "wn"
+    wn.mkdir()
+    licence = "  1 This software and database is being provided\n"
+    lines = [
+        "{off} 05 n 01 table 0 000 | a piece of furniture with a flat top; \"the table was set\"\n",
+        "{off} 14 n 01 table 1 000 | a set of data arranged in rows and columns\n",
+    ]
+    data, offsets = licence, []
+    for template in lines:
+        offset = len(data.encode())
+        offsets.append(offset)
+        data += template.format(off=f"{offset:08d}")
+    (wn / "data.noun").write_text(data)
+    (wn / "index.noun").write_text(
+        licence + f"table n 2 1 @ 2 1 {offsets[0]:08d} {offsets[1]:08d}  \n")
+    (wn / "noun.exc").write_text("")
+    return wn
+
+
+def test_wordnet_definition_reads_index_and_data(tmp_path):
+    wn = fake_wordnet(tmp_path)
+    assert wordnet_definition("table", "noun", wn) == "a piece of furniture with a flat top"
+    assert wordnet_definition("table", "noun", wn, sense=2) == (
+        "a set of data arranged in rows and columns")
+    assert wordnet_definition("Tables", "noun", wn) == "a piece of furniture with a flat top"
+    assert wordnet_definition("table", "noun", wn, sense=3) is None
+    assert wordnet_definition("chair", "noun", wn) is None
+    with pytest.raises(FileNotFoundError, match="wordnet-base"):
+        wordnet_definition("run", "verb", wn)
+
+
+def test_fill_definitions_only_fills_empty_ones(tmp_path):
+    wn = fake_wordnet(tmp_path)
+    path = write(tmp_path, HEADER + "table\ttable\tnoun\t\t\t\nmine\ttable\tnoun\tmy own\t\t\n")
+    df = fill_definitions(load_concepts(path), wn)
+    assert df["definition"].tolist() == ["a piece of furniture with a flat top", "my own"]
+    path = write(tmp_path, HEADER + "chair\tchair\tnoun\t\t\t\n")
+    with pytest.raises(ValueError, match=r"no entry for: chair \(noun\)"):
+        fill_definitions(load_concepts(path), wn)
+    kept = fill_definitions(load_concepts(path), wn, missing="keep")
+    assert kept["definition"].tolist() == [""]
+
+
+@pytest.mark.skipif(not (WORDNET / "index.noun").exists(), reason="wordnet-base not installed")
+def test_real_wordnet_first_senses():
+    assert wordnet_definition("cat", "noun", WORDNET).startswith("feline mammal")
+    assert wordnet_definition("subjects", "noun", WORDNET, sense=3) == "a branch of knowledge"
+    assert wordnet_definition("purple", "adjective", WORDNET) == (
+        "of a color intermediate between red and blue")
+    assert "one's feet" in wordnet_definition("ran", "verb", WORDNET)
+
+
+def test_default_concept_table():
+    df = load_concepts(ROOT / "config" / "concepts.tsv")
+    assert len(df) <= 80
+    assert (df["definition"].str.len() > 0).all()
+    domains = df[df["domain"] != ""]
+    assert domains["domain"].nunique() == 10
+    assert (domains.groupby("domain").size() == 5).all()
+    assert (domains.groupby("domain")["broader"].sum() == 1).all()
+    broader = set(domains.loc[domains["broader"], "concept"])
+    assert {"animal", "clothes", "colour", "furniture", "occupation", "organ", "sport",
+            "subjects", "vegetable", "vehicle"} == broader
+    # The first sense of "table" is a data table; the table fixes the furniture sense.
+    table = df.set_index("concept").loc["table", "definition"]
+    assert "furniture" in table
+    if (MEN / "MEN_dataset_natural_form_full").exists():
+        words = set(df["word"])
+        pairs = [line.split()[:2] for line in
+                 (MEN / "MEN_dataset_natural_form_full").read_text().splitlines()]
+        assert sum(a in words and b in words for a, b in pairs) >= 160
+
+
+@pytest.mark.skipif(not (WORDNET / "index.noun").exists()
+                    or not (MEN / "MEN_dataset_lemma_form_full").exists(),
+                    reason="needs wordnet-base and the MEN data")
+def test_make_concepts_reproduces_the_committed_table(tmp_path):
+    script = ROOT / "tools" / "make_concepts.py"
+    spec = importlib.util.spec_from_file_location("make_concepts", script)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["make_concepts"] = module
+    spec.loader.exec_module(module)
+    out = tmp_path / "concepts.tsv"
+    assert module.main(["--men-dir", str(MEN), "--wordnet-dir", str(WORDNET),
+                        "--out", str(out)]) == 0
+    assert out.read_text() == (ROOT / "config" / "concepts.tsv").read_text()
