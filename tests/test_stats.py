@@ -9,6 +9,7 @@ import pytest
 from scipy import stats as sps
 
 from expertalign.stats import (
+    bootstrap_mean_ci,
     SpearmanResult,
     bootstrap_spearman,
     jaccard_matrix,
@@ -139,6 +140,20 @@ def test_williams_rejects_impossible_correlations() -> None:
         williams_test(0.5, 0.3, 0.4, 3)
     with pytest.raises(ValueError, match="r12"):
         williams_test(1.5, 0.3, 0.4, 30)
+
+
+def test_bootstrap_mean_ci_stays_in_the_data_and_is_seeded() -> None:
+    few = np.array([0.0, 0.05, 1.0])  # a t interval here would reach below 0 and above 1
+    mean, low, high = bootstrap_mean_ci(few)
+    assert mean == pytest.approx(1.05 / 3)
+    assert 0.0 <= low < mean < high <= 1.0
+    assert bootstrap_mean_ci(few, seed=1) == bootstrap_mean_ci(few, seed=1)
+    rng = np.random.default_rng(0)
+    big = rng.normal(2.0, 1.0, size=4000)
+    _, low, high = bootstrap_mean_ci(big)
+    assert low < 2.0 < high and high - low == pytest.approx(2 * 1.96 / np.sqrt(4000), rel=0.15)
+    assert bootstrap_mean_ci([0.3, 0.3, 0.3]) == pytest.approx((0.3, 0.3, 0.3))
+    assert all(math.isnan(x) for x in bootstrap_mean_ci([]))
 
 
 def test_jaccard_matrix_known_values() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from workflow_helpers import REPO, snakemake
 
@@ -34,7 +36,8 @@ def test_default_config_dry_run_plans_every_rule(tmp_path):
     concepts = pd.read_csv(REPO / "config/concepts.tsv", sep="\t")
     assert int(counts["generate_sentences"]) == len(concepts)
     assert int(counts["negative_bank"]) == 1
-    shards = -(-len(concepts) // 24)
+    shard_size = yaml.safe_load((REPO / "config/config.yaml").read_text())["experts"]["shard_size"]
+    shards = -(-len(concepts) // shard_size)
     assert int(counts["experts"]) == 2 * shards
     assert int(counts["similarity"]) == 2
     assert int(counts["alignment"]) == 2
@@ -97,6 +100,25 @@ def test_tiny_workflow_end_to_end(tiny_run):
     logs = list((results / "logs").rglob("*.log"))
     benchmarks = list((results / "benchmarks").rglob("*.tsv"))
     assert logs and benchmarks
+
+
+@pytest.mark.slow
+def test_report_holds_every_table_and_figure(tiny_run):
+    results, _ = tiny_run
+    report = results / "report.html"
+    snakemake("--configfile", TINY, "--config", f"results={results}", "--report", str(report))
+    html = report.read_text(encoding="utf-8", errors="replace")
+    shown = sorted(results.glob("tables/*.csv")) + sorted(results.glob("figures/**/*.png"))
+    assert len(shown) >= 12
+    missing = [str(p.relative_to(results)) for p in shown if p.name not in html]
+    assert not missing, f"not in the report: {missing}"
+    if shutil.which("chromium") is None:
+        pytest.skip("chromium not installed: the report was built but not rendered")
+    render = subprocess.run(["bash", "tools/render_report.sh", str(results), "--configfile", TINY],
+                            cwd=REPO, capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert render.returncode == 0, render.stdout[-2000:] + render.stderr[-2000:]
+    assert (results / "report.png").stat().st_size > 20_000  # a rendered page, not a blank one
 
 
 @pytest.mark.slow

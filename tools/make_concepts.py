@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
-"""Regenerate config/concepts.tsv: the paper's 10 domains plus MEN words chosen greedily.
+"""Regenerate config/concepts.tsv: the paper's 10 domains, SPP pairs, and MEN words.
 
 The paper's concepts are 10 domains x (4 specific concepts + 1 broader concept). Few of their
 pairs are in MEN, so to measure alignment with human judgments we add MEN words greedily: each
 step adds the MEN word that completes the most MEN pairs with the words already chosen (ties:
 the word in more MEN pairs, then alphabetical), until at least `--min-pairs` MEN pairs (full
-set) have both words in the table. Words are MEN's natural forms; POS comes from the
+set) have both words in the table. Before that, so that the Semantic Priming Project analysis has
+pairs at every relation level, `--spp-per-level` SPP pairs per level (strong / weak / none) whose
+words are MEN or domain words are completed, each time the pair needing the fewest new words
+(see `spp_words`). Words are MEN's natural forms; POS comes from the
 line-aligned lemma file (`-n`/`-v`/`-j`). Definitions are WordNet glosses (first sense of the
 POS, except the few listed in SENSES whose first sense is off-domain, e.g. table = data).
 
@@ -13,7 +16,8 @@ Use (needs the WordNet dict files: `apt-get install wordnet-base`)::
 
     .venv/bin/python tools/make_concepts.py \\
         --men-dir /work/shared/data/MEN --wordnet-dir /usr/share/wordnet \\
-        --min-pairs 160 --out config/concepts.tsv
+        --spp-dir /work/shared/data/SPP --spp-per-level 4 \\
+        --min-pairs 150 --out config/concepts.tsv
 
 The output is deterministic: the same inputs give a byte-identical file.
 """
@@ -53,6 +57,7 @@ SENSES: dict[str, tuple[str, int]] = {
     "pumpkin": ("pumpkin", 2),    # 1 = the vine; 2 = the fruit
     "corn": ("corn", 3),          # 1 = the grass; 3 = "ears of corn ... served for human food"
     "stripes": ("stripe", 1),     # WordNet's own lemma "stripes" is only the military badge
+    "shoes": ("shoe", 1),         # WordNet's own lemma "shoes" is "a particular situation"
 }
 MEN_POS = {"n": "noun", "v": "verb", "j": "adjective"}
 COLUMNS = ("concept", "word", "pos", "definition", "domain", "broader")
@@ -104,19 +109,61 @@ def greedy_men_words(seed_words: set[str], pairs: list[tuple[str, str]],
     return added, covered
 
 
+def spp_words(seed_words: set[str], vocabulary: set[str], spp_dir: Path, per_level: int,
+              pairs: list[tuple[str, str]]) -> list[str]:
+    """Words to add so that `per_level` SPP pairs of each relation level (strong / weak / none,
+    as `expertalign.analysis.spp.relation_levels` builds them) have both words in the table.
+
+    Greedy per level: the pair needing the fewest new words, then the one completing the most
+    MEN pairs, then alphabetical; only pairs whose words are MEN or seed words are eligible.
+    """
+    from expertalign.analysis.spp import LEVELS, relation_levels
+
+    levels = relation_levels(spp_dir, n_per_level=None, vocabulary=vocabulary | seed_words).pairs
+    chosen = set(seed_words)
+    added: list[str] = []
+
+    def men_gain(words: list[str]) -> int:
+        grown = chosen | set(words)
+        return sum((a in grown and b in grown) and not (a in chosen and b in chosen)
+                   for a, b in pairs)
+
+    for level in LEVELS:
+        candidates = sorted(zip(levels.loc[levels["level"] == level, "word1"],
+                                levels.loc[levels["level"] == level, "word2"]))
+        if len(candidates) < per_level:
+            raise ValueError(f"SPP level {level!r} has only {len(candidates)} pairs in reach")
+        for _ in range(per_level):
+            best = min(candidates, key=lambda p: (
+                sum(w not in chosen for w in p), -men_gain([w for w in p if w not in chosen]), p))
+            candidates.remove(best)
+            for word in best:
+                if word not in chosen:
+                    chosen.add(word)
+                    added.append(word)
+    return added
+
+
 def concept_id(word: str) -> str:
     return re.sub(r"[^a-z0-9_\-]+", "_", word.lower()).strip("_")
 
 
-def build_rows(men_dir: Path, wordnet_dir: Path,
-               min_pairs: int) -> tuple[list[dict[str, str]], int]:
+def build_rows(men_dir: Path, wordnet_dir: Path, min_pairs: int, spp_dir: Path | None = None,
+               spp_per_level: int = 0) -> tuple[list[dict[str, str]], int]:
     pairs, men_pos = read_men_full(men_dir)
     rows: list[dict[str, str]] = []
     for domain, (specific, broader) in DOMAINS.items():
         for word in [*specific, broader]:
             rows.append({"concept": concept_id(word), "word": word, "pos": "noun",
                          "domain": domain, "broader": "true" if word == broader else "false"})
-    extra, covered = greedy_men_words({r["word"] for r in rows}, pairs, min_pairs)
+    seed = {r["word"] for r in rows}
+    extra = []
+    if spp_per_level:
+        if spp_dir is None:
+            raise ValueError("--spp-per-level needs --spp-dir")
+        extra = spp_words(seed, set(men_pos), spp_dir, spp_per_level, pairs)
+    more, covered = greedy_men_words(seed | set(extra), pairs, min_pairs)
+    extra += more
     for word in extra:
         rows.append({"concept": concept_id(word), "word": word, "pos": men_pos[word],
                      "domain": "", "broader": "false"})
@@ -134,10 +181,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--men-dir", type=Path, default=Path("/work/shared/data/MEN"))
     ap.add_argument("--wordnet-dir", type=Path, default=Path("/usr/share/wordnet"))
-    ap.add_argument("--min-pairs", type=int, default=160)
+    ap.add_argument("--min-pairs", type=int, default=150)
+    ap.add_argument("--spp-dir", type=Path, default=Path("/work/shared/data/SPP"))
+    ap.add_argument("--spp-per-level", type=int, default=4,
+                    help="SPP pairs per relation level to have in the table (0: none)")
     ap.add_argument("--out", type=Path, default=Path("config/concepts.tsv"))
     args = ap.parse_args(argv)
-    rows, covered = build_rows(args.men_dir, args.wordnet_dir, args.min_pairs)
+    rows, covered = build_rows(args.men_dir, args.wordnet_dir, args.min_pairs, args.spp_dir,
+                               args.spp_per_level)
     text = "\t".join(COLUMNS) + "\n" + "".join(
         "\t".join(r[c] for c in COLUMNS) + "\n" for r in rows)
     args.out.parent.mkdir(parents=True, exist_ok=True)

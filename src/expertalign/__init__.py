@@ -10,7 +10,19 @@ The workflow (``Snakefile``) calls into this package; every step can also be use
 ``expertalign.responses.max_pooled_responses`` → ``expertalign.ap`` → ``expertalign.similarity``.
 """
 
-from expertalign.ap import average_precision
+from __future__ import annotations
+
+from typing import Any
 
 __all__ = ["average_precision"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first use: torch and numba cost every workflow job a second or two, and the
+    # statistics and figure jobs never need them.
+    if name == "average_precision":
+        from expertalign.ap import average_precision
+
+        return average_precision
+    raise AttributeError(f"module 'expertalign' has no attribute {name!r}")

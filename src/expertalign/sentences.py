@@ -129,14 +129,20 @@ class TransformersBackend:
     top-k, then top-p, as in `generate`) that is cheaper per step than `generate()` on CPU:
     identical prompts share one prefill (the KV cache is copied), and sequences leave the batch
     as soon as they end, reach `max_new_tokens`, or `stop_when` marks them done (checked every
-    `check_every` steps). A line cut off by a stop is dropped.
+    `check_every` steps). A line cut off by a stop is dropped. Small models often ramble past
+    the list they were asked for or loop inside one endless line, so a sequence also stops once
+    it has written `max_lines` non-empty lines, or when its current line runs past `max_line_tokens`
+    (0 disables either limit).
     """
 
     def __init__(self, model: Any, tokenizer: Any, max_new_tokens: int = 64,
                  batch_size: int = 16, temperature: float = 0.6, top_p: float = 0.95,
-                 top_k: int = 50, name: str | None = None, check_every: int = 2) -> None:
+                 top_k: int = 50, name: str | None = None, check_every: int = 2,
+                 max_lines: int = 0, max_line_tokens: int = 0, word_bias: float = 0.0) -> None:
         if max_new_tokens < 1 or batch_size < 1 or check_every < 1:
             raise ValueError("max_new_tokens, batch_size and check_every must be >= 1")
+        if max_lines < 0 or max_line_tokens < 0:
+            raise ValueError("max_lines and max_line_tokens must be >= 0")
         if temperature <= 0 or not 0 < top_p <= 1 or top_k < 0:
             raise ValueError("need temperature > 0, 0 < top_p <= 1 and top_k >= 0")
         self.name = name or str(getattr(model, "name_or_path", "") or type(model).__name__)
@@ -149,7 +155,15 @@ class TransformersBackend:
         self.top_p = top_p
         self.top_k = top_k
         self.check_every = check_every
+        self.max_lines = max_lines
+        self.max_line_tokens = max_line_tokens
+        self.word_bias = float(word_bias)
         self.eos_ids = _eos_ids(model, tokenizer)
+        # Token ids whose text contains a line break, to count lines without decoding.
+        vocab = tokenizer.get_vocab()
+        self._newline_ids = frozenset(
+            i for t, i in vocab.items()
+            if "\n" in tokenizer.convert_tokens_to_string([t]))
         params = inspect.signature(model.forward).parameters
         # transformers 5 renamed past_key_values to cache; older releases only know the former.
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
@@ -162,11 +176,15 @@ class TransformersBackend:
             [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)
 
     def generate(self, prompts: Sequence[str], seed: int,
-                 stop_when: StopWhen | None = None) -> list[str]:
+                 stop_when: StopWhen | None = None, words: Sequence[str] = ()) -> list[str]:
         """One completion per prompt. `stop_when(completions)` sees the complete lines so far
-        (aligned with `prompts`) and returns True (all done) or one flag per prompt."""
+        (aligned with `prompts`) and returns True (all done) or one flag per prompt. With
+        `word_bias` > 0, the first token of each of `words` (as spelled, capitalised, and after
+        a space) gets that much added to its logit at every step, so that a small model that
+        drifts off the concept names it more often; 0 samples the model as it is."""
         import torch
 
+        self._bias_ids = self._word_token_ids(words) if self.word_bias else []
         out: list[str] = [""] * len(prompts)
         done = [False] * len(prompts)
         with torch.inference_mode():
@@ -211,6 +229,9 @@ class TransformersBackend:
         tokens: dict[int, list[int]] = {r: [] for r in rows}
         ended: set[int] = set()
         eos = set(self.eos_ids)
+        newline = self._newline_ids
+        lines = {r: 0 for r in rows}  # non-empty lines written so far
+        line_tokens = {r: 0 for r in rows}  # tokens of the current line
 
         def texts() -> list[str]:
             current = list(out)
@@ -225,13 +246,24 @@ class TransformersBackend:
             for i, (r, t) in enumerate(zip(active, nxt)):
                 if t in eos:
                     ended.add(r)
+                    continue
+                tokens[r].append(t)
+                if t in newline:
+                    lines[r] += line_tokens[r] > 0  # blank lines do not count
+                    line_tokens[r] = 0
                 else:
-                    tokens[r].append(t)
+                    line_tokens[r] += 1
+                if self.max_lines and lines[r] >= self.max_lines:
+                    done[r] = True  # its list is written; what follows is chatter
+                elif self.max_line_tokens and line_tokens[r] > self.max_line_tokens:
+                    done[r] = True  # a runaway line; it would be dropped anyway
+                else:
                     keep.append(i)
             if stop_when is not None and (step % self.check_every == 0 or len(keep) < len(active)):
                 verdict = stop_when(texts())
                 flags = [bool(verdict)] * len(out) if isinstance(verdict, bool) else list(verdict)
-                for r in rows:
+                # True means every prompt is done, including those of later batches.
+                for r in range(len(out)) if verdict is True else rows:
                     done[r] = done[r] or flags[r]
                 keep = [i for i in keep if not done[active[i]]]
             if not keep or step == self.max_new_tokens:
@@ -251,10 +283,23 @@ class TransformersBackend:
         for r in rows:
             out[r] = final[r]
 
+    def _word_token_ids(self, words: Sequence[str]) -> list[int]:
+        ids: set[int] = set()
+        for word in words:
+            for variant in {word, word.capitalize()}:
+                for text in (variant, " " + variant):
+                    encoded = self.tokenizer.encode(text, add_special_tokens=False)
+                    if encoded:
+                        ids.add(int(encoded[0]))
+        return sorted(ids)
+
     def _sample(self, logits: Any, gen: Any) -> Any:
         import torch
 
-        logits = logits.float() / self.temperature
+        logits = logits.float()
+        if getattr(self, "_bias_ids", None):
+            logits[:, self._bias_ids] += self.word_bias
+        logits = logits / self.temperature
         if self.top_k:
             logits, index = torch.topk(logits, min(self.top_k, logits.shape[-1]), dim=-1)
         else:
@@ -377,7 +422,8 @@ _HEADING = re.compile(r"^\s*\**\w[\w'’]*(?:[ -]\w[\w'’]*)?\**(?:\s*:|\s+[-�
 _QUOTES = "\"'“”‘’«»`"
 # Small models echo the task ("The first story is about a cat.", "... uses the word 'cat'").
 _META = re.compile(
-    r"\b(?:first|second|third|next|this|each|every|following|short|\d+)\s+(?:stor(?:y|ies)|"
+    r"\b(?:first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|last|final|next|"
+    r"this|each|every|following|short|\d+)\s+(?:stor(?:y|ies)|"
     r"sentences?|facts?)\b(?!\s+(?:of|about)\s+(?:his|her|their|my|our)\b)"
     r"|\bthe\s+(?:word|term|noun|verb|adjective)\s+['\"“‘]|\brefer(?:s|ring)? to the concept\b",
     re.IGNORECASE)
@@ -438,6 +484,24 @@ def _clean_item(line: str) -> str:
     return " ".join(item.split())
 
 
+_WORD = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*")
+
+
+def _n_real_words(text: str) -> int:
+    """Words made of letters ("purple (purple) 6: 21" has two)."""
+    return len(_WORD.findall(text))
+
+
+def _loops(text: str) -> bool:
+    """True for a sampling loop, not a sentence: a word twice in a row ("books books") or a
+    three-word sequence twice ("no doctor, no doctor")."""
+    words = [w.lower() for w in _WORD.findall(text)]
+    if any(a == b for a, b in zip(words, words[1:])):
+        return True
+    trigrams = list(zip(words, words[1:], words[2:]))
+    return len(set(trigrams)) < len(trigrams)
+
+
 def _dedupe_key(text: str) -> str:
     return " ".join(text.lower().split())
 
@@ -447,9 +511,10 @@ def extract_sentences(raw_completions: Sequence[str], word: str, pos: str) -> li
 
     Lines are split into items; numbering ("1.", "1)"), bullets, quotes and labels such as
     "Sentence:" are removed; items without the word (or an inflection, see `word_pattern`),
-    with fewer than 4 or more than 60 words, that talk about the task instead of the concept
-    ("The first story is about ...", "... the word 'cat' ..."), and repeats (ignoring case and
-    spacing) are dropped.
+    with fewer than 4 words of letters or more than 60 words, that talk about the task instead
+    of the concept ("The first story is about ...", "... the word 'cat' ..."), that loop (a
+    word twice in a row, a three-word sequence twice, the concept word more than three times),
+    and repeats (ignoring case and spacing) are dropped.
     """
     pattern = word_pattern(word, pos)
     seen: set[str] = set()
@@ -460,9 +525,11 @@ def extract_sentences(raw_completions: Sequence[str], word: str, pos: str) -> li
             if not item or item.endswith(":"):  # "Here are 10 facts about cats:"
                 continue
             n_words = len(item.split())
-            if n_words < MIN_WORDS or n_words > MAX_WORDS or not pattern.search(item):
+            if n_words > MAX_WORDS or _n_real_words(item) < MIN_WORDS:
                 continue
-            if _META.search(item):
+            mentions = len(pattern.findall(item))
+            # More than three mentions is a small model stuck on the word, not a sentence.
+            if not 1 <= mentions <= 3 or _META.search(item) or _loops(item):
                 continue
             key = _dedupe_key(item)
             if key in seen:
@@ -513,7 +580,9 @@ def generate_concept_sentences(concept_row: Mapping[str, Any] | pd.Series, backe
     quotas = _quotas(n_sentences)
     kept: dict[str, list[str]] = {k: [] for k in KINDS}
     seen: set[str] = set()
-    accepts_stop = "stop_when" in inspect.signature(backend.generate).parameters
+    backend_params = inspect.signature(backend.generate).parameters
+    accepts_stop = "stop_when" in backend_params
+    hints = {"words": [word]} if "words" in backend_params else {}
     parallel = max(1, int(getattr(backend, "parallel_calls", 1)))
 
     for round_no in range(max_rounds):
@@ -546,8 +615,9 @@ def generate_concept_sentences(concept_row: Mapping[str, Any] | pd.Series, backe
             return [satisfied[k] for k in kinds]
 
         round_seed = _mix(seed, concept, "round", round_no)
-        raw = (backend.generate(prompts, round_seed, stop_when=enough)  # type: ignore[call-arg]
-               if accepts_stop else backend.generate(prompts, round_seed))
+        raw = (backend.generate(prompts, round_seed, stop_when=enough,  # type: ignore[call-arg]
+                                **hints)
+               if accepts_stop else backend.generate(prompts, round_seed, **hints))
         if len(raw) != len(prompts):
             raise SentenceGenerationError(
                 f"backend {getattr(backend, 'name', backend)!r} returned {len(raw)} completions "

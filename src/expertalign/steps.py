@@ -61,9 +61,12 @@ def setup_logging(log_path: str | None, threads: int | None = None, offline: boo
     )
     logging.captureWarnings(True)
     if threads:
-        import torch
-
-        torch.set_num_threads(int(threads))
+        # Through the environment, so that jobs which never use torch or numba do not pay for
+        # importing them; both read these variables when they are first imported.
+        for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+            os.environ[variable] = str(int(threads))
+        if "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(int(threads))
 
 
 def _revision(spec: Mapping, revision: str) -> str | None:
@@ -131,6 +134,9 @@ def _generation_backend(settings: Mapping):
         batch_size=settings["batch_size"],
         temperature=settings["temperature"],
         top_p=settings["top_p"],
+        max_lines=settings["max_lines"],
+        max_line_tokens=settings["max_line_tokens"],
+        word_bias=settings["word_bias"],
         name=settings["generator"],
     )
 

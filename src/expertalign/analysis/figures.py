@@ -201,7 +201,9 @@ def plot_baselines(
             ax.axhline(reference, ls="--", color="0.3", lw=1, label="inter-human")
         ax.axhline(0, color="0.5", lw=0.8)
         ax.set_xticks(range(len(models)))
-        ax.set_xticklabels(models, rotation=30 if len(models) > 3 else 0, ha="right"
+        # "model checkpoint" labels side by side collide; one line each keeps them apart.
+        labels = [str(m).replace(" ", "\n", 1) for m in models]
+        ax.set_xticklabels(labels, rotation=30 if len(models) > 3 else 0, ha="right"
                            if len(models) > 3 else "center")
         ax.set_ylabel(ylabel)
         ax.set_title(title)
@@ -216,10 +218,11 @@ def plot_spp_overlap(
     path: str | os.PathLike[str],
     value: str = "overlap",
     title: str = "Expert overlap by SPP relation level",
-    ylabel: str = "expert overlap (Jaccard), mean ± 95% CI",
+    ylabel: str = "expert overlap (Jaccard), mean, 95% bootstrap CI",
     caption: str | None = None,
 ) -> Path:
-    """Mean overlap per level (none → weak → strong) with 95% CIs (t), one line per model."""
+    """Mean overlap per level (none → weak → strong) with 95% percentile-bootstrap CIs (2,000
+    resamples, seed 0), one line per model."""
     _require(df, ["level", value], "spp")
     d = df.copy()
     if "model" not in d.columns:
@@ -230,23 +233,22 @@ def plot_spp_overlap(
     levels = [lv for lv in SPP_LEVELS if lv in set(d["level"])]
     models = list(dict.fromkeys(d["model"]))
     colors = _colors(models)
-    from scipy import stats as sps
+    from expertalign.stats import bootstrap_mean_ci
 
     with plt.rc_context(_STYLE):
         fig, ax = plt.subplots(figsize=(5.0, 4.0))
         offsets = np.linspace(-0.15, 0.15, len(models)) if len(models) > 1 else [0.0]
         for off, model in zip(offsets, models):
-            means, errs = [], []
+            means, below, above = [], [], []
             for lv in levels:
                 v = d.loc[(d["model"] == model) & (d["level"] == lv), value].to_numpy(float)
-                means.append(v.mean() if v.size else np.nan)
-                errs.append(
-                    sps.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size)
-                    if v.size > 1 else np.nan
-                )
+                mean, low, high = bootstrap_mean_ci(v)
+                means.append(mean)
+                below.append(mean - low)
+                above.append(high - mean)
             xs = np.arange(len(levels)) + off
-            ax.errorbar(xs, means, yerr=errs, marker="o", capsize=3, color=colors[model],
-                        label=model or None)
+            ax.errorbar(xs, means, yerr=[below, above], marker="o", capsize=3,
+                        color=colors[model], label=model or None)
         ax.set_xticks(range(len(levels)))
         ax.set_xticklabels(levels)
         ax.set_xlabel("relation level")
@@ -331,7 +333,7 @@ def plot_layer_module_heatmap(
         ax.set_xticklabels([str(c) for c in grid.columns], rotation=30, ha="right")
         step = max(1, grid.shape[0] // 16)
         ax.set_yticks(range(0, grid.shape[0], step))
-        ax.set_yticklabels([str(i) for i in grid.index[::step]])
+        ax.set_yticklabels([f"{i:g}" for i in grid.index[::step]])  # layer 3, not 3.0
         ax.set_xlabel(column)
         ax.set_ylabel("layer")
         ax.set_title(title)

