@@ -18,6 +18,7 @@ from expertalign.concepts import (
 ROOT = Path(__file__).resolve().parents[1]
 WORDNET = Path("/usr/share/wordnet")
 MEN = ROOT.parent / "shared" / "data" / "MEN"
+SPP = ROOT.parent / "shared" / "data" / "SPP"
 HEADER = "concept\tword\tpos\tdefinition\tdomain\tbroader\n"
 
 
@@ -161,12 +162,19 @@ def test_default_concept_table():
         words = set(df["word"])
         pairs = [line.split()[:2] for line in
                  (MEN / "MEN_dataset_natural_form_full").read_text().splitlines()]
-        assert sum(a in words and b in words for a, b in pairs) >= 160
+        assert sum(a in words and b in words for a, b in pairs) >= 150  # the minimum
+    if SPP.exists():
+        from expertalign.analysis.spp import relation_levels
+
+        # config.yaml asks for spp.n_per_level = 4: every level must have 4 pairs of concepts
+        levels = relation_levels(SPP, n_per_level=None, vocabulary=set(df["word"])).pairs
+        assert levels.groupby("level").size().to_dict() == {"none": 4, "strong": 4, "weak": 4}
 
 
 @pytest.mark.skipif(not (WORDNET / "index.noun").exists()
-                    or not (MEN / "MEN_dataset_lemma_form_full").exists(),
-                    reason="needs wordnet-base and the MEN data")
+                    or not (MEN / "MEN_dataset_lemma_form_full").exists()
+                    or not SPP.exists(),
+                    reason="needs wordnet-base and the MEN and SPP data")
 def test_make_concepts_reproduces_the_committed_table(tmp_path):
     script = ROOT / "tools" / "make_concepts.py"
     spec = importlib.util.spec_from_file_location("make_concepts", script)
@@ -175,5 +183,5 @@ def test_make_concepts_reproduces_the_committed_table(tmp_path):
     spec.loader.exec_module(module)
     out = tmp_path / "concepts.tsv"
     assert module.main(["--men-dir", str(MEN), "--wordnet-dir", str(WORDNET),
-                        "--out", str(out)]) == 0
+                        "--spp-dir", str(SPP), "--out", str(out)]) == 0
     assert out.read_text() == (ROOT / "config" / "concepts.tsv").read_text()
