@@ -22,6 +22,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import cloudpickle
 import pytest
@@ -126,3 +127,60 @@ def test_expertalign_experts_of_one_concept_through_submitit(local_slurm, tmp_pa
     np.testing.assert_array_equal(result.ap, local.ap)
     assert len(result.units) == result.ap.size
     assert result.experts(0.5).size == int((local.ap > 0.5).sum())
+
+
+def test_cli_experts_of_a_workflow_concept_on_the_gpu_partition(local_slurm, tmp_path):
+    """`expertalign experts --concept … --slurm`: sentences and negatives from a results folder,
+    computed in a SLURM job on a (fake) GPU, equal to the same request computed here."""
+    import json
+
+    import numpy as np
+    import pandas as pd
+    import yaml
+
+    from expertalign.negatives import concept_negatives
+    from expertalign.storage import read_expertise
+    from expertalign.submit import ExpertsRequest, compute_experts
+    from tiny_models import tiny_model, word_tokenizer
+
+    model_dir = tmp_path / "tiny-neox"
+    tiny_model("gpt_neox").save_pretrained(model_dir)
+    word_tokenizer().save_pretrained(model_dir)
+    results = tmp_path / "results"
+    (results / "sentences").mkdir(parents=True)
+    (results / "negatives").mkdir()
+    cat = ["the cat sat on the mat", "a cat was purring", "the cat and the dog"]
+    pd.DataFrame({"sentence_id": [f"cat:{i}" for i in range(3)], "concept": "cat",
+                  "text": cat}).to_parquet(results / "sentences/cat.parquet")
+    bank_texts = ["the red car drove fast", "a cat sat", "she drove on the road", "blue chair",
+                  "the table is green", "they were at the postman", "the dog barked loudly"]
+    bank = pd.DataFrame({"sentence_id": [f"s{i}" for i in range(7)],
+                         "concept": ["car", "cat", "road", "chair", "table", "postman", "dog"],
+                         "text": bank_texts, "bank_rank": [3, 0, 6, 1, 5, 2, 4]})
+    bank.to_parquet(results / "negatives/bank-v1.parquet")
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({
+        "results": str(results),
+        "models": [{"name": "tiny", "source": str(model_dir)}],
+        "negatives": {"bank_source_concepts": 7, "bank_size": 7, "n_negatives": 5},
+    }))
+    out = tmp_path / "cat.arrow"
+    cli = str(Path(sys.executable).with_name("expertalign"))
+    run = subprocess.run(
+        [cli, "experts", "--model", str(model_dir), "--concept", "cat", "--configfile",
+         str(config), "--slurm", "--partition", "gpu", "--gpus", "1", "--timeout-min", "5",
+         "--submitit-folder", str(tmp_path / "submitit"), "--output", str(out)],
+        capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    summary = json.loads(run.stdout.strip().splitlines()[-1])
+    negatives = bank["text"].iloc[concept_negatives(bank, "cat", 5)].tolist()
+    assert "a cat sat" not in negatives and len(negatives) == 5
+    local = compute_experts(ExpertsRequest(model=str(model_dir), positives=cat,
+                                           negatives=negatives))
+    concepts, ap = read_expertise([out])
+    assert concepts == ["cat"]
+    np.testing.assert_array_equal(ap[0], local.ap)
+    assert summary["experts@0.5"] == int((local.ap > 0.5).sum())
+    assert summary["n_units"] == local.ap.size
+    # the job ran through SLURM: submitit left its logs with a SLURM job id in the name
+    assert list((tmp_path / "submitit").glob("*_0_log.out"))

@@ -148,3 +148,36 @@ def test_appending_a_concept_reruns_only_its_sentences_its_shard_and_reductions(
     outputs = [line for line in detail.stdout.splitlines() if line.strip().startswith("output:")]
     assert not any("shard-0000.arrow" in line for line in outputs), outputs
     assert sum("shard-0001.arrow" in line for line in outputs) == 2
+
+
+@pytest.mark.slow
+def test_cli_concept_reproduces_the_workflows_expert_job(tiny_run, tmp_path):
+    """`expertalign experts --concept` takes the workflow's sentences and negatives for a concept,
+    so its AP vector is the expert job's (up to float rounding of a different batch layout)."""
+    import numpy as np
+
+    from expertalign.storage import read_expertise
+
+    results, _ = tiny_run
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({**yaml.safe_load((REPO / TINY).read_text()),
+                                      "results": str(results)}))
+    out = tmp_path / "sun.arrow"
+    cli = str(Path(sys.executable).with_name("expertalign"))
+    run = subprocess.run([cli, "experts", "--model", "embedded", "--concept", "sun",
+                          "--configfile", str(config), "--output", str(out), "--tau", "0.5"],
+                         cwd=REPO, capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert run.returncode == 0, run.stderr[-3000:]
+    concepts, ours = read_expertise([out])
+    assert concepts == ["sun"]
+    shard, workflow = read_expertise([results / "experts/tiny-smollm2/final/shard-0000.arrow"])
+    expected = workflow[shard.index("sun")]
+    assert np.mean(np.abs(ours[0] - expected) > 1e-6) < 0.01
+    assert f'"experts@0.5": {int((ours[0] > 0.5).sum())}' in run.stdout
+
+    missing = subprocess.run([cli, "experts", "--model", "embedded", "--concept", "hail",
+                              "--configfile", str(config)],
+                             cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert missing.returncode != 0
+    assert "hail.parquet does not exist" in missing.stderr

@@ -5,6 +5,11 @@
     $ expertalign experts --model embedded --positives cat.txt --negatives other.txt --tau 0.5
     $ expertalign experts --model EleutherAI/pythia-1b --revision step143000 \\
           --positives cat.txt --negatives other.txt --slurm --partition gpu --gpus 1
+    $ expertalign experts --model EleutherAI/pythia-1b --revision step143000 \\
+          --concept cat --configfile config/config.yaml --slurm --partition gpu --gpus 1
+
+``--concept`` takes the concept's sentences and negatives from the workflow's results (after its
+``generate_sentences`` and ``negative_bank`` steps), exactly as the workflow's expert job does.
 
 ``experts`` writes the AP vector (Arrow, one row) with ``--output`` and prints the expert counts.
 """
@@ -74,8 +79,12 @@ def main(argv: list[str] | None = None) -> int:
     exp.add_argument("--model", required=True)
     exp.add_argument("--revision")
     exp.add_argument("--random-init", action="store_true")
-    exp.add_argument("--positives", required=True, help="file: one sentence per line")
-    exp.add_argument("--negatives", required=True, help="file: one sentence per line")
+    exp.add_argument("--positives", help="file: one sentence per line")
+    exp.add_argument("--negatives", help="file: one sentence per line")
+    exp.add_argument("--concept", help="a concept of the workflow: its sentences and negatives "
+                     "from the results of --configfile (instead of --positives/--negatives)")
+    exp.add_argument("--configfile", default="config/config.yaml",
+                     help="workflow config for --concept (default: %(default)s)")
     exp.add_argument("--tau", type=float, action="append", default=None)
     exp.add_argument("--output", help="write the AP vector here (.arrow or .parquet)")
     exp.add_argument("--slurm", action="store_true", help="run as a SLURM job through submitit")
@@ -95,12 +104,20 @@ def main(argv: list[str] | None = None) -> int:
             print(f"fetched {item}")
         return 0
 
-    from expertalign.submit import ExpertsRequest, run_experts
+    from expertalign.submit import ExpertsRequest, run_experts, workflow_request
 
-    request = ExpertsRequest(
-        model=args.model, revision=args.revision, random_init=args.random_init,
-        positives=_read_lines(args.positives), negatives=_read_lines(args.negatives),
-    )
+    if args.concept and (args.positives or args.negatives):
+        parser.error("give --concept or --positives/--negatives, not both")
+    if args.concept:
+        request = workflow_request(args.concept, args.configfile, model=args.model,
+                                   revision=args.revision, random_init=args.random_init)
+    elif args.positives and args.negatives:
+        request = ExpertsRequest(
+            model=args.model, revision=args.revision, random_init=args.random_init,
+            positives=_read_lines(args.positives), negatives=_read_lines(args.negatives),
+        )
+    else:
+        parser.error("give --concept, or both --positives and --negatives")
     slurm = None
     if args.slurm:
         slurm = {"timeout_min": args.timeout_min}
@@ -112,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.output:
         from expertalign.storage import expertise_table, write_table_atomic
 
-        table = expertise_table(["concept"], result.ap[None, :], n_pos=[len(request.positives)],
+        table = expertise_table([args.concept or "concept"], result.ap[None, :], n_pos=[len(request.positives)],
                                 n_neg=[len(request.negatives)],
                                 metadata={"model": args.model, "revision": args.revision or ""})
         write_table_atomic(table, args.output)

@@ -6,6 +6,12 @@
     >>> result = run_experts(request, slurm={"slurm_partition": "gpu", "gpus_per_node": 1})
     >>> result.ap.shape, result.experts(0.5)          # AP vector, unit ids with AP > 0.5
 
+A concept the workflow already has sentences for needs no sentence files: its positives and its
+negatives (the same bank rows the workflow's expert job uses) are read from the results folder:
+
+    >>> request = workflow_request("cat", "config/config.yaml", model="EleutherAI/pythia-70m",
+    ...                            revision="step143000")
+
 ``slurm=None`` runs in this process. With ``slurm`` the request is pickled to a submitit job, which
 runs on a node (offline compute nodes need the model pre-fetched: ``expertalign prefetch``).
 """
@@ -19,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["ExpertsRequest", "ExpertsResult", "compute_experts", "run_experts"]
+__all__ = ["ExpertsRequest", "ExpertsResult", "compute_experts", "run_experts", "workflow_request"]
 
 
 @dataclass
@@ -43,6 +49,53 @@ class ExpertsResult:
     def experts(self, tau: float) -> np.ndarray:
         """Unit ids whose AP is strictly greater than ``tau``."""
         return np.flatnonzero(self.ap > tau)
+
+
+def workflow_request(
+    concept: str, configfile: str | Path, *, model: str, **options: object
+) -> ExpertsRequest:
+    """A request for one concept of a workflow run: its sentences and its negatives as the workflow
+    has them (``results/sentences/<concept>.parquet`` and the configured negative bank).
+
+    ``options`` are further :class:`ExpertsRequest` fields (``revision``, ``random_init``, ...).
+    """
+    import pandas as pd
+
+    from expertalign.negatives import concept_negatives
+
+    config = _workflow_config(configfile)
+    results = Path(config["results"])
+    sentences = results / "sentences" / f"{concept}.parquet"
+    bank_path = results / "negatives" / f"bank-{config['negatives']['bank_version']}.parquet"
+    for path in (sentences, bank_path):
+        if not path.exists():
+            raise FileNotFoundError(
+                f"concept {concept!r}: {path} does not exist; make it first with "
+                f"`snakemake --configfile {configfile} {path}`"
+            )
+    positives = pd.read_parquet(sentences)["text"].tolist()
+    if not positives:
+        raise ValueError(f"{sentences}: no sentences for concept {concept!r}")
+    bank = pd.read_parquet(bank_path)
+    rows = concept_negatives(bank, concept, config["negatives"]["n_negatives"])
+    negatives = bank["text"].iloc[rows].tolist()
+    return ExpertsRequest(model=model, positives=positives, negatives=negatives, **options)
+
+
+def _workflow_config(configfile: str | Path) -> dict:
+    """The workflow's config with its schema's defaults filled in, as the workflow sees it."""
+    import yaml
+    from snakemake.utils import validate
+
+    config = yaml.safe_load(Path(configfile).read_text()) or {}
+    schema = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+    if not schema.exists():
+        raise FileNotFoundError(
+            f"{schema} not found: workflow_request needs expertalign installed from its "
+            "repository (pip install -e .)"
+        )
+    validate(config, str(schema))
+    return config
 
 
 def compute_experts(request: ExpertsRequest) -> ExpertsResult:
