@@ -1,6 +1,6 @@
 """Seconds per concept: expertalign's shard job vs the published finding-experts pipeline vs the floor.
 
-    .venv/bin/python bench/benchmark.py                  # embedded SmolLM2-135M, 400 pos / 1000 neg
+    .venv/bin/python bench/benchmark.py                  # embedded model, 12 concepts x 400 / 1000
     .venv/bin/python bench/benchmark.py --quick          # small run (40 / 100, 2 concepts)
     .venv/bin/python bench/benchmark.py --quick --model-shape tiny-neox   # seconds; what the test runs
     .venv/bin/python bench/benchmark.py --device cuda --model-shape pythia-12b  # on a GPU
@@ -525,7 +525,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--positives", type=int, help="per concept (default 400, quick 40)")
     parser.add_argument("--negatives", type=int, help="per concept (default 1000, quick 100)")
-    parser.add_argument("--concepts", type=int, help="concepts in the shard (default 3, quick 2)")
+    parser.add_argument("--concepts", type=int, help="concepts in the shard (default 12, the "
+                        "shard size of config/paper.yaml; quick 2)")
     parser.add_argument("--own", type=int, help="bank sentences that are each concept's own "
                         "(excluded from its negatives; default 10, quick 4)")
     parser.add_argument("--reference-concepts", type=int, default=1,
@@ -546,7 +547,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     quick = args.quick
-    for key, full, small in (("positives", 400, 40), ("negatives", 1000, 100), ("concepts", 3, 2),
+    for key, full, small in (("positives", 400, 40), ("negatives", 1000, 100), ("concepts", 12, 2),
                              ("own", 10, 4), ("sklearn_units", 20000, 2000)):
         if getattr(args, key) is None:
             setattr(args, key, small if quick else full)

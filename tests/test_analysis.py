@@ -129,6 +129,22 @@ def test_reciprocal_overlap() -> None:
     np.testing.assert_allclose(w, w.T)
 
 
+def test_strongest_neighbours_link_within_planted_blocks() -> None:
+    rng = np.random.default_rng(0)
+    block = np.repeat(np.arange(4), 5)  # 4 planted domains of 5 concepts
+    w = rng.uniform(0.0, 0.1, (20, 20)) + 0.5 * (block[:, None] == block[None, :])
+    w = (w + w.T) / 2
+    edges = domains.strongest_neighbours(w, 3)
+    assert all(block[a] == block[b] for a, b in edges)
+    degree = np.bincount(np.ravel(edges), minlength=20)
+    assert (degree >= 3).all() and all(a < b for a, b in edges)
+    # ties keep the lower index; an empty row gets no links; k larger than the graph is capped
+    assert domains.strongest_neighbours(np.zeros((3, 3)), 2) == []
+    assert domains.strongest_neighbours(np.ones((3, 3)), 5) == [(0, 1), (0, 2), (1, 2)]
+    with pytest.raises(ValueError, match="square"):
+        domains.strongest_neighbours(np.ones((2, 3)), 1)
+
+
 def test_domain_graph_figure(tmp_path: Path) -> None:
     m, names, table = _planted_domain()
     m2 = np.vstack([m, m[[1, 0, 2, 3, 4]]])
@@ -191,6 +207,39 @@ def _units(n_layers: int = 4, attn: int = 10, mlp: int = 30) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=["layer", "module", "kind", "submodule", "index"])
     df.insert(0, "unit", np.arange(len(df)))
     return df
+
+
+def test_development_step_splits_broader_and_specific_concepts(tmp_path: Path) -> None:
+    """Planted: broader concepts' experts are all MLP units, specific ones' all attention."""
+    from expertalign.analysis import steps
+    from expertalign.storage import expertise_table, write_table_atomic
+
+    units = _units(n_layers=2, attn=10, mlp=30)  # 80 units
+    is_mlp = (units["kind"] == "mlp").to_numpy()
+    ap = np.full((4, len(units)), 0.3, dtype=np.float32)
+    ap[0, is_mlp] = 0.95  # broader: every MLP unit, at every tau
+    ap[1:, ~is_mlp] = 0.95  # specific: every attention unit
+    concepts = ["animal", "cat", "dog", "horse"]
+    shard = tmp_path / "experts" / "m" / "final" / "shard-0000.arrow"
+    shard.parent.mkdir(parents=True)
+    write_table_atomic(expertise_table(concepts, ap, n_pos=[4] * 4, n_neg=[10] * 4), shard)
+    units_file = tmp_path / "units.parquet"
+    units.to_parquet(units_file)
+    out = {k: tmp_path / f"{k}.{'png' if 'figure' in k else 'csv'}" for k in (
+        "sizes_out", "stability_out", "distribution_out", "sizes_figure", "distribution_figure")}
+    steps.development([str(shard)], {"m": str(units_file)}, taus=(0.5, 0.9),
+                      revisions={"m": ["final"]}, n_boot=50, seed=0,
+                      concept_groups={"animal": "broader", "cat": "specific", "dog": "specific",
+                                      "horse": "specific"}, **{k: str(v) for k, v in out.items()})
+    dist = pd.read_csv(out["distribution_out"])
+    kinds = dist[dist["grouping"] == "kind"].set_index(["concepts", "tau", "kind"])
+    for tau in (0.5, 0.9):
+        assert kinds.loc[("broader", tau, "mlp"), "share_of_units"] == 1.0
+        assert kinds.loc[("broader", tau, "attention"), "share_of_units"] == 0.0
+        assert kinds.loc[("specific", tau, "attention"), "share_of_units"] == 1.0
+        assert kinds.loc[("specific", tau, "mlp"), "share_of_units"] == 0.0
+        assert kinds.loc[("all", tau, "mlp"), "share_of_units"] == 0.25
+    _assert_png(Path(out["distribution_figure"]))
 
 
 def test_expert_distribution_normalised_by_group_size() -> None:
@@ -393,9 +442,15 @@ def test_figures_write_pngs(tmp_path: Path) -> None:
     spp_df = _synthetic_spp({"none": 0.1, "weak": 0.14, "strong": 0.22}, 20, 0)
     _assert_png(figures.plot_spp_overlap(spp_df, tmp_path / "spp.png", caption="levels ..."))
     units = _units()
-    counts = dev.unit_expert_counts(np.random.default_rng(0).random((5, len(units))), taus=(0.5,))
-    dist = dev.expert_distribution(counts, units, 5, by=("layer", "kind"))
-    _assert_png(figures.plot_layer_module_heatmap(dist, tmp_path / "heat.png", column="kind"))
+    counts = dev.unit_expert_counts(np.random.default_rng(0).random((5, len(units))),
+                                    taus=(0.5, 0.9))
+    dist = pd.concat([
+        dev.expert_distribution(counts, units, 5, by=by).assign(
+            model=model, checkpoint="step143000", concepts=group, grouping="+".join(by))
+        for model in ("m1", "m2") for group in ("all", "broader", "specific")
+        for by in (("layer", "kind"), ("kind", "submodule"))
+    ])
+    _assert_png(figures.plot_expert_distribution(dist, tmp_path / "dist.png"))
     r, pools, neg = _pilot_data()
     res = pilot.pilot_stability(r.T.copy().T, pools, neg, n_positives=(5, 10), n_negatives=(40, 80),
                                 taus=(0.5, 0.8), k=2, seed=0)
@@ -405,7 +460,7 @@ def test_figures_write_pngs(tmp_path: Path) -> None:
 def test_figure_input_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="lacks column"):
         figures.plot_baselines(pd.DataFrame({"method": ["x"], "rho": [0.1]}), tmp_path / "x.png")
-    dup = pd.DataFrame({"layer": [0, 0], "kind": ["mlp", "mlp"], "share_of_units": [0.1, 0.2]})
-    with pytest.raises(ValueError, match="filter"):
-        figures.plot_layer_module_heatmap(dup, tmp_path / "h.png")
+    no_groups = pd.DataFrame({"layer": [0], "kind": ["mlp"], "share_of_units": [0.1]})
+    with pytest.raises(ValueError, match="lacks column"):
+        figures.plot_expert_distribution(no_groups, tmp_path / "h.png")
     assert not (tmp_path / "h.png").exists()

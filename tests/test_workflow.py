@@ -41,6 +41,8 @@ def test_default_config_dry_run_plans_every_rule(tmp_path):
     assert int(counts["experts"]) == 2 * shards
     assert int(counts["similarity"]) == 2
     assert int(counts["alignment"]) == 2
+    # the embedded model, its random-init twin and the generator share one conversion
+    assert int(counts["prefetch"]) == 1
 
 
 def test_unknown_config_key_is_named(tmp_path):

@@ -104,6 +104,7 @@ rule development:
         revisions={name: m.get("revisions", ["main"]) for name, m in MODELS.items()},
         n_boot=config["alignment"]["n_boot"],
         seed=config["analysis"]["seed"],
+        concept_groups=concept_groups(),
     script:
         "../scripts/development.py"
 

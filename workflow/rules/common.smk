@@ -126,11 +126,17 @@ def model_sources():
     if config["pilot"]["enabled"]:
         pilot = pilot_model_spec()
         pairs.append((pilot["source"], pilot.get("revisions", ["main"])[-1]))
-    return list(dict.fromkeys(pairs))
+    return list(dict.fromkeys((s, fetched_revision(s, r)) for s, r in pairs))
+
+
+def fetched_revision(source, revision):
+    """The embedded model has one version whatever the revision: fetch (convert) it once."""
+    return "final" if source == "embedded" else revision
 
 
 def prefetched(source, revision):
     """Marker of a pre-fetched model: compute jobs depend on it and then load offline."""
+    revision = fetched_revision(source, revision)
     return f"{RESULTS}/prefetch/{source_slug(source)}/{revision}.json"
 
 
@@ -183,6 +189,15 @@ def all_expert_benchmarks():
 
 def concept_words():
     return dict(zip(CONCEPTS["concept"], CONCEPTS["word"]))
+
+
+def concept_groups():
+    """Domain concepts as "broader" or "specific" (concepts outside the domains are neither)."""
+    domain_rows = CONCEPTS[CONCEPTS["domain"].astype(bool)]
+    return {
+        row["concept"]: "broader" if row["broader"] else "specific"
+        for row in domain_rows.to_dict("records")
+    }
 
 
 def pilot_model_spec():

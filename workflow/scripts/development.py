@@ -14,4 +14,5 @@ steps.development(
     distribution_out=snakemake.output.distribution,
     sizes_figure=snakemake.output.sizes_figure,
     distribution_figure=snakemake.output.distribution_figure,
+    concept_groups=snakemake.params.concept_groups,
 )

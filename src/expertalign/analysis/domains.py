@@ -46,6 +46,7 @@ __all__ = [
     "random_domains",
     "permutation_pvalues",
     "reciprocal_overlap",
+    "strongest_neighbours",
     "plot_domain_graph",
 ]
 
@@ -279,18 +280,36 @@ def reciprocal_overlap(masks: ArrayLike) -> NDArray[np.float64]:
     return (left + right) / 2.0
 
 
+def strongest_neighbours(weights: ArrayLike, k: int) -> list[tuple[int, int]]:
+    """Edges (i < j) linking every row to the ``k`` others it overlaps most (ties: lower index)."""
+    w = np.asarray(weights, dtype=np.float64)
+    n = w.shape[0]
+    if w.shape != (n, n):
+        raise ValueError(f"need a square matrix of overlaps, got shape {w.shape}")
+    k = min(k, n - 1)
+    edges: set[tuple[int, int]] = set()
+    for i in range(n):
+        others = np.delete(np.arange(n), i)
+        order = others[np.argsort(-w[i, others], kind="stable")][:k]
+        edges.update((min(i, int(j)), max(i, int(j))) for j in order if w[i, j] > 0)
+    return sorted(edges)
+
+
 def plot_domain_graph(
     masks: ArrayLike,
     concepts: Sequence[str],
     table: pd.DataFrame,
     path: str | os.PathLike[str],
     seed: int = 0,
-    edge_quantile: float = 0.75,
+    neighbours: int = 3,
     title: str = "Expert overlap between domain concepts",
 ) -> Path:
-    """Graph of the domain concepts: spring layout (seeded) on all pairwise reciprocal overlaps;
-    edges drawn only above the ``edge_quantile`` of overlaps, width ∝ overlap; nodes coloured by
-    domain (broader concepts drawn larger), labelled with the concept name.
+    """Graph of the domain concepts: each concept linked to the ``neighbours`` concepts whose
+    expert sets it overlaps most (reciprocal overlap), edge width ∝ overlap, seeded spring layout
+    on those edges; nodes coloured by domain (broader concepts drawn larger) and labelled.
+
+    Drawing every pair gives a hairball whatever the data; the strongest links show whether a
+    concept's nearest concepts are those of its own domain.
     """
     import matplotlib.pyplot as plt
     import networkx as nx
@@ -318,15 +337,14 @@ def plot_domain_graph(
     g = nx.Graph()
     for r in nodes:
         g.add_node(r, label=concepts[r], domain=node_domain[r])
-    iu = np.triu_indices(len(nodes), k=1)
-    weights = w[iu]
-    for a, b, x in zip(iu[0], iu[1], weights):
-        if x > 0:
-            g.add_edge(nodes[a], nodes[b], weight=float(x))
+    for a, b in strongest_neighbours(w, neighbours):
+        g.add_edge(nodes[a], nodes[b], weight=float(w[a, b]))
     pos = nx.spring_layout(g, weight="weight", seed=seed)
-    cut = float(np.quantile(weights, edge_quantile)) if weights.size else 0.0
-    shown = [(a, b, dd["weight"]) for a, b, dd in g.edges(data=True) if dd["weight"] > cut]
+    shown = [(a, b, dd["weight"]) for a, b, dd in g.edges(data=True)]
     wmax = max((x for _, _, x in shown), default=1.0)
+    same = sum(node_domain[a] == node_domain[b] for a, b, _ in shown)
+    sizes = pd.Series(node_domain).value_counts().to_numpy()
+    chance = float((sizes * (sizes - 1)).sum() / (len(nodes) * (len(nodes) - 1)))
     names = [d.name for d in doms]
     cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
     color = {n: cmap(i % cmap.N) for i, n in enumerate(names)}
@@ -334,7 +352,9 @@ def plot_domain_graph(
         fig, ax = plt.subplots(figsize=(9, 8))
         nx.draw_networkx_edges(
             g, pos, ax=ax, edgelist=[(a, b) for a, b, _ in shown],
-            width=[0.3 + 4.0 * x / wmax for _, _, x in shown], edge_color="0.6", alpha=0.7,
+            width=[0.5 + 4.0 * x / wmax for _, _, x in shown], alpha=0.8,
+            edge_color=[color[node_domain[a]] if node_domain[a] == node_domain[b] else "0.75"
+                        for a, b, _ in shown],
         )
         nx.draw_networkx_nodes(
             g, pos, ax=ax, nodelist=nodes, node_color=[color[node_domain[r]] for r in nodes],
@@ -348,8 +368,9 @@ def plot_domain_graph(
         handles = [Line2D([], [], marker="o", ls="", color=color[n], label=n) for n in names]
         ax.legend(handles=handles, title="domain", loc="upper left", bbox_to_anchor=(1.0, 1.0),
                   frameon=False)
-        ax.set_title(f"{title}\n(edge width: reciprocal overlap; edges above the "
-                     f"{edge_quantile:.0%} quantile shown)")
+        ax.set_title(f"{title}\n(each concept linked to its {neighbours} most-overlapping "
+                     f"concepts; width: reciprocal overlap)\n{same} of {len(shown)} links "
+                     f"within a domain (coloured; {chance:.0%} for random links)")
         ax.axis("off")
         fig.tight_layout()
         return save_figure(fig, path)

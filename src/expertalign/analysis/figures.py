@@ -12,8 +12,8 @@ Usage::
     #   pairs: level (none/weak/strong), overlap [, model]
     figures.plot_set_sizes(sizes, "results/figures/set_sizes.png")
     #   sizes: model, checkpoint, tau, mean_size, ci_low, ci_high  (development.summarise_set_sizes)
-    figures.plot_layer_module_heatmap(dist, "results/figures/layers.png", column="kind")
-    #   dist: layer, <column>, share_of_units           (development.expert_distribution)
+    figures.plot_expert_distribution(dist, "results/figures/distribution.png")
+    #   dist: model, checkpoint, concepts, grouping, tau, layer, kind, submodule, share_of_units
     figures.plot_pilot(summary, "results/figures/pilot.png")
     #   summary: n_positives, n_negatives, tau, comparison, mean_jaccard [, sd_jaccard]
 
@@ -46,7 +46,7 @@ __all__ = [
     "plot_baselines",
     "plot_spp_overlap",
     "plot_set_sizes",
-    "plot_layer_module_heatmap",
+    "plot_expert_distribution",
     "plot_pilot",
 ]
 
@@ -269,7 +269,7 @@ def plot_set_sizes(
     title: str = "Expert set size across training",
     ylabel: str = "experts per concept (mean, log scale)",
 ) -> Path:
-    """One panel per model; x = checkpoint in training order, one line per τ, CI band, log y."""
+    """One panel per model; x = checkpoint in training order, one line per τ with its CI, log y."""
     _require(df, ["model", "checkpoint", "tau", "mean_size", "ci_low", "ci_high"], "set sizes")
     order = checkpoint_order(df["checkpoint"])
     pos = {c: i for i, c in enumerate(order)}
@@ -290,9 +290,9 @@ def plot_set_sizes(
                 g = g.sort_values("_x")
                 # log axes cannot show 0; clip to 0.1 experts so empty sets stay visible
                 y = g["mean_size"].clip(lower=0.1)
-                ax.plot(g["_x"], y, marker="o", ms=3, color=colors[tau], label=f"τ = {tau:g}")
-                ax.fill_between(g["_x"], g["ci_low"].clip(lower=0.1), g["ci_high"].clip(lower=0.1),
-                                color=colors[tau], alpha=0.2, lw=0)
+                low, high = g["ci_low"].clip(lower=0.1), g["ci_high"].clip(lower=0.1)
+                ax.errorbar(g["_x"], y, yerr=[(y - low).clip(lower=0), (high - y).clip(lower=0)],
+                            marker="o", ms=3, capsize=3, color=colors[tau], label=f"τ = {tau:g}")
             ax.set_yscale("log")
             ax.set_title(model)
             ax.set_xticks(range(len(order)))
@@ -306,39 +306,66 @@ def plot_set_sizes(
         return save_figure(fig, path)
 
 
-def plot_layer_module_heatmap(
-    df: pd.DataFrame,
+def plot_expert_distribution(
+    dist: pd.DataFrame,
     path: str | os.PathLike[str],
-    column: str = "kind",
-    value: str = "share_of_units",
-    title: str = "Where experts are: share of units that are experts",
+    title: str = "Where the experts are (share of each group's units that are experts)",
 ) -> Path:
-    """Heatmap with layers as rows and ``column`` (kind or submodule) as columns.
-
-    ``df`` must have one row per (layer, column) — filter to one model and one τ first.
+    """One column per model (its last checkpoint). Top: share of units that are experts by layer,
+    attention vs MLP, at the lowest τ (solid) and the highest τ (dashed). Bottom: the same share
+    per sub-module for broader vs specific domain concepts (all concepts where the table has no
+    domains), at both τ. Log y, so that τ = 0.9's far smaller shares stay readable.
     """
-    _require(df, ["layer", column, value], "heatmap")
-    if df.duplicated(["layer", column]).any():
-        raise ValueError(
-            "heatmap: several rows per (layer, column); filter to one model and one tau first"
-        )
-    grid = df.pivot(index="layer", columns=column, values=value).sort_index()
+    _require(dist, ["model", "checkpoint", "concepts", "grouping", "tau", "share_of_units"],
+             "expert distribution")
+    models = list(dict.fromkeys(dist["model"]))
+    taus = sorted(dist["tau"].unique())
+    tau_pair = [taus[0], taus[-1]] if len(taus) > 1 else taus
+    groups = [g for g in ("broader", "specific") if g in set(dist["concepts"])] or ["all"]
+    kind_colors = _colors(sorted(dist.loc[dist["grouping"] == "layer+kind", "kind"].unique()))
+    group_colors = {"broader": "#8c2d04", "specific": "#fd8d3c", "all": "#636363"}
     with plt.rc_context(_STYLE):
-        fig, ax = plt.subplots(
-            figsize=(max(4.0, 1.2 + 1.1 * grid.shape[1]), max(3.0, 0.9 + 0.28 * grid.shape[0]))
-        )
-        im = ax.imshow(grid.to_numpy(float), aspect="auto", cmap="magma", origin="lower",
-                       interpolation="nearest")
-        ax.set_xticks(range(grid.shape[1]))
-        ax.set_xticklabels([str(c) for c in grid.columns], rotation=30, ha="right")
-        step = max(1, grid.shape[0] // 16)
-        ax.set_yticks(range(0, grid.shape[0], step))
-        ax.set_yticklabels([f"{i:g}" for i in grid.index[::step]])  # layer 3, not 3.0
-        ax.set_xlabel(column)
-        ax.set_ylabel("layer")
-        ax.set_title(title)
-        cb = fig.colorbar(im, ax=ax)
-        cb.set_label(value.replace("_", " "))
+        fig, axes = plt.subplots(2, len(models), figsize=(max(6.0, 5.6 * len(models)), 8.0),
+                                 squeeze=False, sharey="row")
+        for col, model in enumerate(models):
+            mine = dist[dist["model"] == model]
+            last = checkpoint_order(mine["checkpoint"])[-1]
+            mine = mine[mine["checkpoint"] == last]
+            ax = axes[0][col]
+            layers = mine[(mine["grouping"] == "layer+kind") & (mine["concepts"] == "all")]
+            for tau, style in zip(tau_pair, ("-", "--")):
+                for kind, g in layers[layers["tau"] == tau].groupby("kind"):
+                    g = g.sort_values("layer")
+                    ax.plot(g["layer"], g["share_of_units"].clip(lower=1e-6), ls=style,
+                            marker="o", ms=2.5, color=kind_colors[kind],
+                            label=f"{kind}, τ = {tau:g}")
+            ax.set_yscale("log")
+            ax.set_xlabel("layer")
+            ax.set_title(f"{model} ({last}): by layer")
+            ax.grid(alpha=0.3, which="both")
+            ax.legend(frameon=False, fontsize=8, ncol=2)
+            ax = axes[1][col]
+            subs = mine[mine["grouping"] == "kind+submodule"].sort_values(["kind", "submodule"])
+            order = list(dict.fromkeys(subs["submodule"]))
+            bars = [(g, t) for t in tau_pair for g in groups]
+            width = 0.8 / len(bars)
+            for i, (group, tau) in enumerate(bars):
+                g = subs[(subs["concepts"] == group) & (subs["tau"] == tau)]
+                y = g.set_index("submodule").reindex(order)["share_of_units"].clip(lower=1e-6)
+                ax.bar(np.arange(len(order)) - 0.4 + width * (i + 0.5), y, width,
+                       color=group_colors[group], hatch="//" if tau == tau_pair[-1] else None,
+                       edgecolor="white", lw=0.5, label=f"{group} concepts, τ = {tau:g}")
+            ax.set_yscale("log")
+            ax.set_xticks(range(len(order)))
+            ax.set_xticklabels(order, rotation=30, ha="right")
+            ax.set_title(f"{model} ({last}): by sub-module")
+            ax.set_xlabel("sub-module (attention, then MLP)")
+            ax.grid(axis="y", alpha=0.3, which="both")
+            ax.legend(frameon=False, fontsize=8, ncol=2, loc="upper center",
+                      bbox_to_anchor=(0.5, -0.3))
+        for row in axes:
+            row[0].set_ylabel("share of units that are experts\n(mean over concepts, log)")
+        fig.suptitle(title)
         fig.tight_layout()
         return save_figure(fig, path)
 

@@ -100,10 +100,12 @@ def _runs(expert_files: Sequence[str]) -> dict[tuple[str, str], list[str]]:
 def development(expert_files: Sequence[str], units_files: Mapping[str, str], *,
                 taus: Sequence[float], revisions: Mapping[str, Sequence[str]], n_boot: int,
                 seed: int, sizes_out: str, stability_out: str, distribution_out: str,
-                sizes_figure: str, distribution_figure: str) -> None:
-    """Set sizes, checkpoint-to-checkpoint stability and where experts sit (kind, depth)."""
+                sizes_figure: str, distribution_figure: str,
+                concept_groups: Mapping[str, str] | None = None) -> None:
+    """Set sizes, checkpoint-to-checkpoint stability and where experts sit (kind, depth), for
+    all concepts and, with ``concept_groups`` (concept → "broader"/"specific"), per group."""
     from expertalign.analysis import development as dev
-    from expertalign.analysis.figures import plot_layer_module_heatmap, plot_set_sizes
+    from expertalign.analysis.figures import plot_expert_distribution, plot_set_sizes
 
     runs = _runs(expert_files)
     sizes, distribution = [], []
@@ -111,11 +113,18 @@ def development(expert_files: Sequence[str], units_files: Mapping[str, str], *,
         concepts, ap = read_expertise(files)
         sizes.append(dev.concept_set_sizes(ap, taus, concepts, model=model, checkpoint=revision))
         units = pd.read_parquet(units_files[model])
-        counts = dev.unit_expert_counts(ap, taus)
-        for by in (("kind",), ("submodule",), ("layer", "kind"), ("depth_bin",)):
-            part = dev.expert_distribution(counts, units, n_concepts=ap.shape[0], by=by)
-            part = part.assign(model=model, checkpoint=revision, grouping="+".join(by))
-            distribution.append(part)
+        subsets = {"all": np.arange(len(concepts))}
+        for group in ("broader", "specific"):
+            rows = [i for i, c in enumerate(concepts) if (concept_groups or {}).get(c) == group]
+            if rows:
+                subsets[group] = np.asarray(rows)
+        for group, rows in subsets.items():
+            counts = dev.unit_expert_counts(ap[rows], taus)
+            for by in (("kind",), ("kind", "submodule"), ("layer", "kind"), ("depth_bin",)):
+                part = dev.expert_distribution(counts, units, n_concepts=len(rows), by=by)
+                part = part.assign(model=model, checkpoint=revision, grouping="+".join(by),
+                                   concepts=group)
+                distribution.append(part)
     summary = dev.summarise_set_sizes(pd.concat(sizes, ignore_index=True), n_boot=n_boot,
                                       seed=seed)
     _write(summary, sizes_out)
@@ -133,13 +142,7 @@ def development(expert_files: Sequence[str], units_files: Mapping[str, str], *,
     _write(stability, stability_out)
     dist = pd.concat(distribution, ignore_index=True)
     _write(dist, distribution_out)
-    first_model, first_revision = next(iter(runs))
-    heat = dist[(dist["grouping"] == "layer+kind") & (dist["model"] == first_model)
-                & (dist["checkpoint"] == first_revision) & (dist["tau"] == taus[0])]
-    plot_layer_module_heatmap(
-        heat, distribution_figure,
-        title=f"Share of units that are experts ({first_model}, τ = {taus[0]:g})",
-    )
+    plot_expert_distribution(dist, distribution_figure)
 
 
 def spp(expert_files: Sequence[str], words: Mapping[str, str], spp_dir: str, *,
