@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -112,16 +114,14 @@ def test_cpu_and_gpu_rule_through_slurm_profile(local_slurm, tmp_path):
     print(f"[timing] toy CPU+GPU workflow through SLURM: {time.monotonic() - t0:.1f} s")
 
 
-@pytest.mark.slow
-def test_tiny_workflow_through_slurm(local_slurm, tmp_path):
+@pytest.fixture(scope="module")
+def tiny_slurm_run(local_slurm, tmp_path_factory):
     """The real workflow on the tiny config, every job a SLURM job.
 
     Run from the repository root (the tiny config's paths are relative to it), with results
-    and SLURM logs under tmp_path.
+    and SLURM logs under a temporary folder.
     """
-    config = REPO / "tests" / "data" / "tiny_config.yaml"
-    if not (REPO / "Snakefile").exists() or not config.exists():
-        pytest.skip("tiny workflow not available yet")
+    tmp_path = tmp_path_factory.mktemp("tiny-slurm")
     t0 = time.monotonic()
     profile = profile_for_local_cluster(tmp_path / "profile", local_slurm)
     results = tmp_path / "results"
@@ -133,14 +133,22 @@ def test_tiny_workflow_through_slurm(local_slurm, tmp_path):
     (sentences / "frost.txt").write_text(
         "\n".join(f"Frost number {i} covered the fields and the frost glittered." for i in range(8))
     )
-    result = run_snakemake(
-        ["--profile", str(profile), "--configfile", str(config),
-         "--config", f"results={results}",
-         f"sentences={{'provided': '{sentences}/{{concept}}.txt'}}",
-         "--slurm-logdir", str(logs)],
-        cwd=REPO, timeout=2400,
-    )
+    args = ["--profile", str(profile), "--configfile", str(TINY_CONFIG),
+            "--config", f"results={results}",
+            f"sentences={{'provided': '{sentences}/{{concept}}.txt'}}",
+            "--slurm-logdir", str(logs)]
+    result = run_snakemake(args, cwd=REPO, timeout=2400)
     assert result.returncode == 0, f"{result.stdout[-10000:]}\n{local_slurm.squeue()}"
+    print(f"[timing] tiny workflow through SLURM: {time.monotonic() - t0:.1f} s")
+    return results, logs, args
+
+
+TINY_CONFIG = REPO / "tests" / "data" / "tiny_config.yaml"
+
+
+@pytest.mark.slow
+def test_tiny_workflow_through_slurm(tiny_slurm_run):
+    results, logs, _ = tiny_slurm_run
     table = pd.read_csv(results / "tables" / "alignment.csv")
     assert set(table["model"]) == {"tiny-smollm2", "tiny-smollm2-random"}
     assert table["rho"].dropna().between(-1, 1).all()
@@ -149,4 +157,47 @@ def test_tiny_workflow_through_slurm(local_slurm, tmp_path):
         p for p in logs.rglob("*.log") if "experts" in str(p)
     ]
     assert expert_logs, f"no SLURM logs of the experts rule under {logs}"
-    print(f"[timing] tiny workflow through SLURM: {time.monotonic() - t0:.1f} s")
+
+
+@pytest.mark.slow
+def test_preempted_expert_job_leaves_nothing_finished_and_reruns(local_slurm, tiny_slurm_run):
+    """scancel an expert job while it computes (as a pre-emption would): its shard file must not
+    exist afterwards, Snakemake's message names the SLURM log, and a rerun completes it."""
+    import numpy as np
+
+    from expertalign.storage import read_expertise
+
+    results, logs, args = tiny_slurm_run
+    shard = results / "experts" / "tiny-smollm2" / "final" / "shard-0001.arrow"
+    _, before = read_expertise([shard])
+    shard.unlink()
+    job_log = results / "logs" / "experts" / "tiny-smollm2" / "final" / "shard-0001.log"
+    job_log.unlink()
+    cancelled: list[str] = []
+
+    def cancel_once_running() -> None:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline and not job_log.exists():
+            time.sleep(0.2)
+        jobs = subprocess.run(["squeue", "-h", "-t", "RUNNING", "-o", "%i"],
+                              capture_output=True, text=True).stdout.split()
+        for job in jobs:
+            subprocess.run(["scancel", job], check=True)
+            cancelled.append(job)
+
+    watcher = threading.Thread(target=cancel_once_running)
+    watcher.start()
+    killed = run_snakemake([*args, str(shard)], cwd=REPO, timeout=900)
+    watcher.join()
+    assert cancelled, f"the expert job never started:\n{killed.stdout[-5000:]}"
+    assert killed.returncode != 0, killed.stdout[-5000:]
+    assert not shard.exists()
+    assert not list(shard.parent.glob("shard-0001*")), list(shard.parent.iterdir())
+    # the failed job's SLURM log is named in Snakemake's output and is there to read
+    named = re.findall(r"log: (\S+\.log)\)", killed.stdout)
+    assert named and all(Path(p).exists() for p in named), killed.stdout[-5000:]
+
+    rerun = run_snakemake([*args, str(shard)], cwd=REPO, timeout=900)
+    assert rerun.returncode == 0, rerun.stdout[-8000:]
+    _, after = read_expertise([shard])
+    np.testing.assert_allclose(after, before, atol=1e-6)
