@@ -283,6 +283,20 @@ def test_float16_is_refused_and_auto_is_fp32_on_cpu():
         resolve_dtype("float16", torch.device("cuda"))
 
 
+def test_sampling_dtype_is_bf16_only_where_it_is_native(monkeypatch):
+    from expertalign import models
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    assert models.sampling_dtype("auto", "cpu") == "float32"
+    assert models.sampling_dtype("auto", "cuda") == "bfloat16"
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    assert models.sampling_dtype("auto", "cpu") == "bfloat16"
+    assert models.sampling_dtype("float32", "cpu") == "float32"
+    with pytest.raises(ValueError, match="not supported"):
+        models.sampling_dtype("float16", "cpu")
+
+
 def test_missing_model_offline_says_how_to_prefetch(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path))

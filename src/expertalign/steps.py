@@ -124,9 +124,11 @@ def _generation_backend(settings: Mapping):
         return sent.OpenAIChatBackend(
             settings["openai_base_url"], settings["generator"], settings["openai_api_key_env"]
         )
-    from expertalign.models import load_model
+    from expertalign.models import load_model, sampling_dtype
 
-    lm = load_model(settings["generator"])
+    dtype = sampling_dtype(settings["dtype"])
+    lm = load_model(settings["generator"], dtype=dtype)
+    log.info("generator %s in %s", settings["generator"], dtype)
     return sent.TransformersBackend(
         lm.model,
         lm.tokenizer,
