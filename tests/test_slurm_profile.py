@@ -114,6 +114,9 @@ def test_cpu_and_gpu_rule_through_slurm_profile(local_slurm, tmp_path):
     print(f"[timing] toy CPU+GPU workflow through SLURM: {time.monotonic() - t0:.1f} s")
 
 
+TINY_CONFIG = REPO / "tests" / "data" / "tiny_config.yaml"
+
+
 @pytest.fixture(scope="module")
 def tiny_slurm_run(local_slurm, tmp_path_factory):
     """The real workflow on the tiny config, every job a SLURM job.
@@ -141,9 +144,6 @@ def tiny_slurm_run(local_slurm, tmp_path_factory):
     assert result.returncode == 0, f"{result.stdout[-10000:]}\n{local_slurm.squeue()}"
     print(f"[timing] tiny workflow through SLURM: {time.monotonic() - t0:.1f} s")
     return results, logs, args
-
-
-TINY_CONFIG = REPO / "tests" / "data" / "tiny_config.yaml"
 
 
 @pytest.mark.slow

@@ -129,8 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.output:
         from expertalign.storage import expertise_table, write_table_atomic
 
-        table = expertise_table([args.concept or "concept"], result.ap[None, :], n_pos=[len(request.positives)],
-                                n_neg=[len(request.negatives)],
+        table = expertise_table([args.concept or "concept"], result.ap[None, :],
+                                n_pos=[len(request.positives)], n_neg=[len(request.negatives)],
                                 metadata={"model": args.model, "revision": args.revision or ""})
         write_table_atomic(table, args.output)
     taus = args.tau or [0.5, 0.6, 0.7, 0.8, 0.9]
