@@ -61,12 +61,12 @@ def workflow_request(
     """
     import pandas as pd
 
+    from expertalign import paths
     from expertalign.negatives import concept_negatives
 
     config = _workflow_config(configfile)
-    results = Path(config["results"])
-    sentences = results / "sentences" / f"{concept}.parquet"
-    bank_path = results / "negatives" / f"bank-{config['negatives']['bank_version']}.parquet"
+    sentences = Path(paths.sentence_file(config["results"], concept))
+    bank_path = Path(paths.bank_file(config["results"], config["negatives"]["bank_version"]))
     for path in (sentences, bank_path):
         if not path.exists():
             raise FileNotFoundError(

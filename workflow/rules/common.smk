@@ -4,6 +4,7 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
+from expertalign import paths
 from expertalign.concepts import load_concepts
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -84,11 +85,11 @@ def concept_row(concept):
 
 
 def sentence_file(concept):
-    return f"{RESULTS}/sentences/{concept}.parquet"
+    return paths.sentence_file(RESULTS, concept)
 
 
 def bank_file():
-    return f"{RESULTS}/negatives/bank-{config['negatives']['bank_version']}.parquet"
+    return paths.bank_file(RESULTS, config["negatives"]["bank_version"])
 
 
 def bank_sources(wildcards):

@@ -17,7 +17,7 @@ rule generate_sentences:
     input:
         generator=prefetched_generator,
     output:
-        sentences=f"{RESULTS}/sentences/{{concept}}.parquet",
+        sentences=sentence_file("{concept}"),
     log:
         f"{RESULTS}/logs/generate_sentences/{{concept}}.log",
     benchmark:
