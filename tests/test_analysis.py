@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +12,17 @@ from scipy import stats as sps
 from expertalign.analysis import development as dev
 from expertalign.analysis import domains, figures, pilot, spp
 
-DATA = Path(os.environ.get("EXPERTALIGN_DATA", "/work/shared/data"))
-needs_spp = pytest.mark.skipif(
-    not any((DATA / "SPP").glob("spp_assoc-related_*.csv")),
-    reason=f"SPP not found under {DATA} (set EXPERTALIGN_DATA)",
-)
+from prerequisites import DATA, require
+
+
+@pytest.fixture
+def spp_data():
+    """The shared SPP exports: skipped without them locally, a failure in CI."""
+    require(any((DATA / "SPP").glob("spp_assoc-related_*.csv")),
+            f"SPP under {DATA} (set EXPERTALIGN_DATA)")
+
+
+needs_spp = pytest.mark.usefixtures("spp_data")
 
 
 # ----------------------------------------------------------------------------------------- domains
@@ -121,6 +126,80 @@ def test_permutation_p_roughly_uniform_for_random_domains() -> None:
     assert (p < 0.05).sum() <= 6
 
 
+def test_keep_broader_null_keeps_the_real_broader_concept() -> None:
+    """The paper's baseline: "animal" keeps its place, its 4 specific concepts are drawn from
+    all concepts (its own included, never itself)."""
+    m, names, table = _planted_domain()
+    masks = np.vstack([m, _random_masks(25, 1000, 0.2, 4)])
+    all_names = names + [f"x{i}" for i in range(25)]
+    parsed = domains.parse_domains(all_names, table)
+    null = domains.keep_broader_domains(masks, parsed, n_perm=400, seed=1)
+    assert len(null) == 400 and set(null["domain"]) == {"animals"}
+    assert (null["broader_row"] == all_names.index("animal")).all()
+    drawn = np.array(null["specific_rows"].tolist())
+    assert all(len(set(r)) == 4 for r in drawn)
+    assert not (drawn == 4).any()  # never the broader concept itself
+    assert set(np.unique(drawn)) == set(range(30)) - {4}  # from all concepts, domain ones too
+    for _, r in null.head(50).iterrows():
+        spec = masks[list(r["specific_rows"])]
+        core = spec.all(axis=0)
+        assert r["n_core"] == core.sum() and r["n_union"] == spec.any(axis=0).sum()
+        assert r["n_core_in_broader"] == (core & masks[4]).sum()
+    again = domains.keep_broader_domains(masks, parsed, n_perm=400, seed=1)
+    pd.testing.assert_frame_equal(null, again)
+
+
+def test_mean_over_domains_and_its_permutation_p() -> None:
+    m, names, table = _planted_domain()
+    m2 = m[:, ::-1].copy()  # a second planted domain on other units
+    names2 = [f"{c}2" for c in names]
+    table2 = pd.concat([table, table.assign(concept=names2, domain="animals2")],
+                       ignore_index=True)
+    masks = np.vstack([m, m2, _random_masks(40, 1000, 0.15, 2)])
+    all_names = names + names2 + [f"x{i}" for i in range(40)]
+    observed = domains.domain_shares(masks, all_names, table2)
+    null = domains.keep_broader_domains(masks, domains.parse_domains(all_names, table2),
+                                        n_perm=999, seed=0)
+    per_domain = domains.permutation_pvalues(observed, null)
+    assert (per_domain["p_core_share"] < 0.01).all()
+    # each domain is compared with its own draws (its own broader concept)
+    assert per_domain["null_n_core_share"].tolist() == [999, 999]
+    mean = domains.mean_over_domains(observed, null).iloc[0]
+    assert mean["domain"] == "mean" and mean["n_domains"] == 2
+    assert mean["core_share"] == pytest.approx(observed["core_share"].mean())
+    assert mean["broader_share"] == pytest.approx(0.6)
+    assert mean["p_core_share"] == pytest.approx(1 / 1000)
+    assert mean["null_mean_core_share"] < 0.05 and mean["null_n_core_share"] == 999
+
+
+def test_domains_step_writes_per_domain_and_mean_rows(tmp_path: Path) -> None:
+    from expertalign.analysis import steps
+    from expertalign.storage import expertise_table, write_table_atomic
+
+    m, names, table = _planted_domain()
+    masks = np.vstack([m, _random_masks(20, 1000, 0.15, 3)])
+    all_names = names + [f"x{i}" for i in range(20)]
+    ap = np.where(masks, 0.8, 0.3).astype(np.float32)
+    shard = tmp_path / "experts" / "m" / "final" / "shard-0000.arrow"
+    shard.parent.mkdir(parents=True)
+    n = len(all_names)
+    write_table_atomic(expertise_table(all_names, ap, n_pos=[4] * n, n_neg=[10] * n), shard)
+    concept_table = tmp_path / "concepts.tsv"
+    full = pd.DataFrame({"concept": all_names, "word": all_names, "pos": "noun"}).merge(
+        table, on="concept", how="left")
+    full.fillna({"domain": "", "broader": "false"}).to_csv(concept_table, sep="\t", index=False)
+    for null in ("keep_broader", "random"):
+        out = tmp_path / f"{null}.parquet"
+        steps.domains([str(shard)], str(concept_table), str(out), str(tmp_path / "g.png"),
+                      taus=[0.5, 0.7], n_perm=200, seed=0, model="m", revision="final",
+                      null=null)
+        res = pd.read_parquet(out)
+        assert res["domain"].tolist() == ["animals", "mean"] * 2
+        assert (res["null"] == null).all()
+        mean = res[res.domain == "mean"]
+        assert (mean["p_core_share"] < 0.02).all()
+
+
 def test_reciprocal_overlap() -> None:
     m = np.array([[1, 1, 1, 1, 0], [1, 1, 0, 0, 0], [0, 0, 0, 0, 0]], dtype=bool)
     w = domains.reciprocal_overlap(m)
@@ -174,6 +253,20 @@ def test_set_sizes_and_summary() -> None:
     assert r["mean_size"] == 1.5 and r["share_empty"] == 0.5 and r["n_concepts"] == 2
     assert r["ci_low"] <= r["mean_size"] <= r["ci_high"]
     assert r["mean_fraction_of_units"] == pytest.approx(1.5 / 4)
+    assert r["mode_size"] == 0  # sizes 3 and 0 are equally frequent: the smaller
+
+
+def test_set_size_mode_and_share_empty_per_tau() -> None:
+    # a random-init-like model: most concepts have no expert, a few have many
+    ap = np.full((10, 50), 0.2, dtype=np.float32)
+    ap[0, :30] = 0.95
+    ap[1, :5] = 0.65
+    ap[2, :5] = 0.65
+    s = dev.concept_set_sizes(ap, taus=(0.5, 0.9), model="m-random", checkpoint="step143000")
+    summ = dev.summarise_set_sizes(s, n_boot=50).set_index("tau")
+    assert summ.loc[0.5, "mode_size"] == 0 and summ.loc[0.5, "share_empty"] == 0.7
+    assert summ.loc[0.9, "mode_size"] == 0 and summ.loc[0.9, "share_empty"] == 0.9
+    assert summ.loc[0.5, "mean_size"] == 4.0
 
 
 def test_strict_threshold() -> None:
@@ -242,6 +335,61 @@ def test_development_step_splits_broader_and_specific_concepts(tmp_path: Path) -
     _assert_png(Path(out["distribution_figure"]))
 
 
+def test_development_step_across_checkpoints_writes_figures_and_layer_table(
+        tmp_path: Path) -> None:
+    """Two checkpoints, planted: at step1 every concept's experts are 5 attention units of
+    layer 0, at step143000 they are 10 MLP units of layer 1 (the same units for every concept)."""
+    from expertalign.analysis import steps
+    from expertalign.storage import expertise_table, write_table_atomic
+
+    units = _units(n_layers=2, attn=10, mlp=30)
+    concepts = ["a", "b", "c"]
+    early = units.index[(units.layer == 0) & (units.kind == "attention")][:5]
+    late = units.index[(units.layer == 1) & (units.kind == "mlp")][:10]
+    files = []
+    for revision, rows in (("step1", early), ("step143000", late)):
+        ap = np.full((3, len(units)), 0.3, dtype=np.float32)
+        ap[:, rows] = 0.95
+        shard = tmp_path / "experts" / "m" / revision / "shard-0000.arrow"
+        shard.parent.mkdir(parents=True)
+        write_table_atomic(expertise_table(concepts, ap, n_pos=[4] * 3, n_neg=[10] * 3), shard)
+        files.append(str(shard))
+    units_file = tmp_path / "units.parquet"
+    units.to_parquet(units_file)
+    out = {k: str(tmp_path / f"{k}.{'png' if 'figure' in k else 'csv'}") for k in (
+        "sizes_out", "stability_out", "distribution_out", "sizes_figure", "distribution_figure",
+        "stability_figure", "development_figure", "layer_submodule_out",
+        "layer_submodule_figure")}
+    steps.development(files, {"m": str(units_file)}, taus=(0.5, 0.9),
+                      revisions={"m": ["step1", "step143000"]}, n_boot=50, seed=0, **out)
+    table = pd.read_csv(out["layer_submodule_out"])
+    assert {"model", "checkpoint", "tau", "layer", "kind", "submodule",
+            "mean_experts_per_concept", "concepts"} <= set(table.columns)
+    at = table.set_index(["checkpoint", "tau", "layer", "submodule"])["mean_experts_per_concept"]
+    assert at[("step1", 0.5, 0, "query_key_value")] == 5
+    assert at[("step143000", 0.9, 1, "dense_h_to_4h")] == 10
+    assert at[("step143000", 0.5, 0, "query_key_value")] == 0
+    assert len(table) == 2 * 2 * 2 * 2  # checkpoints x taus x layers x sub-modules
+    stability = pd.read_csv(out["stability_out"])
+    assert (stability["jaccard"] == 0).all() and len(stability) == 2 * 3
+    for key in ("stability_figure", "development_figure", "layer_submodule_figure"):
+        _assert_png(Path(out[key]))
+
+
+def test_transition_labels_and_stability_figure(tmp_path: Path) -> None:
+    from expertalign.analysis import development_figures as devfig
+
+    assert devfig.transition_label("step1", "step512") == "1_to_512"
+    rng = np.random.default_rng(0)
+    steps_ = ["step1", "step512", "step1000", "step4000"]
+    rows = [(m, a, b, t, c, rng.random()) for m in ("m1", "m2") for a, b in zip(steps_, steps_[1:])
+            for t in (0.5, 0.9) for c in range(10)]
+    df = pd.DataFrame(rows, columns=["model", "checkpoint_from", "checkpoint_to", "tau",
+                                     "concept", "jaccard"])
+    _assert_png(devfig.plot_checkpoint_stability(df, tmp_path / "stab.png"))
+    _assert_png(devfig.plot_message(tmp_path / "none.png", "nothing to show"), min_size=1000)
+
+
 def test_expert_distribution_normalised_by_group_size() -> None:
     units = _units()
     n_concepts = 5
@@ -307,7 +455,7 @@ def test_mixed_model_recovers_sliding_differences() -> None:
     df = _synthetic_spp({"none": 0.10, "weak": 0.14, "strong": 0.22}, 60, 0)
     fit = spp.fit_mixed_model(df)
     t = fit.coefficients.set_index("term")
-    assert list(fit.coefficients.columns) == ["term", "estimate", "se", "z", "p"]
+    assert list(fit.coefficients.columns) == ["term", "estimate", "se", "z", "p", "structure"]
     # planted: weak - none = 0.04, strong - weak = 0.08, intercept = mean of level means
     for term, true in (("weak - none", 0.04), ("strong - weak", 0.08),
                        ("Intercept", (0.10 + 0.14 + 0.22) / 3)):
@@ -322,15 +470,15 @@ def test_mixed_model_model_size_term_and_null() -> None:
     base = _synthetic_spp({"none": 0.1, "weak": 0.1, "strong": 0.1}, 30, 1)
     rng = np.random.default_rng(2)
     df = pd.concat(
-        [base.assign(model="small", model_size=1e8),
-         base.assign(model="large", model_size=1e9,
+        [base.assign(model="small"),
+         base.assign(model="large",
                      overlap=base.overlap + 0.05 + rng.normal(0, 0.01, len(base)))]
     )
-    fit = spp.fit_mixed_model(df, caption="Levels: test.")
+    fit = spp.fit_mixed_model(df, size_order=["small", "large"], caption="Levels: test.")
     t = fit.coefficients.set_index("term")
-    assert t.loc["log10_model_size", "estimate"] == pytest.approx(0.05, abs=0.005)
+    assert t.loc["large - small", "estimate"] == pytest.approx(0.05, abs=0.005)
     assert t.loc["weak - none", "p"] > 0.01 and t.loc["strong - weak", "p"] > 0.01
-    assert fit.caption.startswith("Levels: test.") and "model size" in fit.caption
+    assert fit.caption.startswith("Levels: test.") and "large - small" in fit.caption
     assert "pair" in fit.variance_components  # the same pairs in two models share noise
 
 
@@ -392,15 +540,62 @@ def test_pilot_matches_sklearn_ap_and_identical_folds() -> None:
     sel = np.concatenate([pos, negs])
     y = np.r_[np.ones(pos.size, bool), np.zeros(negs.size, bool)]
     ref = np.array([average_precision_score(y, r[sel, u]) for u in range(r.shape[1])])
-    ap = pilot._fold_ap(r, {c: rows[(c, 1)][0] for c in pools}, {c: rows[(c, 1)][1] for c in pools},
-                        list(pools))
-    np.testing.assert_allclose(ap[2], ref, atol=1e-6)
+    import torch
+
+    from expertalign.ap import SortedNegatives
+
+    union = np.unique(np.concatenate([rows[(c, 1)][1] for c in pools]))
+    bank = SortedNegatives(torch.from_numpy(r[union]))
+    ap = pilot.concept_fold_ap(bank, union, torch.from_numpy(r[pos]), negs)
+    np.testing.assert_allclose(ap, ref, atol=1e-6)
     # a pool exactly as large as one fold: every (non-disjoint) fold draws the same sentences
     small = {c: v[:15] for c, v in pools.items()}
     res = pilot.pilot_stability(r, small, np.arange(240, r.shape[0]), n_positives=(15,),
                                 n_negatives=(300,), taus=(0.5,), k=2, disjoint=False)
     within = res.pairs[res.pairs.comparison == "within"]
     assert (within["jaccard"] == 1.0).all()
+
+
+def test_pilot_on_demand_responses_run_each_sentence_once_with_disjoint_folds() -> None:
+    """Responses computed on demand: with disjoint folds no positive sentence is asked for twice
+    (each fold's positives are its own), and the result equals the in-memory one."""
+    r, pools, neg = _pilot_data(2)
+    neg_pool = np.arange(240, r.shape[0])  # the 300 neutral sentences
+    asked: list[np.ndarray] = []
+
+    def run(rows: np.ndarray) -> np.ndarray:
+        asked.append(np.asarray(rows).copy())
+        return r[rows]
+
+    kwargs = dict(n_positives=(5, 15), n_negatives=(20, 40), taus=(0.6,), k=4, seed=3)
+    lazy = pilot.pilot_stability(run, pools, neg_pool, **kwargs)
+    eager = pilot.pilot_stability(r, pools, neg_pool, **kwargs)
+    pd.testing.assert_frame_equal(lazy.pairs, eager.pairs)
+    positives = np.concatenate([a for a in asked if a.max() < 240])
+    assert positives.size == 4 * 4 * 15 and np.unique(positives).size == positives.size
+    for c, own in pools.items():
+        folds = pilot.fold_rows(pools, neg_pool, 15, 40, k=4, seed=3)
+        sets = [set(folds[(c, f)][0].tolist()) for f in range(4)]
+        assert all(x <= set(own.tolist()) for x in sets)
+        assert sum(len(x) for x in sets) == len(set().union(*sets))  # pairwise disjoint
+        negatives = [set(folds[(c, f)][1].tolist()) for f in range(4)]
+        assert sum(len(x) for x in negatives) == len(set().union(*negatives))
+    s = lazy.summary.set_index(["n_positives", "n_negatives", "comparison"])
+    assert s.loc[(15, 40, "within"), "n_pairs"] == 4 * 6  # 4 concepts x C(4, 2) fold pairs
+
+
+def test_men_pilot_concepts_from_training_pairs() -> None:
+    men = pd.DataFrame({"word1": ["cat", "sun", "car", "dog", "x", "tea"],
+                        "word2": ["dog", "moon", "bus", "cat", "cat", "tea"], "score": 1.0})
+    concept_of = {w: f"c_{w}" for w in ("cat", "dog", "sun", "moon", "car", "bus", "tea")}
+    chosen = pilot.men_pilot_concepts(men, concept_of, n_pairs=3, seed=0)
+    # eligible: rows 0-3 (row 4 has an unknown word, row 5 a self-pair); 3 of them drawn
+    assert len(chosen) == len(set(chosen)) and set(chosen) <= set(concept_of.values())
+    assert pilot.men_pilot_concepts(men, concept_of, n_pairs=3, seed=0) == chosen
+    assert set(pilot.men_pilot_concepts(men, concept_of, n_pairs=4)) == {
+        "c_cat", "c_dog", "c_sun", "c_moon", "c_car", "c_bus"}
+    with pytest.raises(ValueError, match="only 4 MEN pairs"):
+        pilot.men_pilot_concepts(men, concept_of, n_pairs=5)
 
 
 def test_pilot_errors() -> None:
@@ -414,9 +609,9 @@ def test_pilot_errors() -> None:
 
 
 # ----------------------------------------------------------------------------------------- figures
-def _assert_png(path: Path) -> None:
+def _assert_png(path: Path, min_size: int = 5000) -> None:
     data = Path(path).read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > min_size
     leftovers = [p for p in Path(path).parent.iterdir() if p.name.endswith(".tmp")]
     assert not leftovers
 

@@ -6,6 +6,7 @@ import http.server
 import importlib.metadata
 import json
 import os
+import re
 import threading
 from pathlib import Path
 
@@ -31,9 +32,10 @@ CAT = {"concept": "cat", "word": "cat", "pos": "noun",
 
 # --- prompts ------------------------------------------------------------------------------
 
-def test_prompts_carry_word_pos_definition_and_style():
-    facts = build_prompts("cat", "noun", CAT["definition"], "facts", 3)
-    stories = build_prompts("cat", "noun", CAT["definition"], "short stories", 2)
+def test_short_prompts_carry_word_pos_definition_and_style():
+    facts = build_prompts("cat", "noun", CAT["definition"], "facts", 3, prompt_set="short")
+    stories = build_prompts("cat", "noun", CAT["definition"], "short stories", 2,
+                            prompt_set="short")
     assert len(facts) == 3 and len(set(facts)) == 1 and len(stories) == 2
     for prompt in (facts[0], stories[0]):
         assert "noun 'cat'" in prompt
@@ -296,7 +298,9 @@ class _ChatHandler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(b'{"error": "no such model"}')
             return
         prompt = body["messages"][0]["content"]
-        word = prompt.split("'")[1]
+        # the word is quoted in the short prompts, "about the concept cat as" in the paper's
+        word = re.search(r"'(\w+)'|the concept (\w+) as", prompt).group(1, 2)
+        word = word[0] or word[1]
         content = "\n".join(f"{i}. Seed {body['seed']} line {i} about a {word} today."
                             for i in range(1, 11))
         payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]})
@@ -332,7 +336,7 @@ def test_openai_backend_talks_to_a_chat_completions_endpoint(chat_server, monkey
     bodies = [r["body"] for r in requests]
     assert bodies[0]["model"] == "tiny-chat" and bodies[0]["messages"][0]["role"] == "user"
     assert "facts" in bodies[0]["messages"][0]["content"]
-    assert "stories" in bodies[1]["messages"][0]["content"]
+    assert "short story" in bodies[1]["messages"][0]["content"]
     assert bodies[0]["seed"] != bodies[1]["seed"]
     # A bare host gets /v1/chat/completions appended too.
     assert OpenAIChatBackend(chat_server, "m", api_key_env="TEST_KEY").url.endswith(
@@ -411,7 +415,8 @@ def test_embedded_smollm2_generates_real_sentences():
     backend = TransformersBackend(model, tok, max_new_tokens=320, batch_size=32, temperature=0.8,
                                   max_lines=12, max_line_tokens=48, word_bias=2.0,
                                   name="smollm2")
-    df = generate_concept_sentences(CAT, backend, n_sentences=6, seed=0, max_rounds=8)
+    df = generate_concept_sentences(CAT, backend, n_sentences=6, seed=0, max_rounds=8,
+                                    prompts="short")
     assert len(df) == 6 and df["prompt"].tolist() == ["facts"] * 3 + ["stories"] * 3
     assert df["text"].str.contains(r"\bcats?\b", case=False).all()
     assert df["text"].str.split().str.len().ge(4).all()

@@ -17,7 +17,7 @@ Use (needs the WordNet dict files: `apt-get install wordnet-base`)::
     .venv/bin/python tools/make_concepts.py \\
         --men-dir /work/shared/data/MEN --wordnet-dir /usr/share/wordnet \\
         --spp-dir /work/shared/data/SPP --spp-per-level 4 \\
-        --min-pairs 150 --out config/concepts.tsv
+        --min-pairs 150 --out config/concepts.tsv --spp-pairs-out config/spp_pairs.tsv
 
 The output is deterministic: the same inputs give a byte-identical file.
 """
@@ -32,6 +32,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+import pandas as pd  # noqa: E402
+
+from expertalign.analysis.spp import write_pairs  # noqa: E402
 from expertalign.concepts import load_concepts, wordnet_definition  # noqa: E402
 
 # domain -> (4 specific concepts, broader concept), in the paper's order.
@@ -110,9 +113,10 @@ def greedy_men_words(seed_words: set[str], pairs: list[tuple[str, str]],
 
 
 def spp_words(seed_words: set[str], vocabulary: set[str], spp_dir: Path, per_level: int,
-              pairs: list[tuple[str, str]]) -> list[str]:
+              pairs: list[tuple[str, str]]) -> tuple[list[str], pd.DataFrame]:
     """Words to add so that `per_level` SPP pairs of each relation level (strong / weak / none,
-    as `expertalign.analysis.spp.relation_levels` builds them) have both words in the table.
+    as `expertalign.analysis.spp.relation_levels` builds them) have both words in the table,
+    and those pairs (the rows of `relation_levels`, for the analysis: config key spp.pairs).
 
     Greedy per level: the pair needing the fewest new words, then the one completing the most
     MEN pairs, then alphabetical; only pairs whose words are MEN or seed words are eligible.
@@ -122,6 +126,7 @@ def spp_words(seed_words: set[str], vocabulary: set[str], spp_dir: Path, per_lev
     levels = relation_levels(spp_dir, n_per_level=None, vocabulary=vocabulary | seed_words).pairs
     chosen = set(seed_words)
     added: list[str] = []
+    picked: list[tuple[str, str]] = []
 
     def men_gain(words: list[str]) -> int:
         grown = chosen | set(words)
@@ -137,11 +142,14 @@ def spp_words(seed_words: set[str], vocabulary: set[str], spp_dir: Path, per_lev
             best = min(candidates, key=lambda p: (
                 sum(w not in chosen for w in p), -men_gain([w for w in p if w not in chosen]), p))
             candidates.remove(best)
+            picked.append(best)
             for word in best:
                 if word not in chosen:
                     chosen.add(word)
                     added.append(word)
-    return added
+    index = levels.set_index(["word1", "word2"])
+    chosen_pairs = index.loc[picked].reset_index()
+    return added, chosen_pairs
 
 
 def concept_id(word: str) -> str:
@@ -149,7 +157,7 @@ def concept_id(word: str) -> str:
 
 
 def build_rows(men_dir: Path, wordnet_dir: Path, min_pairs: int, spp_dir: Path | None = None,
-               spp_per_level: int = 0) -> tuple[list[dict[str, str]], int]:
+               spp_per_level: int = 0) -> tuple[list[dict[str, str]], int, pd.DataFrame | None]:
     pairs, men_pos = read_men_full(men_dir)
     rows: list[dict[str, str]] = []
     for domain, (specific, broader) in DOMAINS.items():
@@ -157,11 +165,12 @@ def build_rows(men_dir: Path, wordnet_dir: Path, min_pairs: int, spp_dir: Path |
             rows.append({"concept": concept_id(word), "word": word, "pos": "noun",
                          "domain": domain, "broader": "true" if word == broader else "false"})
     seed = {r["word"] for r in rows}
-    extra = []
+    extra: list[str] = []
+    spp_pairs = None
     if spp_per_level:
         if spp_dir is None:
             raise ValueError("--spp-per-level needs --spp-dir")
-        extra = spp_words(seed, set(men_pos), spp_dir, spp_per_level, pairs)
+        extra, spp_pairs = spp_words(seed, set(men_pos), spp_dir, spp_per_level, pairs)
     more, covered = greedy_men_words(seed | set(extra), pairs, min_pairs)
     extra += more
     for word in extra:
@@ -174,7 +183,7 @@ def build_rows(men_dir: Path, wordnet_dir: Path, min_pairs: int, spp_dir: Path |
             raise ValueError(f"WordNet has no {row['pos']} sense {sense} for '{lemma}'")
         # Tabs/newlines would break the TSV; WordNet glosses have none, but be safe.
         row["definition"] = " ".join(definition.split())
-    return rows, covered
+    return rows, covered, spp_pairs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -186,9 +195,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--spp-per-level", type=int, default=4,
                     help="SPP pairs per relation level to have in the table (0: none)")
     ap.add_argument("--out", type=Path, default=Path("config/concepts.tsv"))
+    ap.add_argument("--spp-pairs-out", type=Path, default=None,
+                    help="where the SPP pairs the table was built for go (config spp.pairs; "
+                         "default: spp_pairs.tsv next to --out)")
     args = ap.parse_args(argv)
-    rows, covered = build_rows(args.men_dir, args.wordnet_dir, args.min_pairs, args.spp_dir,
-                               args.spp_per_level)
+    if args.spp_pairs_out is None:
+        args.spp_pairs_out = args.out.with_name("spp_pairs.tsv")
+    rows, covered, spp_pairs = build_rows(args.men_dir, args.wordnet_dir, args.min_pairs,
+                                          args.spp_dir, args.spp_per_level)
     text = "\t".join(COLUMNS) + "\n" + "".join(
         "\t".join(r[c] for c in COLUMNS) + "\n" for r in rows)
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -196,6 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     tmp.write_text(text, encoding="utf-8")
     load_concepts(tmp)  # refuse to write a table the pipeline would reject
     tmp.replace(args.out)
+    if spp_pairs is not None:
+        write_pairs(spp_pairs, args.spp_pairs_out)
+        print(f"wrote {args.spp_pairs_out}: {len(spp_pairs)} SPP pairs", file=sys.stderr)
     n_extra = sum(1 for r in rows if not r["domain"])
     print(f"wrote {args.out}: {len(rows)} concepts ({n_extra} MEN extras), "
           f"{covered} MEN pairs (full set) with both words in the table", file=sys.stderr)

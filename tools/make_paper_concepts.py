@@ -3,12 +3,14 @@
 
 The rows of config/concepts.tsv first (the 10 domains and the default MEN words, so that the
 default run's concepts keep their shards), then every other MEN word (751 in all), then the words
-of the Semantic Priming Project pairs sampled for the SPP analysis (100 per relation level, seed 0).
+of the Semantic Priming Project pairs sampled for the SPP analysis (100 per relation level, seed 0),
+which are written to config/paper_spp_pairs.tsv (config key spp.pairs) for the analysis to read.
 POS: MEN's lemma tag; for SPP words the first of noun, verb, adjective that WordNet knows.
 Definitions: WordNet's first sense of that POS (empty when WordNet has none).
 
     .venv/bin/python tools/make_paper_concepts.py --data-dir ../shared/data \\
-        --wordnet-dir /usr/share/wordnet --out config/paper_concepts.tsv
+        --wordnet-dir /usr/share/wordnet --out config/paper_concepts.tsv \\
+        --spp-pairs-out config/paper_spp_pairs.tsv
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from make_concepts import COLUMNS, concept_id, read_men_full  # noqa: E402
 
-from expertalign.analysis.spp import relation_levels  # noqa: E402
+from expertalign.analysis.spp import relation_levels, write_pairs  # noqa: E402
 from expertalign.concepts import load_concepts, wordnet_definition  # noqa: E402
 
 
@@ -33,7 +35,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--base", type=Path, default=Path("config/concepts.tsv"))
     ap.add_argument("--spp-per-level", type=int, default=100)
     ap.add_argument("--out", type=Path, default=Path("config/paper_concepts.tsv"))
+    ap.add_argument("--spp-pairs-out", type=Path, default=None,
+                    help="where the sampled SPP pairs go (config spp.pairs; default: "
+                         "paper_spp_pairs.tsv next to --out)")
     args = ap.parse_args(argv)
+    if args.spp_pairs_out is None:
+        args.spp_pairs_out = args.out.with_name("paper_spp_pairs.tsv")
 
     base = load_concepts(args.base)
     rows = [{c: str(r[c]).lower() if c == "broader" else str(r[c]) for c in COLUMNS}
@@ -66,7 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     tmp.write_text(text, encoding="utf-8")
     load_concepts(tmp)
     tmp.replace(args.out)
-    print(f"wrote {args.out}: {len(rows)} concepts", file=sys.stderr)
+    write_pairs(levels.pairs, args.spp_pairs_out)
+    print(f"wrote {args.out}: {len(rows)} concepts; {args.spp_pairs_out}: "
+          f"{len(levels.pairs)} SPP pairs", file=sys.stderr)
     return 0
 
 

@@ -1,9 +1,10 @@
 """Generate the positive sentences of one concept with an instruction LLM.
 
-Two prompt styles, as in the paper: "facts" and "short stories", each asking for 10 short single
-sentences that mention the concept by its word (POS and WordNet definition in the prompt).
-Completions are split into items, cleaned, and kept only when they contain the word or an
-inflection of it; half the sentences come from each style.
+Two prompt styles, as in the paper: "facts" and "short stories", each asking for 10 sentences
+about the concept (word, POS and WordNet definition in the prompt; the paper's own wording by
+default, see :mod:`expertalign.prompts`). Completions are split into items, cleaned, and kept
+only when they pass the filters of :mod:`expertalign.sentence_filters` (they mention the word or
+an inflection of it, ...); half the sentences come from each style.
 
 Use::
 
@@ -14,11 +15,15 @@ Use::
     # or: OpenAIChatBackend("http://localhost:8000/v1", "my-model")   # key in $OPENAI_API_KEY
     row = {"concept": "cat", "word": "cat", "pos": "noun",
            "definition": "feline mammal usually having thick soft fur"}
-    df = generate_concept_sentences(row, backend, n_sentences=20, seed=0, max_rounds=4)
+    counts = {}                                 # filled: candidates, what each filter removed
+    df = generate_concept_sentences(row, backend, n_sentences=20, seed=0, max_rounds=4,
+                                    prompts="paper", filter_counts=counts)
+    print(format_filter_counts(counts))         # "candidates 60, kept 20; removed: ..."
     write_sentences_atomic(df, "results/sentences/cat.parquet")
 
     # Sentences a user wrote instead (txt: one per line; tsv/csv/parquet: a `text` column):
     df = provided_concept_sentences(row, "my_cat_sentences.txt")
+    provided_files("sentences/{concept}.txt", ["cat", "dog"])   # {"cat": "sentences/cat.txt"}
 
 The output columns are those of docs/CONTRACTS.md: sentence_id ("cat:0000"), concept, text,
 prompt (facts | stories | provided), source (generator name).
@@ -31,16 +36,18 @@ import inspect
 import json
 import math
 import os
-import re
 import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import pandas as pd
+
+from expertalign.prompts import KINDS, SENTENCES_PER_CALL, build_prompts
+from expertalign.sentence_filters import FILTERS, dedupe_key, extract_sentences, word_pattern
 
 __all__ = [
     "SENTENCES_PER_CALL",
@@ -52,18 +59,21 @@ __all__ = [
     "build_prompts",
     "word_pattern",
     "extract_sentences",
+    "FILTERS",
+    "ROUND_FILTERS",
+    "format_filter_counts",
     "generate_concept_sentences",
     "read_provided_sentences",
     "provided_concept_sentences",
+    "provided_files",
     "sentences_frame",
     "write_sentences_atomic",
 ]
 
-SENTENCES_PER_CALL = 10
-KINDS: tuple[str, ...] = ("facts", "stories")
 SENTENCE_COLUMNS: tuple[str, ...] = ("sentence_id", "concept", "text", "prompt", "source")
-MIN_WORDS = 4
-MAX_WORDS = 60
+# Counted by generate_concept_sentences besides the filters of sentence_filters.FILTERS: items
+# already kept (an earlier round or the other style), and items past a style's quota.
+ROUND_FILTERS: tuple[str, ...] = ("repeat", "surplus")
 
 # Called with the completions so far; True = all done, or one done-flag per prompt.
 StopWhen = Callable[[list[str]], "bool | Sequence[bool]"]
@@ -71,39 +81,6 @@ StopWhen = Callable[[list[str]], "bool | Sequence[bool]"]
 
 class SentenceGenerationError(RuntimeError):
     """Not enough usable sentences for a concept (or a backend that cannot answer)."""
-
-
-# --- prompts ------------------------------------------------------------------------------
-
-_PROMPTS = {
-    "facts": (
-        "Write {n} short facts about the {pos} '{word}' ({definition}).\n"
-        "Each fact is one short sentence that uses the word '{word}'. "
-        "Refer to the concept only as '{word}'.\n"
-        "Write one sentence per line, numbered 1 to {n}, and nothing else."
-    ),
-    "stories": (
-        "Write {n} very short stories about the {pos} '{word}' ({definition}).\n"
-        "Each story is one short sentence that uses the word '{word}'. "
-        "Refer to the concept only as '{word}'.\n"
-        "Write one sentence per line, numbered 1 to {n}, and nothing else."
-    ),
-}
-
-
-def build_prompts(word: str, pos: str, definition: str, kind: str, n_calls: int) -> list[str]:
-    """`n_calls` user prompts of style `kind` ("facts" or "stories"; "short stories" also
-    accepted), each asking for SENTENCES_PER_CALL sentences. The calls are identical: variety
-    comes from sampling, and identical prompts let a local backend prefill them once."""
-    kind = "stories" if kind in ("short stories", "short_stories") else kind
-    if kind not in _PROMPTS:
-        raise ValueError(f"prompt kind must be one of {', '.join(KINDS)}, got '{kind}'")
-    if n_calls < 0:
-        raise ValueError(f"n_calls must be >= 0, got {n_calls}")
-    definition = " ".join(str(definition or "").split()).rstrip(".")
-    text = _PROMPTS[kind].format(n=SENTENCES_PER_CALL, pos=pos, word=word,
-                                 definition=definition or f"the usual sense of the {pos}")
-    return [text] * n_calls
 
 
 # --- backends -----------------------------------------------------------------------------
@@ -344,12 +321,22 @@ class OpenAIChatBackend:
 
     `base_url` may be "http://host:port", ".../v1" or the full ".../v1/chat/completions".
     The API key is read from the environment variable `api_key_env` (local servers that ignore
-    keys still need it set, to any value, so that a missing key is never silent).
+    keys still need it set, to any value, so that a missing key is never silent). It is read
+    again for every request and never kept on the object (nor in its repr, a pickle or a log),
+    it is only sent over https or to this machine unless `allow_insecure_http`, and redirects
+    are refused, so that it never follows one to another host.
     """
 
     def __init__(self, base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY",
                  temperature: float = 1.0, top_p: float = 0.95, max_tokens: int = 600,
-                 timeout_s: float = 120.0, retries: int = 3, parallel_calls: int = 1) -> None:
+                 timeout_s: float = 120.0, retries: int = 3, parallel_calls: int = 1,
+                 allow_insecure_http: bool = False) -> None:
+        from expertalign.config import check_openai_url
+
+        if not 0 < temperature <= 2 or not 0 < top_p <= 1 or max_tokens < 1:
+            raise ValueError("need 0 < temperature <= 2, 0 < top_p <= 1 and max_tokens >= 1, "
+                             f"got {temperature}, {top_p}, {max_tokens}")
+        check_openai_url(base_url, allow_insecure_http)
         key = os.environ.get(api_key_env, "")
         if not key:
             raise SentenceGenerationError(
@@ -362,13 +349,17 @@ class OpenAIChatBackend:
         self.url = url
         self.model = model
         self.name = model
-        self._key = key
+        self.api_key_env = api_key_env
         self.temperature = temperature
         self.top_p = top_p
         self.max_tokens = max_tokens
         self.timeout_s = timeout_s
         self.retries = retries
         self.parallel_calls = parallel_calls
+
+    def __repr__(self) -> str:
+        return (f"OpenAIChatBackend(url={self.url!r}, model={self.model!r}, "
+                f"api key from ${self.api_key_env})")
 
     def generate(self, prompts: Sequence[str], seed: int) -> list[str]:
         return [self._complete(p, _mix(seed, "call", i) % (2**31)) for i, p in enumerate(prompts)]
@@ -380,11 +371,16 @@ class OpenAIChatBackend:
             "temperature": self.temperature, "top_p": self.top_p,
             "max_tokens": self.max_tokens, "seed": seed,
         }).encode()
+        key = os.environ.get(self.api_key_env, "")
+        if not key:
+            raise SentenceGenerationError(f"the environment variable {self.api_key_env} with the "
+                                          "API key is no longer set")
         request = urllib.request.Request(self.url, data=body, method="POST", headers={
-            "Content-Type": "application/json", "Authorization": f"Bearer {self._key}"})
+            "Content-Type": "application/json", "Authorization": f"Bearer {key}"})
+        opener = urllib.request.build_opener(_NoRedirect)
         for attempt in range(self.retries + 1):
             try:
-                with urllib.request.urlopen(request, timeout=self.timeout_s) as resp:
+                with opener.open(request, timeout=self.timeout_s) as resp:
                     payload = json.loads(resp.read().decode("utf-8"))
                 break
             except urllib.error.HTTPError as exc:
@@ -410,133 +406,12 @@ class OpenAIChatBackend:
         return str(content or "")
 
 
-# --- post-processing ----------------------------------------------------------------------
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """urllib forwards the Authorization header on redirects, to any host: refuse them."""
 
-_BULLET = re.compile(r"^\s*(?:[-*•·]+\s*|\(?\d{1,3}\s*[.):\]]\s*|\d{1,3}\s+-\s+|#+\s*)")
-_LABEL = re.compile(r"^\s*\**\s*(?:sentence|fact|story|short story|example)\s*\d*\s*\**\s*[:.)-]"
-                    r"\s*\**\s*", re.IGNORECASE)
-# A heading of one or two words before a colon or dash ("Cat: a feline mammal", "Doctor - a
-# licensed medical practitioner", "Fun fact: ..."): the
-# item is what follows, and it must mention the concept on its own.
-_HEADING = re.compile(r"^\s*\**\w[\w'’]*(?:[ -]\w[\w'’]*)?\**(?:\s*:|\s+[-–—])\s+(?=\S)")
-_QUOTES = "\"'“”‘’«»`"
-# Small models echo the task ("The first story is about a cat.", "... uses the word 'cat'").
-_META = re.compile(
-    r"\b(?:first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|last|final|next|"
-    r"this|each|every|following|short|\d+)\s+(?:stor(?:y|ies)|"
-    r"sentences?|facts?)\b(?!\s+(?:of|about)\s+(?:his|her|their|my|our)\b)"
-    r"|\bthe\s+(?:word|term|noun|verb|adjective)\s+['\"“‘]|\brefer(?:s|ring)? to the concept\b",
-    re.IGNORECASE)
-_VOWELS = set("aeiou")
-
-
-def _inflections(token: str, pos: str) -> set[str]:
-    forms = {token}
-    if pos in ("noun", "verb"):
-        forms |= {token + "s", token + "es"}
-        if len(token) > 1 and token.endswith("y") and token[-2] not in _VOWELS:
-            forms.add(token[:-1] + "ies")
-    if pos == "noun" and len(token) > 3 and token.endswith("s") and not token.endswith(
-            ("ss", "us", "is")):
-        # Plural concept words ("flowers") also count in the singular.
-        forms.add(token[:-1])
-    if pos == "verb":
-        stem = token[:-1] if token.endswith("e") and not token.endswith("ee") else token
-        forms |= {stem + "ed", stem + "ing", token + "d" if token.endswith("e") else token + "ed"}
-        if len(token) > 1 and token.endswith("y") and token[-2] not in _VOWELS:
-            forms.add(token[:-1] + "ied")
-        if (len(token) >= 3 and token[-1] not in _VOWELS | set("wxy")
-                and token[-2] in _VOWELS and token[-3] not in _VOWELS):
-            forms |= {token + token[-1] + "ed", token + token[-1] + "ing"}  # stop -> stopped
-    return forms
-
-
-def word_pattern(word: str, pos: str) -> re.Pattern[str]:
-    """Case-insensitive, word-bounded regex for `word` or an inflection of its last token
-    (nouns: -s/-es/-ies; verbs: -s/-es/-ies/-ed/-ing). Multi-word concepts match across any
-    run of spaces or hyphens."""
-    tokens = word.lower().replace("_", " ").split()
-    if not tokens:
-        raise ValueError("empty concept word")
-    *head, last = tokens
-    forms = sorted(_inflections(last, pos), key=lambda f: (-len(f), f))
-    sep = r"[\s\-]+"
-    prefix = "".join(re.escape(t) + sep for t in head)
-    return re.compile(r"\b" + prefix + "(?:" + "|".join(map(re.escape, forms)) + r")\b",
-                      re.IGNORECASE)
-
-
-def _clean_item(line: str) -> str:
-    item = line.strip()
-    for _ in range(3):  # "1. **Fact 1:** "..."" needs several passes
-        before = item
-        item = _BULLET.sub("", item)
-        item = _LABEL.sub("", item)
-        item = _HEADING.sub("", item)
-        item = item.strip().strip("*").strip()
-        if len(item) >= 2 and item[0] in _QUOTES:
-            end = item.rstrip(".!?")
-            if end and end[-1] in _QUOTES:
-                item = item[1:].strip()
-                item = re.sub(r"[" + re.escape(_QUOTES) + r"]([.!?]?)$", r"\1", item).strip()
-        if item == before:
-            break
-    return " ".join(item.split())
-
-
-_WORD = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*")
-
-
-def _n_real_words(text: str) -> int:
-    """Words made of letters ("purple (purple) 6: 21" has two)."""
-    return len(_WORD.findall(text))
-
-
-def _loops(text: str) -> bool:
-    """True for a sampling loop, not a sentence: a word twice in a row ("books books") or a
-    three-word sequence twice ("no doctor, no doctor")."""
-    words = [w.lower() for w in _WORD.findall(text)]
-    if any(a == b for a, b in zip(words, words[1:])):
-        return True
-    trigrams = list(zip(words, words[1:], words[2:]))
-    return len(set(trigrams)) < len(trigrams)
-
-
-def _dedupe_key(text: str) -> str:
-    return " ".join(text.lower().split())
-
-
-def extract_sentences(raw_completions: Sequence[str], word: str, pos: str) -> list[str]:
-    """Items of the completions that mention the concept, cleaned and deduplicated in order.
-
-    Lines are split into items; numbering ("1.", "1)"), bullets, quotes and labels such as
-    "Sentence:" are removed; items without the word (or an inflection, see `word_pattern`),
-    with fewer than 4 words of letters or more than 60 words, that talk about the task instead
-    of the concept ("The first story is about ...", "... the word 'cat' ..."), that loop (a
-    word twice in a row, a three-word sequence twice, the concept word more than three times),
-    and repeats (ignoring case and spacing) are dropped.
-    """
-    pattern = word_pattern(word, pos)
-    seen: set[str] = set()
-    out: list[str] = []
-    for completion in raw_completions:
-        for line in str(completion).splitlines():
-            item = _clean_item(line)
-            if not item or item.endswith(":"):  # "Here are 10 facts about cats:"
-                continue
-            n_words = len(item.split())
-            if n_words > MAX_WORDS or _n_real_words(item) < MIN_WORDS:
-                continue
-            mentions = len(pattern.findall(item))
-            # More than three mentions is a small model stuck on the word, not a sentence.
-            if not 1 <= mentions <= 3 or _META.search(item) or _loops(item):
-                continue
-            key = _dedupe_key(item)
-            if key in seen:
-                continue
-            seen.add(key)
-            out.append(item)
-    return out
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[override]
+        raise urllib.error.HTTPError(req.full_url, code, f"redirect to {newurl} refused "
+                                     "(the API key is never sent on)", headers, fp)
 
 
 # --- one concept --------------------------------------------------------------------------
@@ -560,13 +435,20 @@ def _quotas(n_sentences: int) -> dict[str, int]:
 
 def generate_concept_sentences(concept_row: Mapping[str, Any] | pd.Series, backend: Backend,
                                n_sentences: int, seed: int, max_rounds: int = 4,
-                               calls_per_kind: int | None = None) -> pd.DataFrame:
+                               calls_per_kind: int | None = None, prompts: str = "paper",
+                               filter_counts: MutableMapping[str, int] | None = None,
+                               ) -> pd.DataFrame:
     """`n_sentences` distinct sentences mentioning the concept, half from "facts" prompts and
     half from "stories" prompts (facts get the odd one), in the CONTRACTS.md format.
 
-    Each round asks only for the styles still short, `calls_per_kind` prompts each (default:
-    enough for the missing sentences at 10 per call, and at least half the backend's
+    `prompts` names the prompt set (:data:`expertalign.prompts.PROMPT_SETS`: "paper" or
+    "short"). Each round asks only for the styles still short, `calls_per_kind` prompts each
+    (default: enough for the missing sentences at 10 per call, and at least half the backend's
     `parallel_calls`). Deterministic for a given backend, concept and seed.
+
+    `filter_counts` (a dict, filled also when generation fails) receives, over all rounds, the
+    "candidates" (non-empty items of the answers), how many items each filter removed (the
+    names of :data:`FILTERS` and :data:`ROUND_FILTERS`), and "kept" (sentences returned).
     Raises SentenceGenerationError after `max_rounds` rounds without enough sentences.
     """
     concept = _field(concept_row, "concept")
@@ -578,6 +460,7 @@ def generate_concept_sentences(concept_row: Mapping[str, Any] | pd.Series, backe
     if n_sentences < 1 or max_rounds < 1:
         raise ValueError(f"n_sentences and max_rounds must be >= 1 (concept '{concept}')")
     quotas = _quotas(n_sentences)
+    counts: dict[str, int] = dict.fromkeys(("candidates", *FILTERS, *ROUND_FILTERS), 0)
     kept: dict[str, list[str]] = {k: [] for k in KINDS}
     seen: set[str] = set()
     backend_params = inspect.signature(backend.generate).parameters
@@ -589,23 +472,27 @@ def generate_concept_sentences(concept_row: Mapping[str, Any] | pd.Series, backe
         missing = {k: quotas[k] - len(kept[k]) for k in KINDS if len(kept[k]) < quotas[k]}
         if not missing:
             break
-        prompts: list[str] = []
+        texts: list[str] = []  # the round's prompts
         kinds: list[str] = []
         for kind, need in missing.items():
             n_calls = calls_per_kind or max(math.ceil(need / SENTENCES_PER_CALL),
                                             math.ceil(parallel / len(missing)))
-            prompts += build_prompts(word, pos, definition, kind, n_calls)
+            texts += build_prompts(word, pos, definition, kind, n_calls, prompt_set=prompts)
             kinds += [kind] * n_calls
 
-        def new_items(completions: Sequence[str]) -> dict[str, list[str]]:
+        def new_items(completions: Sequence[str],
+                      tally: dict[str, int] | None = None) -> dict[str, list[str]]:
             found: dict[str, list[str]] = {}
             taken = set(seen)
             for kind in missing:
                 items = extract_sentences(
-                    [c for c, k in zip(completions, kinds) if k == kind], word, pos)
-                fresh = [s for s in items if _dedupe_key(s) not in taken]
+                    [c for c, k in zip(completions, kinds) if k == kind], word, pos, tally)
+                fresh = [s for s in items if dedupe_key(s) not in taken]
+                if tally is not None:
+                    tally["repeat"] += len(items) - len(fresh)
+                    tally["surplus"] += max(0, len(fresh) - missing[kind])
                 fresh = fresh[: missing[kind]]
-                taken.update(_dedupe_key(s) for s in fresh)
+                taken.update(dedupe_key(s) for s in fresh)
                 found[kind] = fresh
             return found
 
@@ -615,16 +502,20 @@ def generate_concept_sentences(concept_row: Mapping[str, Any] | pd.Series, backe
             return [satisfied[k] for k in kinds]
 
         round_seed = _mix(seed, concept, "round", round_no)
-        raw = (backend.generate(prompts, round_seed, stop_when=enough,  # type: ignore[call-arg]
+        raw = (backend.generate(texts, round_seed, stop_when=enough,  # type: ignore[call-arg]
                                 **hints)
-               if accepts_stop else backend.generate(prompts, round_seed, **hints))
-        if len(raw) != len(prompts):
+               if accepts_stop else backend.generate(texts, round_seed, **hints))
+        if len(raw) != len(texts):
             raise SentenceGenerationError(
                 f"backend {getattr(backend, 'name', backend)!r} returned {len(raw)} completions "
-                f"for {len(prompts)} prompts (concept '{concept}')")
-        for kind, items in new_items(raw).items():
+                f"for {len(texts)} prompts (concept '{concept}')")
+        for kind, items in new_items(raw, counts).items():
             kept[kind] += items
-            seen.update(_dedupe_key(s) for s in items)
+            seen.update(dedupe_key(s) for s in items)
+        counts.pop("kept", None)  # extract_sentences' own count; "kept" is set below
+        if filter_counts is not None:
+            filter_counts.clear()
+            filter_counts.update(counts, kept=sum(len(v) for v in kept.values()))
 
     if any(len(kept[k]) < quotas[k] for k in KINDS):
         got = ", ".join(f"{k} {len(kept[k])}/{quotas[k]}" for k in KINDS)
@@ -637,6 +528,14 @@ def generate_concept_sentences(concept_row: Mapping[str, Any] | pd.Series, backe
     prompt_kinds = ["facts"] * len(kept["facts"]) + ["stories"] * len(kept["stories"])
     return sentences_frame(concept, texts, prompt_kinds,
                            str(getattr(backend, "name", type(backend).__name__)))
+
+
+def format_filter_counts(counts: Mapping[str, int]) -> str:
+    """One line from `generate_concept_sentences`' filter counts: "candidates 57, kept 14;
+    removed: preamble 4, length 2, no_word 21, ..." (every filter named, zeros included)."""
+    removed = ", ".join(f"{name} {counts.get(name, 0)}" for name in (*FILTERS, *ROUND_FILTERS))
+    return (f"candidates {counts.get('candidates', 0)}, kept {counts.get('kept', 0)}; "
+            f"removed: {removed}")
 
 
 def sentences_frame(concept: str, texts: Sequence[str], prompts: Sequence[str] | str,
@@ -656,19 +555,56 @@ def sentences_frame(concept: str, texts: Sequence[str], prompts: Sequence[str] |
 
 # --- provided sentences and output --------------------------------------------------------
 
+def provided_files(pattern: str, concepts: Sequence[str]) -> dict[str, str]:
+    """The provided sentence file of each concept that has one, for a pattern with {concept}.
+
+    A pattern whose folder does not exist, or that matches no concept's file, is refused: a
+    misspelt path would otherwise silently send every concept to generation.
+    """
+    from expertalign.config import ConfigError, check_provided_pattern
+
+    check_provided_pattern(pattern)
+    static = pattern.split("{", 1)[0]
+    folder = Path(static) if static.endswith(("/", os.sep)) else Path(static).parent
+    if not folder.is_dir():
+        raise ConfigError(f"config key sentences.provided: folder {folder}/ of {pattern!r} "
+                          "does not exist")
+    found = {c: pattern.format(concept=c) for c in concepts}
+    found = {c: p for c, p in found.items() if Path(p).is_file()}
+    if concepts and not found:
+        example = pattern.format(concept=concepts[0])
+        raise ConfigError(f"config key sentences.provided: no concept has a file {pattern!r} "
+                          f"(e.g. {example} does not exist); fix the pattern or set it to null")
+    return found
+
+
+def _read_text(path: Path) -> str:
+    """UTF-8 text without a byte-order mark; a bad byte is reported by file and line."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ValueError(f"{path}, line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); "
+                         "save the file as UTF-8") from None
+
+
 def read_provided_sentences(path: str | Path, concept: str | None = None) -> list[str]:
     """Sentences from a user file: .txt (one per line, blank lines skipped) or .tsv/.csv/
     .parquet with a `text` column (and, if `concept` is given and the file has a `concept`
-    column, only that concept's rows)."""
+    column, only that concept's rows). Text files are UTF-8, with or without a byte-order
+    mark."""
+    import io
+
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".txt":
-        return [line.strip() for line in path.read_text(encoding="utf-8").splitlines()
-                if line.strip()]
+        return [line.strip() for line in _read_text(path).splitlines() if line.strip()]
     if suffix in (".tsv", ".tab"):
-        df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+        df = pd.read_csv(io.StringIO(_read_text(path)), sep="\t", dtype=str,
+                         keep_default_na=False)
     elif suffix == ".csv":
-        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+        df = pd.read_csv(io.StringIO(_read_text(path)), dtype=str, keep_default_na=False)
     elif suffix in (".parquet", ".pq"):
         df = pd.read_parquet(path)
     else:
@@ -689,7 +625,7 @@ def provided_concept_sentences(concept_row: Mapping[str, Any] | pd.Series, path:
     texts: list[str] = []
     seen: set[str] = set()
     for text in read_provided_sentences(path, concept):
-        key = _dedupe_key(text)
+        key = dedupe_key(text)
         if key not in seen:
             seen.add(key)
             texts.append(" ".join(text.split()))

@@ -10,7 +10,7 @@ rule embedding_baselines:
     conda:
         "../../envs/expertalign.yaml"
     params:
-        model=model_spec,
+        model=model_load_spec,
         words=lambda wildcards: concept_words(),
     script:
         "../scripts/embedding_baselines.py"
@@ -38,6 +38,7 @@ rule domains:
         taus=TAUS,
         n_perm=config["analysis"]["n_permutations"],
         seed=config["analysis"]["seed"],
+        null=config["analysis"]["domain_null"],
     script:
         "../scripts/domains.py"
 
@@ -92,6 +93,26 @@ rule development:
             caption="../report/distribution.rst",
             category="Development",
         ),
+        stability_figure=report(
+            f"{RESULTS}/figures/checkpoint_stability.png",
+            caption="../report/stability.rst",
+            category="Development",
+        ),
+        development_figure=report(
+            f"{RESULTS}/figures/expert_development.png",
+            caption="../report/expert_development.rst",
+            category="Development",
+        ),
+        layer_submodule=report(
+            f"{RESULTS}/tables/experts_by_layer_submodule.csv",
+            caption="../report/layer_submodule.rst",
+            category="Development",
+        ),
+        layer_submodule_figure=report(
+            f"{RESULTS}/figures/experts_by_layer_submodule.png",
+            caption="../report/layer_submodule.rst",
+            category="Development",
+        ),
     log:
         f"{RESULTS}/logs/development.log",
     benchmark:
@@ -111,7 +132,9 @@ rule development:
 
 rule spp:
     input:
-        experts=all_expert_shards(),
+        experts=spp_expert_shards(),
+        spp_pairs=spp_pairs_file(),
+        spp=spp_files(),
     output:
         pairs=report(
             f"{RESULTS}/tables/spp_overlap.csv",
@@ -136,16 +159,38 @@ rule spp:
         "../../envs/expertalign.yaml"
     params:
         words=lambda wildcards: concept_words(),
-        spp_dir=f"{config['data_dir']}/SPP",
+        spp_dir=lambda wildcards, input: str(Path(input.spp[0]).parent),
+        final=spp_final_checkpoints(),
         settings=config["spp"],
     script:
         "../scripts/spp.py"
 
 
+rule pilot_sentences:
+    input:
+        generator=prefetched_generator,
+        provided=provided_input,
+    output:
+        sentences=pilot_sentence_file("{concept}"),
+    log:
+        f"{RESULTS}/logs/pilot_sentences/{{concept}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/pilot_sentences/{{concept}}.tsv"
+    conda:
+        "../../envs/expertalign.yaml"
+    threads: 1
+    params:
+        concept=lambda wildcards: concept_row(wildcards.concept),
+        provided=lambda wildcards: provided_sentences(wildcards.concept),
+        settings=pilot_generation_settings,
+    script:
+        "../scripts/pilot_sentences.py"
+
+
 rule pilot:
     input:
-        sentences=lambda wildcards: [sentence_file(c) for c in pilot_concepts()],
-        bank=bank_file(),
+        sentences=lambda wildcards: pilot_sentence_files(),
+        bank=lambda wildcards: pilot_bank(),
         model=prefetched_pilot,
     output:
         summary=report(
@@ -170,6 +215,7 @@ rule pilot:
         model=lambda wildcards: pilot_model_spec(),
         revision=lambda wildcards: pilot_model_spec().get("revisions", ["main"])[-1],
         concepts=lambda wildcards: pilot_concepts(),
+        disjoint=pilot_disjoint(),
         pilot=config["pilot"],
         settings=config["experts"],
     script:

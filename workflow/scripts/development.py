@@ -15,4 +15,8 @@ steps.development(
     sizes_figure=snakemake.output.sizes_figure,
     distribution_figure=snakemake.output.distribution_figure,
     concept_groups=snakemake.params.concept_groups,
+    stability_figure=snakemake.output.stability_figure,
+    development_figure=snakemake.output.development_figure,
+    layer_submodule_out=snakemake.output.layer_submodule,
+    layer_submodule_figure=snakemake.output.layer_submodule_figure,
 )

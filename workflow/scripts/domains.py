@@ -12,4 +12,5 @@ steps.domains(
     seed=snakemake.params.seed,
     model=snakemake.wildcards.model,
     revision=snakemake.wildcards.revision,
+    null=snakemake.params.null,
 )

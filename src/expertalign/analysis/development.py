@@ -18,6 +18,10 @@ Usage::
     by_kind = dev.expert_distribution(counts, units, n_concepts=ap.shape[0], by=("kind",))
     by_depth = dev.expert_distribution(counts, units, n_concepts, by=("depth_bin",), n_depth_bins=4)
 
+Every function taking ``ap`` also takes an :class:`expertalign.apmatrix.APMatrix`, which it reads
+by column blocks and packed masks instead of loading it, so memory stays far below the AP files'
+size (the workflow passes APMatrix).
+
 Normalisation in :func:`expert_distribution`: ``share_of_units`` is the mean over concepts of the
 fraction of the group's units that are experts (experts in group / units in group), so groups of
 different sizes (attention vs MLP, short vs long layers) are comparable; ``share_of_experts`` is the
@@ -33,6 +37,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
+from expertalign.apmatrix import APMatrix
 from expertalign.stats import jaccard_rows
 
 __all__ = [
@@ -62,7 +67,9 @@ def checkpoint_order(names: Iterable[str]) -> list[str]:
     return sorted(dict.fromkeys(str(n) for n in names), key=_step_key)
 
 
-def _as_ap(ap: ArrayLike) -> NDArray[np.floating]:
+def _as_ap(ap: ArrayLike | APMatrix) -> NDArray[np.floating] | APMatrix:
+    if isinstance(ap, APMatrix):
+        return ap
     a = np.asarray(ap)
     if a.ndim != 2:
         raise ValueError(f"AP must be 2-D [concepts, units], has shape {a.shape}")
@@ -96,7 +103,7 @@ def concept_set_sizes(
     for tau in _taus(taus):
         frames.append(
             pd.DataFrame(
-                {"tau": tau, "concept": names, "size": (a > tau).sum(axis=1), "n_units": a.shape[1]}
+                {"tau": tau, "concept": names, "size": _sizes(a, tau), "n_units": a.shape[1]}
             )
         )
     out = pd.concat(frames, ignore_index=True)
@@ -107,14 +114,22 @@ def concept_set_sizes(
     return out
 
 
+def _mode(values: NDArray[np.float64]) -> float:
+    """The most frequent value (the smallest of several equally frequent ones)."""
+    uniq, counts = np.unique(values, return_counts=True)
+    return float(uniq[np.argmax(counts)])
+
+
 def summarise_set_sizes(
     sizes: pd.DataFrame, n_boot: int = 1000, seed: int = 0, level: float = 0.95
 ) -> pd.DataFrame:
     """Mean set size per (model, checkpoint, tau) with a percentile bootstrap CI over concepts.
 
     ``sizes`` is the output of :func:`concept_set_sizes` (grouping uses whichever of model,
-    checkpoint, tau are present). Also gives the median, the share of concepts with no expert and
-    the mean size as a fraction of the model's units.
+    checkpoint, tau are present). Also gives the median, the mode (``mode_size``: the most
+    frequent set size, the smallest if several; the paper reports a mode of 0 experts for
+    random-init models), the share of concepts with no expert (``share_empty``) and the mean size
+    as a fraction of the model's units.
     """
     keys = [k for k in ("model", "checkpoint", "tau") if k in sizes.columns]
     missing = [c for c in ("tau", "size") if c not in sizes.columns]
@@ -134,6 +149,7 @@ def summarise_set_sizes(
             ci_low=float(lo),
             ci_high=float(hi),
             median_size=float(np.median(s)),
+            mode_size=float(_mode(s)),
             share_empty=float((s == 0).mean()),
         )
         if "n_units" in g.columns:
@@ -169,15 +185,19 @@ def consecutive_jaccard(
         raise ValueError(f"{len(names)} concept names for {a.shape[0]} AP rows")
     frames = []
     for tau in _taus(taus):
-        ma, mb = a > tau, b > tau
+        if isinstance(a, APMatrix) or isinstance(b, APMatrix):
+            jaccard, size_from, size_to = _packed_jaccard(a, b, tau)
+        else:
+            ma, mb = a > tau, b > tau
+            jaccard, size_from, size_to = jaccard_rows(ma, mb), ma.sum(axis=1), mb.sum(axis=1)
         frames.append(
             pd.DataFrame(
                 {
                     "tau": tau,
                     "concept": names,
-                    "jaccard": jaccard_rows(ma, mb),
-                    "size_from": ma.sum(axis=1),
-                    "size_to": mb.sum(axis=1),
+                    "jaccard": jaccard,
+                    "size_from": size_from,
+                    "size_to": size_to,
                 }
             )
         )
@@ -220,11 +240,39 @@ def development_stability(
 
 
 def unit_expert_counts(
-    ap: ArrayLike, taus: Iterable[float] = (0.5, 0.6, 0.7, 0.8, 0.9)
+    ap: ArrayLike | APMatrix, taus: Iterable[float] = (0.5, 0.6, 0.7, 0.8, 0.9),
+    rows: ArrayLike | None = None,
 ) -> dict[float, NDArray[np.int64]]:
-    """For each τ, how many concepts each unit is an expert for (int [units])."""
+    """For each τ, how many concepts (of ``rows``, default all) each unit is an expert for
+    (int [units])."""
     a = _as_ap(ap)
-    return {tau: (a > tau).sum(axis=0).astype(np.int64) for tau in _taus(taus)}
+    taus = _taus(taus)
+    if not isinstance(a, APMatrix):
+        picked = a if rows is None else a[np.asarray(rows, dtype=np.intp)]
+        return {tau: (picked > tau).sum(axis=0).astype(np.int64) for tau in taus}
+    counts = {tau: np.zeros(a.shape[1], np.int64) for tau in taus}
+    for columns, block in a.column_blocks():
+        picked = block if rows is None else block[np.asarray(rows, dtype=np.intp)]
+        for tau in taus:
+            counts[tau][columns] = (picked > tau).sum(axis=0)
+    return counts
+
+
+def _sizes(a: NDArray[np.floating] | APMatrix, tau: float) -> NDArray[np.int64]:
+    if isinstance(a, APMatrix):
+        return a.packed_masks(tau).sizes()
+    return (a > tau).sum(axis=1)
+
+
+def _packed_jaccard(a, b, tau: float) -> tuple[NDArray, NDArray, NDArray]:
+    """Row-wise Jaccard of two runs' expert sets from packed masks (one τ's masks at a time)."""
+    pa = a.packed_masks(tau) if isinstance(a, APMatrix) else APMatrix.pack(a > tau)
+    pb = b.packed_masks(tau) if isinstance(b, APMatrix) else APMatrix.pack(b > tau)
+    inter = np.bitwise_count(pa.bits & pb.bits).sum(axis=1, dtype=np.int64)
+    union = np.bitwise_count(pa.bits | pb.bits).sum(axis=1, dtype=np.int64)
+    jaccard = np.zeros(len(inter))
+    np.divide(inter, union, out=jaccard, where=union > 0)
+    return jaccard, pa.sizes(), pb.sizes()
 
 
 def add_depth(

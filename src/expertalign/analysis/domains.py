@@ -6,9 +6,11 @@ Usage::
 
     table = pd.read_csv("config/concepts.tsv", sep="\\t")   # concept, domain, broader, ...
     observed = domains.domain_shares(masks, concepts, table)  # masks: bool [concepts, units]
-    null = domains.random_domains(masks, n_perm=10000, seed=0,
-                                  candidates=domains.non_domain_rows(concepts, table))
+    # ... or PackedMasks (expertalign.apmatrix), which never unpacks more than a domain's rows
+    null = domains.keep_broader_domains(masks, domains.parse_domains(concepts, table),
+                                        n_perm=10000, seed=0)
     result = domains.permutation_pvalues(observed, null)      # adds p_core_share, p_broader_share
+    mean = domains.mean_over_domains(observed, null)          # the paper's averages, with p
     domains.plot_domain_graph(masks, concepts, table, "results/figures/domains.png", seed=0)
 
 Definitions (the paper's Table 2 reports the % of experts shared by all 4 specific concepts and the
@@ -21,22 +23,24 @@ Definitions (the paper's Table 2 reports the % of experts shared by all 4 specif
   specific set size instead, for readers who want "share of a typical concept's experts";
 - ``broader_share`` = |core ∩ experts(broader concept)| / |core| (nan when the core is empty).
 
-Random pseudo-domains draw ``n_specific`` specific concepts and one "broader" concept, all distinct,
-uniformly from the candidate concepts (by default those in no domain). The permutation p-value of
-an observed share is (1 + #{null ≥ observed}) / (1 + #null), over the null draws where the share
-is defined.
+Baselines. The paper's (:func:`keep_broader_domains`, the default): every domain keeps its real
+broader concept, and its ``n_specific`` specific concepts are drawn from all concepts; one draw
+per domain per permutation, so the mean over domains gets a p-value too. The alternative
+(:func:`random_domains`): whole pseudo-domains, the "broader" concept drawn as well, from the
+concepts in no domain. The permutation p-value of an observed share is
+(1 + #{null ≥ observed}) / (1 + #null), over the null draws where the share is defined.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
+
+from expertalign.apmatrix import PackedMasks
 
 __all__ = [
     "Domain",
@@ -44,7 +48,9 @@ __all__ = [
     "non_domain_rows",
     "domain_shares",
     "random_domains",
+    "keep_broader_domains",
     "permutation_pvalues",
+    "mean_over_domains",
     "reciprocal_overlap",
     "strongest_neighbours",
     "plot_domain_graph",
@@ -70,6 +76,24 @@ def _as_masks(masks: ArrayLike) -> NDArray[np.bool_]:
     if m.dtype != np.bool_:
         raise ValueError(f"masks must be boolean, not {m.dtype}")
     return m
+
+
+def _packed(masks: ArrayLike | PackedMasks) -> PackedMasks:
+    if isinstance(masks, PackedMasks):
+        return masks
+    m = _as_masks(masks)
+    return PackedMasks(np.packbits(m, axis=1), m.shape[1])
+
+
+def _mask_rows(masks: ArrayLike | PackedMasks, rows: Sequence[int]) -> NDArray[np.bool_]:
+    """Bool masks of some rows, unpacking only those when the masks are packed."""
+    if isinstance(masks, PackedMasks):
+        return masks.rows(list(rows))
+    return _as_masks(masks)[list(rows)]
+
+
+def _n_rows(masks: ArrayLike | PackedMasks) -> int:
+    return masks.shape[0] if isinstance(masks, PackedMasks) else _as_masks(masks).shape[0]
 
 
 def _truthy(v: object) -> bool:
@@ -146,17 +170,16 @@ def domain_shares(
     Returns ``domain, broader_concept, specific_concepts, n_specific, mean_specific_size, n_union,
     n_core, core_share, core_share_of_mean, n_core_in_broader, broader_share``.
     """
-    m = _as_masks(masks)
-    if len(concepts) != m.shape[0]:
-        raise ValueError(f"{len(concepts)} concept names for {m.shape[0]} mask rows")
+    if len(concepts) != _n_rows(masks):
+        raise ValueError(f"{len(concepts)} concept names for {_n_rows(masks)} mask rows")
     rows = []
     for d in parse_domains(concepts, table):
-        spec = m[list(d.specific)]
+        spec = _mask_rows(masks, d.specific)
         core = np.logical_and.reduce(spec, axis=0)
         n_core = int(core.sum())
         n_union = int(np.logical_or.reduce(spec, axis=0).sum())
         mean_size = float(spec.sum(axis=1).mean())
-        n_cb = int((core & m[d.broader]).sum()) if d.broader is not None else 0
+        n_cb = int((core & _mask_rows(masks, [d.broader])[0]).sum()) if d.broader is not None else 0
         rows.append(
             {
                 "domain": d.name,
@@ -190,7 +213,7 @@ def random_domains(
     :func:`non_domain_rows` to draw from concepts in no domain). Returns ``perm, specific_rows,
     broader_row, n_union, n_core, core_share, n_core_in_broader, broader_share``.
     """
-    m = _as_masks(masks)
+    m = _packed(masks)
     if n_perm < 1:
         raise ValueError(f"n_perm must be >= 1, not {n_perm}")
     if n_specific < 2:
@@ -213,7 +236,23 @@ def random_domains(
         # shuffle so the role (specific vs broader) is not tied to the partition order
         draws[start:stop] = rng.permuted(draws[start:stop], axis=1)
 
-    packed = np.packbits(m, axis=1)  # 8 units per byte; padding bits are 0 and never counted
+    counts = _count_draws(m, draws, n_specific)
+    return pd.DataFrame(
+        {
+            "perm": np.arange(n_perm),
+            "specific_rows": [tuple(int(x) for x in r) for r in draws[:, :n_specific]],
+            "broader_row": draws[:, n_specific],
+            **counts,
+        }
+    )
+
+
+def _count_draws(m: PackedMasks, draws: NDArray[np.intp],
+                 n_specific: int) -> dict[str, NDArray]:
+    """Union, core and core-in-broader counts and shares of pseudo-domains: rows of ``draws``
+    are ``n_specific`` specific rows then the broader row (-1: none, broader share nan)."""
+    n_perm, k = draws.shape
+    packed = m.bits  # 8 units per byte; padding bits are 0 and never counted
     row_bytes = max(1, packed.shape[1])
     block = max(1, _BLOCK_BYTES // (row_bytes * k))
     n_union = np.empty(n_perm, dtype=np.int64)
@@ -228,18 +267,55 @@ def random_domains(
         n_union[sl] = np.bitwise_count(union).sum(axis=1)
         n_cb[sl] = np.bitwise_count(core & packed[draws[sl, n_specific]]).sum(axis=1)
     core_share, broader_share = _shares(n_union, n_core, n_cb)
-    return pd.DataFrame(
-        {
-            "perm": np.arange(n_perm),
-            "specific_rows": [tuple(int(x) for x in r) for r in draws[:, :n_specific]],
-            "broader_row": draws[:, n_specific],
-            "n_union": n_union,
-            "n_core": n_core,
-            "core_share": core_share,
-            "n_core_in_broader": n_cb,
-            "broader_share": broader_share,
-        }
-    )
+    broader_share[draws[:, n_specific] < 0] = np.nan
+    return {"n_union": n_union, "n_core": n_core, "core_share": core_share,
+            "n_core_in_broader": n_cb, "broader_share": broader_share}
+
+
+def keep_broader_domains(
+    masks: ArrayLike,
+    domains: Sequence[Domain],
+    n_perm: int = 10000,
+    seed: int = 0,
+    n_specific: int = 4,
+) -> pd.DataFrame:
+    """The paper's baseline: each domain keeps its real broader concept and gets ``n_specific``
+    specific concepts drawn uniformly from all concepts (distinct, never the broader itself),
+    e.g. "animal" with jacket, liver, doctor, red. Every permutation draws one pseudo-domain per
+    domain, so the mean over domains has a null too (:func:`mean_over_domains`).
+
+    Returns ``perm, domain, specific_rows, broader_row, n_union, n_core, core_share,
+    n_core_in_broader, broader_share`` (n_perm rows per domain).
+    """
+    m = _packed(masks)  # once, not per domain
+    if n_perm < 1:
+        raise ValueError(f"n_perm must be >= 1, not {n_perm}")
+    n = m.shape[0]
+    if n < n_specific + 1:
+        raise ValueError(f"need at least {n_specific + 1} concepts, have {n}")
+    rng = np.random.default_rng(seed)
+    frames = []
+    for d in domains:
+        broader = -1 if d.broader is None else int(d.broader)
+        cand = np.array([i for i in range(n) if i != broader], dtype=np.intp)
+        draws = np.empty((n_perm, n_specific + 1), dtype=np.intp)
+        draws[:, n_specific] = broader
+        for start in range(0, n_perm, 1000):
+            stop = min(n_perm, start + 1000)
+            keys = rng.random((stop - start, cand.size))
+            pick = np.argpartition(keys, n_specific - 1, axis=1)[:, :n_specific]
+            draws[start:stop, :n_specific] = cand[pick]
+        frame = pd.DataFrame(
+            {
+                "perm": np.arange(n_perm),
+                "domain": d.name,
+                "specific_rows": [tuple(int(x) for x in r) for r in draws[:, :n_specific]],
+                "broader_row": draws[:, n_specific],
+                **_count_draws(m, draws, n_specific),
+            }
+        )
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
 
 
 def _perm_p(observed: float, null: NDArray[np.float64]) -> tuple[float, int]:
@@ -256,121 +332,55 @@ def permutation_pvalues(observed: pd.DataFrame, null: pd.DataFrame) -> pd.DataFr
     ``null_mean_<share>``, ``null_q95_<share>``, ``null_n_<share>``.
     """
     out = observed.copy()
+    per_domain = "domain" in null.columns
     for col in ("core_share", "broader_share"):
         if col not in observed.columns or col not in null.columns:
             raise ValueError(f"both tables need column {col!r}")
-        nv = null[col].to_numpy(dtype=np.float64)
-        fin = nv[np.isfinite(nv)]
-        ps, ns = zip(*(_perm_p(float(v), nv) for v in observed[col])) if len(out) else ((), ())
-        out[f"p_{col}"] = list(ps)
-        out[f"null_mean_{col}"] = float(fin.mean()) if fin.size else np.nan
-        out[f"null_q95_{col}"] = float(np.quantile(fin, 0.95)) if fin.size else np.nan
-        out[f"null_n_{col}"] = list(ns)
+        ps, ns, means, q95s = [], [], [], []
+        for _, row in observed.iterrows():
+            mine = null[null["domain"] == row["domain"]] if per_domain else null
+            if per_domain and mine.empty:
+                raise ValueError(f"the null has no draws for domain {row['domain']!r}")
+            nv = mine[col].to_numpy(dtype=np.float64)
+            fin = nv[np.isfinite(nv)]
+            p, n = _perm_p(float(row[col]), nv)
+            ps.append(p)
+            ns.append(n)
+            means.append(float(fin.mean()) if fin.size else np.nan)
+            q95s.append(float(np.quantile(fin, 0.95)) if fin.size else np.nan)
+        out[f"p_{col}"] = ps
+        out[f"null_mean_{col}"] = means
+        out[f"null_q95_{col}"] = q95s
+        out[f"null_n_{col}"] = ns
     return out
 
 
-def reciprocal_overlap(masks: ArrayLike) -> NDArray[np.float64]:
-    """mean(|A∩B|/|A|, |A∩B|/|B|) for every pair of rows; a term with an empty set counts 0."""
-    m = _as_masks(masks)
-    f = m.astype(np.float32 if m.shape[1] < 2**24 else np.float64)
-    inter = (f @ f.T).astype(np.float64)
-    size = m.sum(axis=1).astype(np.float64)
-    left = np.divide(inter, size[:, None], out=np.zeros_like(inter), where=size[:, None] > 0)
-    right = np.divide(inter, size[None, :], out=np.zeros_like(inter), where=size[None, :] > 0)
-    return (left + right) / 2.0
+def mean_over_domains(observed: pd.DataFrame, null: pd.DataFrame) -> pd.DataFrame:
+    """One row (``domain`` = "mean"): the mean of each share over the domains (broader share:
+    over the domains where it is defined), as the paper reports it, with its permutation p-value
+    against the mean over the domains of each permutation (``null`` with ``perm`` and
+    ``domain`` columns, e.g. :func:`keep_broader_domains`)."""
+    if "perm" not in null.columns or "domain" not in null.columns:
+        raise ValueError("the null needs perm and domain columns (one draw per domain per perm)")
+    row: dict[str, object] = {"domain": "mean", "n_domains": len(observed)}
+    for col in ("core_share", "broader_share"):
+        obs = float(np.nanmean(observed[col])) if observed[col].notna().any() else np.nan
+        per_perm = null.groupby("perm")[col].mean().to_numpy(dtype=np.float64)
+        fin = per_perm[np.isfinite(per_perm)]
+        p, n = _perm_p(obs, per_perm)
+        row.update({col: obs, f"p_{col}": p,
+                    f"null_mean_{col}": float(fin.mean()) if fin.size else np.nan,
+                    f"null_q95_{col}": float(np.quantile(fin, 0.95)) if fin.size else np.nan,
+                    f"null_n_{col}": n})
+    return pd.DataFrame([row])
 
 
-def strongest_neighbours(weights: ArrayLike, k: int) -> list[tuple[int, int]]:
-    """Edges (i < j) linking every row to the ``k`` others it overlaps most (ties: lower index)."""
-    w = np.asarray(weights, dtype=np.float64)
-    n = w.shape[0]
-    if w.shape != (n, n):
-        raise ValueError(f"need a square matrix of overlaps, got shape {w.shape}")
-    k = min(k, n - 1)
-    edges: set[tuple[int, int]] = set()
-    for i in range(n):
-        others = np.delete(np.arange(n), i)
-        order = others[np.argsort(-w[i, others], kind="stable")][:k]
-        edges.update((min(i, int(j)), max(i, int(j))) for j in order if w[i, j] > 0)
-    return sorted(edges)
 
 
-def plot_domain_graph(
-    masks: ArrayLike,
-    concepts: Sequence[str],
-    table: pd.DataFrame,
-    path: str | os.PathLike[str],
-    seed: int = 0,
-    neighbours: int = 3,
-    title: str = "Expert overlap between domain concepts",
-) -> Path:
-    """Graph of the domain concepts: each concept linked to the ``neighbours`` concepts whose
-    expert sets it overlaps most (reciprocal overlap), edge width ∝ overlap, seeded spring layout
-    on those edges; nodes coloured by domain (broader concepts drawn larger) and labelled.
+def __getattr__(name: str) -> object:
+    # the graph lives in domain_graph (which imports this module); keep the old names working
+    if name in ("reciprocal_overlap", "strongest_neighbours", "plot_domain_graph"):
+        from expertalign.analysis import domain_graph
 
-    Drawing every pair gives a hairball whatever the data; the strongest links show whether a
-    concept's nearest concepts are those of its own domain.
-    """
-    import matplotlib.pyplot as plt
-    import networkx as nx
-    from matplotlib.lines import Line2D
-
-    from expertalign.analysis.figures import _STYLE, save_figure
-
-    m = _as_masks(masks)
-    if len(concepts) != m.shape[0]:
-        raise ValueError(f"{len(concepts)} concept names for {m.shape[0]} mask rows")
-    doms = parse_domains(concepts, table)
-    if not doms:
-        raise ValueError("the concept table defines no domain")
-    nodes: list[int] = []
-    node_domain: dict[int, str] = {}
-    broader_rows: set[int] = set()
-    for d in doms:
-        for r in (*d.specific, *((d.broader,) if d.broader is not None else ())):
-            if r not in node_domain:
-                nodes.append(r)
-                node_domain[r] = d.name
-        if d.broader is not None:
-            broader_rows.add(d.broader)
-    w = reciprocal_overlap(m[nodes])
-    g = nx.Graph()
-    for r in nodes:
-        g.add_node(r, label=concepts[r], domain=node_domain[r])
-    for a, b in strongest_neighbours(w, neighbours):
-        g.add_edge(nodes[a], nodes[b], weight=float(w[a, b]))
-    pos = nx.spring_layout(g, weight="weight", seed=seed)
-    shown = [(a, b, dd["weight"]) for a, b, dd in g.edges(data=True)]
-    wmax = max((x for _, _, x in shown), default=1.0)
-    same = sum(node_domain[a] == node_domain[b] for a, b, _ in shown)
-    sizes = pd.Series(node_domain).value_counts().to_numpy()
-    chance = float((sizes * (sizes - 1)).sum() / (len(nodes) * (len(nodes) - 1)))
-    names = [d.name for d in doms]
-    cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
-    color = {n: cmap(i % cmap.N) for i, n in enumerate(names)}
-    with plt.rc_context(_STYLE):
-        fig, ax = plt.subplots(figsize=(9, 8))
-        nx.draw_networkx_edges(
-            g, pos, ax=ax, edgelist=[(a, b) for a, b, _ in shown],
-            width=[0.5 + 4.0 * x / wmax for _, _, x in shown], alpha=0.8,
-            edge_color=[color[node_domain[a]] if node_domain[a] == node_domain[b] else "0.75"
-                        for a, b, _ in shown],
-        )
-        nx.draw_networkx_nodes(
-            g, pos, ax=ax, nodelist=nodes, node_color=[color[node_domain[r]] for r in nodes],
-            node_size=[420 if r in broader_rows else 200 for r in nodes], edgecolors="0.2",
-            linewidths=0.6,
-        )
-        # labels just above the nodes so the node colour stays visible
-        label_pos = {r: (xy[0], xy[1] + 0.045) for r, xy in pos.items()}
-        nx.draw_networkx_labels(g, label_pos, ax=ax, labels={r: concepts[r] for r in nodes},
-                                font_size=8)
-        handles = [Line2D([], [], marker="o", ls="", color=color[n], label=n) for n in names]
-        ax.legend(handles=handles, title="domain", loc="upper left", bbox_to_anchor=(1.0, 1.0),
-                  frameon=False)
-        ax.set_title(f"{title}\n(each concept linked to its {neighbours} most-overlapping "
-                     f"concepts; width: reciprocal overlap)\n{same} of {len(shown)} links "
-                     f"within a domain (coloured; {chance:.0%} for random links)")
-        ax.axis("off")
-        fig.tight_layout()
-        return save_figure(fig, path)
+        return getattr(domain_graph, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

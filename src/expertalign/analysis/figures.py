@@ -12,12 +12,12 @@ Usage::
     #   pairs: level (none/weak/strong), overlap [, model]
     figures.plot_set_sizes(sizes, "results/figures/set_sizes.png")
     #   sizes: model, checkpoint, tau, mean_size, ci_low, ci_high  (development.summarise_set_sizes)
-    figures.plot_expert_distribution(dist, "results/figures/distribution.png")
-    #   dist: model, checkpoint, concepts, grouping, tau, layer, kind, submodule, share_of_units
     figures.plot_pilot(summary, "results/figures/pilot.png")
     #   summary: n_positives, n_negatives, tau, comparison, mean_jaccard [, sd_jaccard]
 
-Every function returns the path it wrote. The PNG is first written to a temporary file in the same
+Figures of development across checkpoints (stability, experts by kind, layer and sub-module) are
+in :mod:`expertalign.analysis.development_figures`. Every function returns the path it wrote.
+The PNG is first written to a temporary file in the same
 folder and then moved into place with ``os.replace``, so a reader never sees a half-written file.
 """
 
@@ -306,70 +306,6 @@ def plot_set_sizes(
         return save_figure(fig, path)
 
 
-def plot_expert_distribution(
-    dist: pd.DataFrame,
-    path: str | os.PathLike[str],
-    title: str = "Where the experts are (share of each group's units that are experts)",
-) -> Path:
-    """One column per model (its last checkpoint). Top: share of units that are experts by layer,
-    attention vs MLP, at the lowest τ (solid) and the highest τ (dashed). Bottom: the same share
-    per sub-module for broader vs specific domain concepts (all concepts where the table has no
-    domains), at both τ. Log y, so that τ = 0.9's far smaller shares stay readable.
-    """
-    _require(dist, ["model", "checkpoint", "concepts", "grouping", "tau", "share_of_units"],
-             "expert distribution")
-    models = list(dict.fromkeys(dist["model"]))
-    taus = sorted(dist["tau"].unique())
-    tau_pair = [taus[0], taus[-1]] if len(taus) > 1 else taus
-    groups = [g for g in ("broader", "specific") if g in set(dist["concepts"])] or ["all"]
-    kind_colors = _colors(sorted(dist.loc[dist["grouping"] == "layer+kind", "kind"].unique()))
-    group_colors = {"broader": "#8c2d04", "specific": "#fd8d3c", "all": "#636363"}
-    with plt.rc_context(_STYLE):
-        fig, axes = plt.subplots(2, len(models), figsize=(max(6.0, 5.6 * len(models)), 8.0),
-                                 squeeze=False, sharey="row")
-        for col, model in enumerate(models):
-            mine = dist[dist["model"] == model]
-            last = checkpoint_order(mine["checkpoint"])[-1]
-            mine = mine[mine["checkpoint"] == last]
-            ax = axes[0][col]
-            layers = mine[(mine["grouping"] == "layer+kind") & (mine["concepts"] == "all")]
-            for tau, style in zip(tau_pair, ("-", "--")):
-                for kind, g in layers[layers["tau"] == tau].groupby("kind"):
-                    g = g.sort_values("layer")
-                    ax.plot(g["layer"], g["share_of_units"].clip(lower=1e-6), ls=style,
-                            marker="o", ms=2.5, color=kind_colors[kind],
-                            label=f"{kind}, τ = {tau:g}")
-            ax.set_yscale("log")
-            ax.set_xlabel("layer")
-            ax.set_title(f"{model} ({last}): by layer")
-            ax.grid(alpha=0.3, which="both")
-            ax.legend(frameon=False, fontsize=8, ncol=2)
-            ax = axes[1][col]
-            subs = mine[mine["grouping"] == "kind+submodule"].sort_values(["kind", "submodule"])
-            order = list(dict.fromkeys(subs["submodule"]))
-            bars = [(g, t) for t in tau_pair for g in groups]
-            width = 0.8 / len(bars)
-            for i, (group, tau) in enumerate(bars):
-                g = subs[(subs["concepts"] == group) & (subs["tau"] == tau)]
-                y = g.set_index("submodule").reindex(order)["share_of_units"].clip(lower=1e-6)
-                ax.bar(np.arange(len(order)) - 0.4 + width * (i + 0.5), y, width,
-                       color=group_colors[group], hatch="//" if tau == tau_pair[-1] else None,
-                       edgecolor="white", lw=0.5, label=f"{group} concepts, τ = {tau:g}")
-            ax.set_yscale("log")
-            ax.set_xticks(range(len(order)))
-            ax.set_xticklabels(order, rotation=30, ha="right")
-            ax.set_title(f"{model} ({last}): by sub-module")
-            ax.set_xlabel("sub-module (attention, then MLP)")
-            ax.grid(axis="y", alpha=0.3, which="both")
-            ax.legend(frameon=False, fontsize=8, ncol=2, loc="upper center",
-                      bbox_to_anchor=(0.5, -0.3))
-        for row in axes:
-            row[0].set_ylabel("share of units that are experts\n(mean over concepts, log)")
-        fig.suptitle(title)
-        fig.tight_layout()
-        return save_figure(fig, path)
-
-
 def plot_pilot(
     df: pd.DataFrame,
     path: str | os.PathLike[str],
@@ -415,3 +351,12 @@ def plot_pilot(
         fig.suptitle(title)
         fig.tight_layout()
         return save_figure(fig, path)
+
+
+def __getattr__(name: str) -> object:
+    # moved to development_figures (which imports this module); keep the old name working
+    if name == "plot_expert_distribution":
+        from expertalign.analysis import development_figures
+
+        return development_figures.plot_expert_distribution
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

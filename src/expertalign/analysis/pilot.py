@@ -12,8 +12,14 @@ Usage::
     res.summary   # n_positives, n_negatives, tau, comparison (within/across), mean_jaccard, ...
     res.pairs     # one row per compared pair of expert sets
     res.sizes     # n_positives, n_negatives, tau, fold, concept, size
+    # or responses computed on demand (only the rows the folds use run through the model):
+    res = pilot.pilot_stability(lambda rows: run_model(texts[rows]), pools, negative_pool, ...)
 
-Nothing is recomputed by the model: every fold is a re-indexing of ``responses``. Draws:
+    concepts = pilot.men_pilot_concepts(read_men(data_dir, "dev"), concept_of, n_pairs=50)
+
+The paper's design (Sec. 4): concepts of ~50 MEN training-split pairs, each with its own large
+pool of positives, positive sizes 100-500, negatives 1,000 / 2,000 from the other concepts'
+sentences, 8 folds, stability between disjoint folds. Draws:
 
 - positives: each concept's pool is permuted once (seeded); with ``disjoint=True`` fold f takes
   positions ``[f*P, (f+1)*P)`` of it, so folds share no sentence (needs k*P ≤ pool size); with
@@ -31,7 +37,7 @@ configuration has within ≫ across.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +47,8 @@ from numpy.typing import ArrayLike, NDArray
 
 from expertalign.stats import jaccard_matrix
 
-__all__ = ["PilotResult", "fold_rows", "pilot_stability", "summarise_pilot"]
+__all__ = ["PilotResult", "fold_rows", "concept_fold_ap", "pilot_stability",
+           "summarise_pilot", "men_pilot_concepts"]
 
 
 @dataclass(frozen=True)
@@ -127,59 +134,41 @@ def _first_not_in(
     return rows
 
 
-def _ap_function() -> Any:
-    try:
-        from expertalign import average_precision
-
-        return average_precision
-    except ImportError:  # pragma: no cover - only while expertalign.ap is not importable
-        from sklearn.metrics import average_precision_score
-
-        def _sk(scores: Any, labels: Any) -> NDArray[np.float64]:
-            s = np.asarray(scores)
-            y = np.asarray(labels, dtype=bool)
-            return np.array([average_precision_score(y, s[:, u]) for u in range(s.shape[1])])
-
-        return _sk
+RowResponses = Callable[[NDArray[np.intp]], Any]
 
 
-def _fold_ap(
-    responses: Any,
-    positives: Mapping[str, NDArray[np.intp]],
-    negatives: Mapping[str, NDArray[np.intp]],
-    concepts: Sequence[str],
-) -> NDArray[np.float32]:
-    """AP [concepts, units] of one fold. Concepts of a fold draw their negatives from the same
-    ordering, so they mostly share rows: sort the union once and exclude what a concept lacks."""
-    n_units = responses.shape[1]
-    out = np.empty((len(concepts), n_units), dtype=np.float32)
-    try:
-        import torch
+def _row_source(responses: Any) -> tuple[RowResponses, int | None]:
+    """``rows -> responses [len(rows), units]`` (a torch tensor) and the number of rows (None:
+    unknown)."""
+    import torch
 
-        from expertalign.ap import SortedNegatives
-    except ImportError:
-        SortedNegatives = None  # noqa: N806
-    if SortedNegatives is not None:
-        # from_numpy shares memory even for strided views (e.g. a transposed matrix)
-        t = responses if isinstance(responses, torch.Tensor) else torch.from_numpy(responses)
-        union = np.unique(np.concatenate([negatives[c] for c in concepts]))
-        position = {int(r): i for i, r in enumerate(union.tolist())}
-        bank = SortedNegatives(t[torch.from_numpy(union)])
-        for j, c in enumerate(concepts):
-            mine = np.zeros(union.size, dtype=bool)
-            mine[[position[int(r)] for r in negatives[c].tolist()]] = True
-            exclude = torch.from_numpy(np.flatnonzero(~mine))
-            ap = bank.average_precision(t[torch.from_numpy(positives[c])], exclude=exclude)
-            out[j] = ap.cpu().numpy()
-        return out
-    ap_fn = _ap_function()
-    r = np.asarray(responses)
-    for j, c in enumerate(concepts):
-        rows = np.concatenate([positives[c], negatives[c]])
-        labels = np.zeros(rows.size, dtype=bool)
-        labels[: positives[c].size] = True
-        out[j] = np.asarray(ap_fn(r[rows], labels), dtype=np.float32)
-    return out
+    if callable(responses):
+        def as_tensor(rows: NDArray[np.intp]) -> Any:
+            out = responses(rows)
+            return out if isinstance(out, torch.Tensor) else torch.from_numpy(np.asarray(out))
+
+        return as_tensor, None
+
+    if responses.ndim != 2:
+        raise ValueError(
+            f"responses must be [sentences, units], has shape {tuple(responses.shape)}"
+        )
+    # from_numpy shares memory even for strided views (e.g. a transposed matrix)
+    t = responses if isinstance(responses, torch.Tensor) else torch.from_numpy(responses)
+    return (lambda rows: t[torch.from_numpy(np.asarray(rows, dtype=np.int64))]), t.shape[0]
+
+
+def concept_fold_ap(bank: Any, union: NDArray[np.intp], positives: Any,
+                    negatives: NDArray[np.intp]) -> NDArray[np.float32]:
+    """AP [units] of ``positives`` [P, units] against the rows ``negatives`` of a fold's sorted
+    negatives ``bank`` (an :class:`expertalign.ap.SortedNegatives` of the rows ``union``, sorted
+    ascending): every other row of the union is excluded."""
+    import torch
+
+    mine = np.zeros(union.size, dtype=bool)
+    mine[np.searchsorted(union, negatives)] = True
+    exclude = torch.from_numpy(np.flatnonzero(~mine))
+    return bank.average_precision(positives, exclude=exclude).cpu().numpy().astype(np.float32)
 
 
 def pilot_stability(
@@ -196,11 +185,16 @@ def pilot_stability(
     """Repeat expert extraction over ``k`` folds for every (n_positives, n_negatives) pair.
 
     ``responses`` is a float array or torch tensor [sentences, units] (max-pooled responses; a
-    transposed view is fine, only the rows of each fold are copied);
+    transposed view is fine, only the rows of each fold are copied), or a function
+    ``rows -> [len(rows), units]`` that computes them on demand: each fold asks once for its
+    negatives and once per concept for that concept's positives, so with disjoint folds no
+    sentence runs twice and memory holds one fold's negatives and one concept's positives.
     ``pools`` maps each sampled concept to the rows of its own sentences; ``negative_pool`` lists
     the rows that may serve as negatives (it may include the concepts' own rows, which are skipped
     for that concept). See the module docstring for how folds are drawn.
     """
+    from expertalign.ap import SortedNegatives
+
     pos_sizes = sorted({int(x) for x in n_positives})
     neg_sizes = sorted({int(x) for x in n_negatives})
     tau_list = sorted({float(t) for t in taus})
@@ -210,73 +204,76 @@ def pilot_stability(
         raise ValueError("set sizes must be >= 1")
     if k < 2:
         raise ValueError(f"k must be >= 2 to compare folds, not {k}")
-    if responses.ndim != 2:
-        raise ValueError(
-            f"responses must be [sentences, units], has shape {tuple(responses.shape)}"
-        )
-    n_rows = responses.shape[0]
+    get_rows, n_rows = _row_source(responses)
     concepts = list(pools)
     if len(concepts) < 2:
         raise ValueError("need at least 2 concepts to compare across concepts")
     p = {c: np.asarray(v, dtype=np.intp) for c, v in pools.items()}
     neg_pool = np.asarray(negative_pool, dtype=np.intp)
-    for name, rows in [*((f"pool of {c!r}", r) for c, r in p.items()), ("negative_pool", neg_pool)]:
-        if rows.size and (rows.min() < 0 or rows.max() >= n_rows):
-            raise ValueError(f"{name} has row indices outside [0, {n_rows})")
+    if n_rows is not None:
+        for name, rows in [*((f"pool of {c!r}", r) for c, r in p.items()),
+                           ("negative_pool", neg_pool)]:
+            if rows.size and (rows.min() < 0 or rows.max() >= n_rows):
+                raise ValueError(f"{name} has row indices outside [0, {n_rows})")
 
     o = _draw(p, neg_pool, k, max(pos_sizes), disjoint, np.random.default_rng(seed))
     own = {c: set(p[c].tolist()) for c in concepts}
+    shape = (len(neg_sizes), len(pos_sizes), len(tau_list), k, len(concepts))
+    packed: NDArray[np.uint8] | None = None
+    n_units = 0
+    for f in range(k):
+        negs = {c: _first_not_in(o.negatives[f], own[c], neg_sizes[-1], c, f) for c in concepts}
+        union = np.unique(np.concatenate(list(negs.values())))
+        bank = SortedNegatives(get_rows(union))
+        for j, c in enumerate(concepts):
+            pos = get_rows(o.positives[c][f][: pos_sizes[-1]])
+            n_units = int(pos.shape[1])
+            for a, n_neg in enumerate(neg_sizes):
+                for b, n_pos in enumerate(pos_sizes):
+                    ap = concept_fold_ap(bank, union, pos[:n_pos], negs[c][:n_neg])
+                    bits = np.packbits(ap[None, :] > np.asarray(tau_list)[:, None], axis=1)
+                    if packed is None:
+                        packed = np.zeros((*shape, bits.shape[1]), dtype=np.uint8)
+                    packed[a, b, :, f, j] = bits
+        del bank
+    assert packed is not None
     pair_frames: list[pd.DataFrame] = []
     size_frames: list[pd.DataFrame] = []
-    iu_f = np.triu_indices(k, 1)
-    iu_c = np.triu_indices(len(concepts), 1)
-    for n_neg in neg_sizes:
-        negs = [
-            {c: _first_not_in(o.negatives[f], own[c], n_neg, c, f) for c in concepts}
-            for f in range(k)
-        ]
-        for n_pos in pos_sizes:
-            ap = np.stack(
-                [
-                    _fold_ap(
-                        responses, {c: o.positives[c][f][:n_pos] for c in concepts}, negs[f],
-                        concepts,
-                    )
-                    for f in range(k)
-                ]
-            )  # [k, concepts, units]
-            for tau in tau_list:
-                masks = ap > tau
-                sizes = masks.sum(axis=2)  # [k, concepts]
-                size_frames.append(
-                    pd.DataFrame(
-                        {
-                            "n_positives": n_pos, "n_negatives": n_neg, "tau": tau,
-                            "fold": np.repeat(np.arange(k), len(concepts)),
-                            "concept": concepts * k, "size": sizes.reshape(-1),
-                        }
-                    )
-                )
-                rows = []
-                for j, c in enumerate(concepts):
-                    jm = jaccard_matrix(masks[:, j, :])
-                    for a, b in zip(*iu_f):
-                        rows.append(("within", c, c, int(a), int(b), jm[a, b]))
-                for f in range(k):
-                    jm = jaccard_matrix(masks[f])
-                    for a, b in zip(*iu_c):
-                        rows.append(("across", concepts[a], concepts[b], f, f, jm[a, b]))
-                df = pd.DataFrame(
-                    rows, columns=["comparison", "concept_a", "concept_b", "fold_a", "fold_b",
-                                   "jaccard"]
-                )
-                df.insert(0, "tau", tau)
-                df.insert(0, "n_negatives", n_neg)
-                df.insert(0, "n_positives", n_pos)
-                pair_frames.append(df)
-    pairs = pd.concat(pair_frames, ignore_index=True)
+    for a, n_neg in enumerate(neg_sizes):
+        for b, n_pos in enumerate(pos_sizes):
+            for t, tau in enumerate(tau_list):
+                masks = np.unpackbits(packed[a, b, t], axis=-1, count=n_units).astype(bool)
+                pairs, sizes = _compare(masks, concepts)
+                keys = {"n_positives": n_pos, "n_negatives": n_neg, "tau": tau}
+                pair_frames.append(pairs.assign(**keys))
+                size_frames.append(sizes.assign(**keys))
+    columns = ["n_positives", "n_negatives", "tau"]
+    pairs_df = pd.concat(pair_frames, ignore_index=True)
+    pairs_df = pairs_df[columns + [c for c in pairs_df.columns if c not in columns]]
     sizes_df = pd.concat(size_frames, ignore_index=True)
-    return PilotResult(summarise_pilot(pairs, sizes_df), pairs, sizes_df)
+    sizes_df = sizes_df[columns + [c for c in sizes_df.columns if c not in columns]]
+    return PilotResult(summarise_pilot(pairs_df, sizes_df), pairs_df, sizes_df)
+
+
+def _compare(masks: NDArray[np.bool_], concepts: Sequence[str]
+             ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Within-concept (across folds) and across-concept (within a fold) Jaccards of masks
+    [k, concepts, units], and the set sizes."""
+    k = masks.shape[0]
+    rows = []
+    for j, c in enumerate(concepts):
+        jm = jaccard_matrix(masks[:, j, :])
+        for a, b in zip(*np.triu_indices(k, 1)):
+            rows.append(("within", c, c, int(a), int(b), jm[a, b]))
+    for f in range(k):
+        jm = jaccard_matrix(masks[f])
+        for a, b in zip(*np.triu_indices(len(concepts), 1)):
+            rows.append(("across", concepts[a], concepts[b], f, f, jm[a, b]))
+    pairs = pd.DataFrame(rows, columns=["comparison", "concept_a", "concept_b", "fold_a",
+                                        "fold_b", "jaccard"])
+    sizes = pd.DataFrame({"fold": np.repeat(np.arange(k), len(concepts)),
+                          "concept": list(concepts) * k, "size": masks.sum(axis=2).reshape(-1)})
+    return pairs, sizes
 
 
 def summarise_pilot(pairs: pd.DataFrame, sizes: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -303,3 +300,19 @@ def summarise_pilot(pairs: pd.DataFrame, sizes: pd.DataFrame | None = None) -> p
         )
         out = out.merge(s, on=keys, how="left")
     return out
+
+
+def men_pilot_concepts(men: pd.DataFrame, concept_of: Mapping[str, str], n_pairs: int,
+                       seed: int = 0) -> list[str]:
+    """Concepts of ``n_pairs`` MEN pairs (``men``: word1, word2, e.g. the dev = training split)
+    drawn with ``seed`` among the pairs whose two words have concepts (``concept_of``: lower-case
+    word -> concept id); both concepts of each drawn pair, in pair order, each once."""
+    w1 = men["word1"].astype(str).str.lower()
+    w2 = men["word2"].astype(str).str.lower()
+    ok = np.flatnonzero((w1.isin(concept_of) & w2.isin(concept_of) & (w1 != w2)).to_numpy())
+    if ok.size < n_pairs:
+        raise ValueError(f"only {ok.size} MEN pairs have both words among the concepts; "
+                         f"pilot.men_pairs asks for {n_pairs}")
+    chosen = np.sort(np.random.default_rng(seed).choice(ok, size=n_pairs, replace=False))
+    words = [w for i in chosen for w in (w1.iloc[i], w2.iloc[i])]
+    return list(dict.fromkeys(concept_of[w] for w in words))

@@ -13,12 +13,14 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from expertalign.storage import read_expertise, write_table_atomic
+from expertalign.apmatrix import APMatrix
+from expertalign.storage import write_table_atomic
 
 __all__ = [
     "embedding_baselines",
@@ -49,28 +51,44 @@ def embedding_baselines(spec: Mapping, revision: str, words: Mapping[str, str],
     _write(baseline_pairs(concepts, vectors), output)
 
 
-def _masks(ap: np.ndarray, tau: float) -> np.ndarray:
-    return ap > tau
-
-
 def domains(expert_files: Sequence[str], concept_table: str, table_out: str, figure_out: str, *,
-            taus: Sequence[float], n_perm: int, seed: int, model: str, revision: str) -> None:
-    """Shared domain cores vs random pseudo-domains, at every τ; graph figure at the first τ."""
+            taus: Sequence[float], n_perm: int, seed: int, model: str, revision: str,
+            null: str = "keep_broader") -> None:
+    """Shared domain cores vs a random baseline, per domain and as the mean over the domains
+    (row ``domain`` = "mean"), at every τ; graph figure at the first τ.
+
+    ``null``: "keep_broader" (the paper's: real broader concept, 4 specific concepts drawn from
+    all concepts) or "random" (whole pseudo-domains from the concepts in no domain)."""
     from expertalign.analysis import domains as dom
     from expertalign.concepts import load_concepts
 
-    concepts, ap = read_expertise(expert_files)
+    ap = APMatrix(expert_files)  # read by column blocks into packed masks, never loaded whole
+    concepts = ap.concepts
     table = load_concepts(concept_table)
     table = table[table["concept"].isin(concepts)]
+    parsed = dom.parse_domains(concepts, table)
     frames = []
     for tau in taus:
-        masks = _masks(ap, tau)
+        masks = ap.packed_masks(tau)
         observed = dom.domain_shares(masks, concepts, table)
-        candidates = dom.non_domain_rows(concepts, table)
-        if len(candidates) < 5:  # too few concepts outside domains: draw from all concepts
-            candidates = None
-        null = dom.random_domains(masks, n_perm=n_perm, seed=seed, candidates=candidates)
-        result = dom.permutation_pvalues(observed, null)
+        if null == "keep_broader":
+            draws = dom.keep_broader_domains(masks, parsed, n_perm=n_perm, seed=seed)
+            per_domain = dom.permutation_pvalues(observed, draws)  # each against its own draws
+        elif null == "random":
+            candidates = dom.non_domain_rows(concepts, table)
+            if len(candidates) < 5:  # too few concepts outside domains: draw from all concepts
+                candidates = None
+            draws = dom.random_domains(masks, n_perm=n_perm * len(parsed), seed=seed,
+                                       candidates=candidates)
+            # consecutive blocks of one draw per domain make the null of the mean
+            draws["domain"] = [d.name for d in parsed] * n_perm
+            draws["perm"] = np.repeat(np.arange(n_perm), len(parsed))
+            per_domain = dom.permutation_pvalues(observed, draws.drop(columns="domain"))
+        else:
+            raise ValueError(f"null must be 'keep_broader' or 'random', not {null!r}")
+        result = pd.concat([per_domain, dom.mean_over_domains(observed, draws)],
+                           ignore_index=True)
+        result.insert(0, "null", null)
         result.insert(0, "tau", tau)
         frames.append(result)
     out = pd.concat(frames, ignore_index=True)
@@ -81,7 +99,7 @@ def domains(expert_files: Sequence[str], concept_table: str, table_out: str, fig
             out[column] = out[column].map(lambda v: ",".join(map(str, v)))
     _write(out, table_out)
     dom.plot_domain_graph(
-        _masks(ap, taus[0]), concepts, table, figure_out, seed=seed,
+        ap.packed_masks(taus[0]), concepts, table, figure_out, seed=seed,
         title=f"Expert overlap between domain concepts ({model}, {revision}, τ = {taus[0]:g})",
     )
 
@@ -101,16 +119,24 @@ def development(expert_files: Sequence[str], units_files: Mapping[str, str], *,
                 taus: Sequence[float], revisions: Mapping[str, Sequence[str]], n_boot: int,
                 seed: int, sizes_out: str, stability_out: str, distribution_out: str,
                 sizes_figure: str, distribution_figure: str,
-                concept_groups: Mapping[str, str] | None = None) -> None:
-    """Set sizes, checkpoint-to-checkpoint stability and where experts sit (kind, depth), for
-    all concepts and, with ``concept_groups`` (concept → "broader"/"specific"), per group."""
+                concept_groups: Mapping[str, str] | None = None,
+                stability_figure: str | None = None, development_figure: str | None = None,
+                layer_submodule_out: str | None = None,
+                layer_submodule_figure: str | None = None) -> None:
+    """Set sizes, checkpoint-to-checkpoint stability and where experts sit (kind, depth, layer
+    × sub-module), for all concepts and, with ``concept_groups`` (concept → "broader"/"specific"),
+    per group. Optional figures (at the first τ): stability across consecutive checkpoints
+    (Fig. 6), experts by kind and layer across checkpoints (Fig. 7, App. H.1-H.3), experts per
+    layer × sub-module (App. H.4-H.7, also as the table ``layer_submodule_out``)."""
     from expertalign.analysis import development as dev
-    from expertalign.analysis.figures import plot_expert_distribution, plot_set_sizes
+    from expertalign.analysis import development_figures as devfig
+    from expertalign.analysis.figures import plot_set_sizes
 
     runs = _runs(expert_files)
     sizes, distribution = [], []
     for (model, revision), files in runs.items():
-        concepts, ap = read_expertise(files)
+        ap = APMatrix(files)
+        concepts = ap.concepts
         sizes.append(dev.concept_set_sizes(ap, taus, concepts, model=model, checkpoint=revision))
         units = pd.read_parquet(units_files[model])
         subsets = {"all": np.arange(len(concepts))}
@@ -119,8 +145,9 @@ def development(expert_files: Sequence[str], units_files: Mapping[str, str], *,
             if rows:
                 subsets[group] = np.asarray(rows)
         for group, rows in subsets.items():
-            counts = dev.unit_expert_counts(ap[rows], taus)
-            for by in (("kind",), ("kind", "submodule"), ("layer", "kind"), ("depth_bin",)):
+            counts = dev.unit_expert_counts(ap, taus, rows=rows)
+            for by in (("kind",), ("kind", "submodule"), ("layer", "kind"), ("depth_bin",),
+                       ("layer", "kind", "submodule")):
                 part = dev.expert_distribution(counts, units, n_concepts=len(rows), by=by)
                 part = part.assign(model=model, checkpoint=revision, grouping="+".join(by),
                                    concepts=group)
@@ -130,8 +157,8 @@ def development(expert_files: Sequence[str], units_files: Mapping[str, str], *,
     _write(summary, sizes_out)
     plot_set_sizes(summary, sizes_figure)
 
-    def load_ap(model: str, revision: str) -> np.ndarray:
-        return read_expertise(runs[(model, revision)])[1]
+    def load_ap(model: str, revision: str) -> APMatrix:
+        return APMatrix(runs[(model, revision)])
 
     multi = {m: list(r) for m, r in revisions.items() if len(r) > 1}
     if multi:
@@ -140,53 +167,98 @@ def development(expert_files: Sequence[str], units_files: Mapping[str, str], *,
         stability = pd.DataFrame(columns=["model", "checkpoint_from", "checkpoint_to", "tau",
                                           "concept", "jaccard", "size_from", "size_to"])
     _write(stability, stability_out)
+    if stability_figure:
+        if stability.empty:
+            devfig.plot_message(stability_figure, "No model has several checkpoints: nothing to "
+                                "compare across training.")
+        else:
+            devfig.plot_checkpoint_stability(stability, stability_figure)
     dist = pd.concat(distribution, ignore_index=True)
     _write(dist, distribution_out)
-    plot_expert_distribution(dist, distribution_figure)
+    devfig.plot_expert_distribution(dist, distribution_figure)
+    if development_figure:
+        devfig.plot_expert_development(dist, development_figure, tau=taus[0])
+    layer_sub = dist[dist["grouping"] == "layer+kind+submodule"].dropna(axis=1, how="all")
+    layer_sub = layer_sub.drop(columns="grouping").astype({"layer": int})
+    first = ["model", "checkpoint", "concepts", "tau", "layer", "kind", "submodule"]
+    layer_sub = layer_sub[first + [c for c in layer_sub.columns if c not in first]]
+    if layer_submodule_out:
+        _write(layer_sub, layer_submodule_out)
+    if layer_submodule_figure:
+        devfig.plot_layer_submodule(layer_sub, layer_submodule_figure, tau=taus[0])
 
 
 def spp(expert_files: Sequence[str], words: Mapping[str, str], spp_dir: str, *,
-        n_per_level: int, seed: int, split: str, tau: float, pairs_out: str, model_out: str,
+        final: Mapping[str, str], pairs_file: str | None, n_per_level: int, seed: int,
+        split: str, tau: float, interaction: bool, pairs_out: str, model_out: str,
         figure_out: str) -> None:
-    """Expert overlap of SPP prime–target pairs by relation level, and the mixed-effects model."""
+    """Expert overlap of SPP prime–target pairs by relation level at each model's final
+    checkpoint (``final``: model -> revision; other checkpoints' files are ignored), and one
+    mixed-effects model across the models, ordered by size (their number of units)."""
     from expertalign.analysis import spp as spp_analysis
     from expertalign.analysis.figures import plot_spp_overlap
-    from expertalign.stats import jaccard_rows
 
     concept_of = {str(w).lower(): c for c, w in reversed(list(words.items()))}
-    try:
-        levels = spp_analysis.relation_levels(spp_dir, n_per_level=n_per_level, seed=seed,
-                                              split=split, vocabulary=concept_of)
-    except ValueError as err:
-        # fewer eligible pairs than asked for: use every pair whose two words are concepts
-        log.warning("SPP: %s; using all eligible pairs", err)
-        levels = spp_analysis.relation_levels(spp_dir, n_per_level=None, seed=seed, split=split,
-                                              vocabulary=concept_of)
-    rows = []
+    if pairs_file:
+        pairs = spp_analysis.read_pairs(pairs_file)
+        lacking = sorted((set(pairs["word1"]) | set(pairs["word2"])) - set(concept_of))
+        if lacking:
+            raise ValueError(f"{pairs_file}: {len(lacking)} word(s) have no concept in the "
+                             f"concept table, e.g. {lacking[:5]}; rebuild the table and the "
+                             "pair file together")
+        counts = pairs["level"].value_counts()
+        caption = spp_analysis.levels_caption(split) + (
+            f" Pairs per level (none/weak/strong): "
+            f"{'/'.join(str(counts.get(lv, 0)) for lv in spp_analysis.LEVELS)}, "
+            f"as sampled when the concept table was built ({Path(pairs_file).name}).")
+    else:
+        try:
+            levels = spp_analysis.relation_levels(spp_dir, n_per_level=n_per_level, seed=seed,
+                                                  split=split, vocabulary=concept_of)
+        except ValueError as err:
+            # fewer eligible pairs than asked for: use every pair whose two words are concepts
+            log.warning("SPP: %s; using all eligible pairs", err)
+            levels = spp_analysis.relation_levels(spp_dir, n_per_level=None, seed=seed,
+                                                  split=split, vocabulary=concept_of)
+        pairs, caption = levels.pairs, levels.caption
+    rows, n_units = [], {}
     for (model, revision), files in _runs(expert_files).items():
-        concepts, ap = read_expertise(files)
-        index = {c: i for i, c in enumerate(concepts)}
-        pairs = levels.pairs
+        if final.get(model) != revision:
+            log.info("SPP: skipping %s %s (not the final checkpoint)", model, revision)
+            continue
+        ap = APMatrix(files)
+        n_units[model] = ap.shape[1]
+        index = {c: i for i, c in enumerate(ap.concepts)}
         a = [index[concept_of[w]] for w in pairs["word1"]]
         b = [index[concept_of[w]] for w in pairs["word2"]]
-        masks = ap > tau
-        overlap = jaccard_rows(masks[a], masks[b]) if len(a) else np.array([])
+        # only the pairs' concepts are read, each packed to bits as it is read
+        needed = sorted(set(a) | set(b))
+        position = {row: i for i, row in enumerate(needed)}
+        masks = ap.packed_rows(needed, tau)
+        overlap = (masks.jaccard_rows([position[i] for i in a], [position[i] for i in b])
+                   if len(a) else np.array([]))
         rows.append(pairs.assign(model=model, checkpoint=revision, overlap=overlap))
+    if not rows:
+        raise ValueError(f"SPP: no expert shards of the final checkpoints {dict(final)}")
     table = pd.concat(rows, ignore_index=True)
     _write(table, pairs_out)
-    fits = []
-    for model, group in table.groupby("model", sort=False):
-        if group["level"].nunique() < 3 or len(group) < 12:
-            log.warning("SPP: %s has only %d pairs over %d levels; no mixed model", model,
-                        len(group), group["level"].nunique())
-            continue
-        fit = spp_analysis.fit_mixed_model(group, caption=levels.caption)
-        fits.append(fit.coefficients.assign(model=model))
-    coefficients = pd.concat(fits, ignore_index=True) if fits else pd.DataFrame(
-        columns=["term", "estimate", "se", "z", "p", "model"])
-    coefficients["caption"] = levels.caption
+    order = sorted(n_units, key=lambda m: (n_units[m], list(final).index(m)))
+    log.info("SPP: models by size: %s", ", ".join(f"{m} ({n_units[m]} units)" for m in order))
+    if table["level"].nunique() < 3 or len(pairs) < 12:
+        log.warning("SPP: only %d pairs over %d levels; no mixed model", len(pairs),
+                    table["level"].nunique())
+        coefficients = pd.DataFrame(columns=["term", "estimate", "se", "z", "p", "structure"])
+    else:
+        fit = spp_analysis.fit_mixed_model(table, size_order=order, interaction=interaction,
+                                           caption=caption)
+        for message in fit.warnings:
+            log.warning("SPP mixed model: %s", message)
+        coefficients = fit.coefficients.assign(converged=fit.converged, n_obs=fit.n_obs)
+        caption = fit.caption
+    coefficients["models"] = ",".join(order)
+    coefficients["caption"] = caption
     _write(coefficients, model_out)
-    plot_spp_overlap(table, figure_out, caption=levels.caption)
+    plot_spp_overlap(table, figure_out, caption=caption)
 
 
 def cost_table(benchmark_files: Sequence[str], shard_sizes: Mapping[str, int],
@@ -233,11 +305,17 @@ def baseline_figure(alignment_table: str, output: str, *, tau: float,
                    title=f"Expert overlap vs baselines ({frame['judgment'].iloc[0]})")
 
 
-def pilot(sentence_files: Sequence[str], bank_file: str, *, spec: Mapping, revision: str,
-          concepts: Sequence[str], n_positives: Sequence[int], n_negatives: Sequence[int],
-          taus: Sequence[float], k: int, seed: int, settings: Mapping, summary_out: str,
-          sizes_out: str, figure_out: str) -> None:
-    """Expert stability across folds and set sizes; every sentence runs through the model once."""
+def pilot(sentence_files: Sequence[str], bank_file: str | None, *, spec: Mapping,
+          revision: str, concepts: Sequence[str], n_positives: Sequence[int],
+          n_negatives: Sequence[int], taus: Sequence[float], k: int, seed: int,
+          disjoint: bool, settings: Mapping, summary_out: str, sizes_out: str,
+          figure_out: str) -> None:
+    """Expert stability across folds and set sizes (paper Sec. 4, Fig. 1, App. C).
+
+    ``bank_file`` None: the sentence files are the pilot concepts' own pools, and each concept's
+    negatives come from the other pilot concepts' sentences (the paper's design); otherwise
+    negatives come from the bank, skipping the pilot concepts' sentences. Responses are computed
+    on demand, only for the sentences the folds use, each once with disjoint folds."""
     from expertalign.analysis import pilot as pilot_analysis
     from expertalign.analysis.figures import plot_pilot
     from expertalign.responses import max_pooled_responses
@@ -250,20 +328,32 @@ def pilot(sentence_files: Sequence[str], bank_file: str, *, spec: Mapping, revis
         frame = pd.read_parquet(path)
         pools[concept] = list(range(len(texts), len(texts) + len(frame)))
         texts.extend(frame["text"])
-    bank = pd.read_parquet(bank_file).sort_values("bank_rank", kind="stable")
-    own = set().union(*(set(pd.read_parquet(p)["sentence_id"]) for p in sentence_files))
-    negatives = bank[~bank["sentence_id"].isin(own)]["text"].tolist()
-    negative_pool = list(range(len(texts), len(texts) + len(negatives)))
-    texts.extend(negatives)
+    if bank_file is None:
+        negative_pool = list(range(len(texts)))
+    else:
+        bank = pd.read_parquet(bank_file).sort_values("bank_rank", kind="stable")
+        own = set().union(*(set(pd.read_parquet(p)["sentence_id"]) for p in sentence_files))
+        negatives = bank[~bank["sentence_id"].isin(own)]["text"].tolist()
+        negative_pool = list(range(len(texts), len(texts) + len(negatives)))
+        texts.extend(negatives)
     lm = _load(spec, revision)
     layout = find_units(lm.model)
-    responses = max_pooled_responses(lm.model, lm.tokenizer, texts, layout,
-                                     max_tokens=settings["max_tokens"],
-                                     max_length=settings["max_length"], progress=True)
+    n_run = [0]
+
+    def run(rows: np.ndarray):
+        n_run[0] += len(rows)
+        return max_pooled_responses(lm.model, lm.tokenizer, [texts[i] for i in rows], layout,
+                                    max_tokens=settings["max_tokens"],
+                                    max_length=settings["max_length"]).T
+
+    log.info("pilot: %d concepts, %d sentences in their pools, %d candidate negatives, "
+             "%d folds (%s)", len(pools), sum(map(len, pools.values())), len(negative_pool), k,
+             "disjoint" if disjoint else "independent draws")
     result = pilot_analysis.pilot_stability(
-        responses.T, pools, negative_pool, n_positives=tuple(n_positives),
-        n_negatives=tuple(n_negatives), taus=tuple(taus), k=k, seed=seed, disjoint=False,
+        run, pools, negative_pool, n_positives=tuple(n_positives),
+        n_negatives=tuple(n_negatives), taus=tuple(taus), k=k, seed=seed, disjoint=disjoint,
     )
+    log.info("pilot: %d sentence responses computed", n_run[0])
     summary = result.summary.assign(model=spec["name"], checkpoint=revision)
     _write(summary, summary_out)
     _write(result.sizes.assign(model=spec["name"], checkpoint=revision), sizes_out)
