@@ -15,10 +15,21 @@ from expertalign.concepts import (
     wordnet_definition,
 )
 
+from prerequisites import DATA, require
+
 ROOT = Path(__file__).resolve().parents[1]
 WORDNET = Path("/usr/share/wordnet")
-MEN = ROOT.parent / "shared" / "data" / "MEN"
-SPP = ROOT.parent / "shared" / "data" / "SPP"
+MEN = DATA / "MEN"
+SPP = DATA / "SPP"
+
+
+def require_wordnet() -> None:
+    require((WORDNET / "index.noun").exists(), f"WordNet (Debian wordnet-base) in {WORDNET}")
+
+
+def require_men_and_spp() -> None:
+    require((MEN / "MEN_dataset_natural_form_full").is_file(), f"the MEN data in {MEN}")
+    require(any(SPP.glob("spp_assoc-related_*.csv")), f"the SPP data in {SPP}")
 HEADER = "concept\tword\tpos\tdefinition\tdomain\tbroader\n"
 
 
@@ -125,7 +136,7 @@ def test_wordnet_definition_reads_index_and_data(tmp_path):
 
 def test_fill_definitions_only_fills_empty_ones(tmp_path):
     wn = fake_wordnet(tmp_path)
-    path = write(tmp_path, HEADER + "table\ttable\tnoun\t\t\t\nmine\ttable\tnoun\tmy own\t\t\n")
+    path = write(tmp_path, HEADER + "table\ttable\tnoun\t\t\t\nmine\tdesk\tnoun\tmy own\t\t\n")
     df = fill_definitions(load_concepts(path), wn)
     assert df["definition"].tolist() == ["a piece of furniture with a flat top", "my own"]
     path = write(tmp_path, HEADER + "chair\tchair\tnoun\t\t\t\n")
@@ -135,8 +146,8 @@ def test_fill_definitions_only_fills_empty_ones(tmp_path):
     assert kept["definition"].tolist() == [""]
 
 
-@pytest.mark.skipif(not (WORDNET / "index.noun").exists(), reason="wordnet-base not installed")
 def test_real_wordnet_first_senses():
+    require_wordnet()
     assert wordnet_definition("cat", "noun", WORDNET).startswith("feline mammal")
     assert wordnet_definition("subjects", "noun", WORDNET, sense=3) == "a branch of knowledge"
     assert wordnet_definition("purple", "adjective", WORDNET) == (
@@ -158,24 +169,25 @@ def test_default_concept_table():
     # The first sense of "table" is a data table; the table fixes the furniture sense.
     table = df.set_index("concept").loc["table", "definition"]
     assert "furniture" in table
-    if (MEN / "MEN_dataset_natural_form_full").exists():
-        words = set(df["word"])
-        pairs = [line.split()[:2] for line in
-                 (MEN / "MEN_dataset_natural_form_full").read_text().splitlines()]
-        assert sum(a in words and b in words for a, b in pairs) >= 150  # the minimum
-    if SPP.exists():
-        from expertalign.analysis.spp import relation_levels
-
-        # config.yaml asks for spp.n_per_level = 4: every level must have 4 pairs of concepts
-        levels = relation_levels(SPP, n_per_level=None, vocabulary=set(df["word"])).pairs
-        assert levels.groupby("level").size().to_dict() == {"none": 4, "strong": 4, "weak": 4}
 
 
-@pytest.mark.skipif(not (WORDNET / "index.noun").exists()
-                    or not (MEN / "MEN_dataset_lemma_form_full").exists()
-                    or not SPP.exists(),
-                    reason="needs wordnet-base and the MEN and SPP data")
+def test_default_concept_table_has_the_men_pairs_and_spp_levels_it_promises():
+    require_men_and_spp()
+    df = load_concepts(ROOT / "config" / "concepts.tsv")
+    words = set(df["word"])
+    pairs = [line.split()[:2] for line in
+             (MEN / "MEN_dataset_natural_form_full").read_text().splitlines()]
+    assert sum(a in words and b in words for a, b in pairs) >= 150  # the minimum
+    from expertalign.analysis.spp import relation_levels
+
+    # config.yaml asks for spp.n_per_level = 4: every level must have 4 pairs of concepts
+    levels = relation_levels(SPP, n_per_level=None, vocabulary=words).pairs
+    assert levels.groupby("level").size().to_dict() == {"none": 4, "strong": 4, "weak": 4}
+
+
 def test_make_concepts_reproduces_the_committed_table(tmp_path):
+    require_wordnet()
+    require_men_and_spp()
     script = ROOT / "tools" / "make_concepts.py"
     spec = importlib.util.spec_from_file_location("make_concepts", script)
     module = importlib.util.module_from_spec(spec)

@@ -42,6 +42,7 @@ __all__ = [
     "average_precision",
     "expert_mask",
     "check_finite",
+    "first_non_finite",
     "NonFiniteResponseError",
     "EmptyClassError",
 ]
@@ -61,22 +62,33 @@ class EmptyClassError(ValueError):
     """A concept has no positive or no negative sentences."""
 
 
-def check_finite(scores: torch.Tensor, what: str = "responses") -> None:
-    """Raise :class:`NonFiniteResponseError` naming the first bad unit if ``scores`` has NaN/inf."""
+def first_non_finite(matrix: torch.Tensor) -> tuple[int, int, int] | None:
+    """``(count, row, column)`` of a 2-D tensor's NaN/inf values (the first in row-major
+    order), or None when every value is finite."""
     if (
-        scores.device.type == "cpu"
-        and scores.ndim == 2
-        and scores.dtype in (torch.float32, torch.float64)
+        matrix.device.type == "cpu"
+        and matrix.ndim == 2
+        and matrix.dtype in (torch.float32, torch.float64)
     ):
-        values = scores.detach().numpy()
+        values = matrix.detach().numpy()
         if values.strides[0] < values.strides[1]:
             values = values.T  # scan along the contiguous axis
         if all_finite(values):  # one parallel pass, no [n, units] boolean temporary
-            return
-    bad = ~torch.isfinite(scores)
-    if bool(bad.any()):
-        rows, cols = torch.nonzero(bad, as_tuple=True)
-        raise _non_finite(what, int(bad.sum()), int(rows[0]), int(cols[0]))
+            return None
+    bad = ~torch.isfinite(matrix)
+    if not bool(bad.any()):
+        return None
+    rows, cols = torch.nonzero(bad, as_tuple=True)
+    return int(bad.sum()), int(rows[0]), int(cols[0])
+
+
+def check_finite(scores: torch.Tensor, what: str = "responses") -> None:
+    """Raise :class:`NonFiniteResponseError` naming the first bad value if ``scores``
+    [n_sentences, n_units] has NaN/inf (pass a unit-major matrix transposed: ``responses.T``)."""
+    found = first_non_finite(scores)
+    if found is not None:
+        count, sentence, unit = found
+        raise _non_finite(what, count, sentence, unit)
 
 
 def _non_finite(what: str, count: int, sentence: int, unit: int) -> NonFiniteResponseError:
@@ -177,13 +189,28 @@ def _row_index(rows: torch.Tensor | Sequence[int] | np.ndarray | None, n_rows: i
     return index
 
 
+def _as_scores(scores: object) -> torch.Tensor:
+    """A tensor view of ``scores`` (a tensor, or a NumPy array / nested list of numbers)."""
+    if isinstance(scores, torch.Tensor):
+        return scores
+    array = np.asarray(scores)
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"scores must be numbers [n_sentences, n_units], got {array.dtype} "
+                        f"({type(scores).__name__})")
+    if array.dtype.kind in "biu" or array.dtype == np.float16:
+        array = array.astype(np.float64)
+    if any(s < 0 for s in array.strides):
+        array = np.ascontiguousarray(array)  # torch cannot view negative strides
+    return torch.from_numpy(array)
+
+
 def average_precision(
-    scores: torch.Tensor,
-    labels: torch.Tensor | Sequence[bool],
+    scores: torch.Tensor | np.ndarray,
+    labels: torch.Tensor | np.ndarray | Sequence[bool],
     *,
     chunk_elements: int = _DEFAULT_CHUNK_ELEMENTS,
     backend: str = "auto",
-) -> torch.Tensor:
+) -> torch.Tensor | np.ndarray:
     """AP of each unit (column of ``scores`` [n_sentences, n_units]) for boolean ``labels``.
 
     Returns float64 [n_units] on the device of ``scores``, equal to
@@ -191,11 +218,19 @@ def average_precision(
     ``backend``: ``numba`` (CPU merge kernel, the CPU default) or ``torch`` (sort + binary search,
     used on GPUs); both are exact. ``scores`` may be a transposed view of a unit-major matrix
     (``responses.T``): on the CPU the positives and negatives are gathered from it directly.
+    A NumPy ``scores`` array gives a NumPy result; labels may be bool or 0/1 of any array type.
     """
+    if not isinstance(scores, torch.Tensor):
+        return average_precision(_as_scores(scores), labels, chunk_elements=chunk_elements,
+                                 backend=backend).cpu().numpy()
     if scores.ndim != 2:
         raise ValueError(f"scores must be [n_sentences, n_units], got shape {tuple(scores.shape)}")
-    labels = torch.as_tensor(labels, device=scores.device)
+    if not isinstance(labels, torch.Tensor):
+        labels = torch.from_numpy(np.array(labels))  # a copy: torch refuses negative strides
+    labels = labels.to(scores.device)
     if labels.dtype != torch.bool:
+        if labels.dtype.is_complex or bool(((labels != 0) & (labels != 1)).any()):
+            raise ValueError("labels must be bool or 0/1 (True = positive sentence)")
         labels = labels.to(torch.bool)
     if labels.ndim != 1 or labels.shape[0] != scores.shape[0]:
         raise ValueError(

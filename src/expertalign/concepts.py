@@ -12,10 +12,15 @@ Use::
 
     df = load_concepts("config/concepts.tsv")          # raises ConceptTableError on bad rows
     df = fill_definitions(df, "/usr/share/wordnet")     # only empty definitions are looked up
+    word_concepts(df)                       # {"cat": "cat", ...}: judgments match by word
     wordnet_definition("table", "noun", "/usr/share/wordnet", sense=2)
 
 Errors name the file, the line (the header is line 1, as an editor counts) and the column,
 so a person can fix the table without reading code.
+
+Human judgments (MEN, word-pair files, SPP) are matched to concepts by word, so a word (ignoring
+case) names one concept only: two rows with the same word (two senses, ``bank_n`` and ``bank_v``)
+are refused, since either sense would otherwise silently take every judgment of the word.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ __all__ = [
     "OPTIONAL_COLUMNS",
     "POS_VALUES",
     "load_concepts",
+    "word_concepts",
     "fill_definitions",
     "wordnet_definition",
 ]
@@ -63,10 +69,7 @@ def load_concepts(path: str | Path) -> pd.DataFrame:
     Extra columns are kept as strings.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConceptTableError(path, 1, "-", f"not UTF-8 text ({exc})") from exc
+    text = _read_utf8(path)
     lines = text.splitlines()
     if not lines or not lines[0].strip():
         raise ConceptTableError(path, 1, "-", "empty file; expected a header row "
@@ -85,6 +88,7 @@ def load_concepts(path: str | Path) -> pd.DataFrame:
     records: list[dict[str, str]] = []
     line_of_row: list[int] = []
     first_line_of_id: dict[str, int] = {}
+    first_line_of_word: dict[str, tuple[int, str]] = {}
     for lineno, raw in enumerate(lines[1:], start=2):
         if not raw.strip():
             continue
@@ -105,6 +109,15 @@ def load_concepts(path: str | Path) -> pd.DataFrame:
                                     f"duplicate concept id '{cid}' (first on line "
                                     f"{first_line_of_id[cid]})")
         first_line_of_id[cid] = lineno
+        word = _word_key(rec["word"])
+        if word in first_line_of_word:
+            line, other = first_line_of_word[word]
+            raise ConceptTableError(
+                path, lineno, "word",
+                f"word '{rec['word']}' of concept '{cid}' is also the word of concept '{other}' "
+                f"(line {line}); human judgments are matched to concepts by word, so each word "
+                "may name one concept: keep one sense per word")
+        first_line_of_word[word] = (lineno, cid)
         records.append(rec)
         line_of_row.append(lineno)
 
@@ -117,6 +130,35 @@ def load_concepts(path: str | Path) -> pd.DataFrame:
     df.attrs["path"] = str(path)
     df.attrs["lines"] = line_of_row
     return df.reset_index(drop=True)
+
+
+def _read_utf8(path: Path) -> str:
+    """The file's text without a UTF-8 byte-order mark; a bad byte is reported by its line."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConceptTableError(
+            path, line, "-", f"not UTF-8 text (byte 0x{data[exc.start]:02x}); save the table "
+            "as UTF-8") from None
+
+
+def _word_key(word: str) -> str:
+    return " ".join(word.lower().split())
+
+
+def word_concepts(df: pd.DataFrame) -> dict[str, str]:
+    """The concept of each word (lower-case), as judgments are matched; a word shared by two
+    rows raises ValueError (``load_concepts`` refuses such tables already)."""
+    out: dict[str, str] = {}
+    for concept, word in zip(df["concept"], df["word"]):
+        key = _word_key(str(word))
+        if key in out:
+            raise ValueError(f"word '{word}' names two concepts, '{out[key]}' and '{concept}'; "
+                             "judgments are matched by word, so keep one sense per word")
+        out[key] = str(concept)
+    return out
 
 
 def _check_row(path: Path, lineno: int, rec: dict[str, str]) -> None:

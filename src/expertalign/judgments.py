@@ -9,6 +9,8 @@ Usage::
                              score="SimLex999", sep="\\t")
     kept = pairs_in_vocabulary(men, {"sun", "car", "water"})
     kept.attrs["vocabulary_filter"]   # counts of what was dropped and why
+    judged = read_judgment_set("men", {"split": "test"}, "/work/shared/data")  # a config entry
+    judged_among(judged, {"sun", "car"}, "men", judgment_source("men", {"split": "test"}, ".."))
 
 All readers return a DataFrame with columns ``word1`` (str), ``word2`` (str), ``score`` (float64)
 in file order. Malformed input raises :class:`JudgmentFileError`, whose message names the file,
@@ -21,8 +23,9 @@ import csv
 import logging
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -33,7 +36,15 @@ __all__ = [
     "read_men",
     "read_word_pairs",
     "pairs_in_vocabulary",
+    "read_judgment_set",
+    "judgment_source",
+    "judged_among",
+    "check_judged_pairs",
+    "MIN_JUDGED_PAIRS",
 ]
+
+# Spearman's rho and its bootstrap need at least this many pairs.
+MIN_JUDGED_PAIRS = 3
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +101,20 @@ def _parse_score(raw: str, path: Path | str, lineno: int, column: str) -> float:
     return value
 
 
+def _read_lines(path: Path) -> list[str]:
+    """Lines of a UTF-8 file (a byte-order mark dropped); a bad byte is reported by line."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise JudgmentFileError(
+            f"{path}: line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); save the file "
+            "as UTF-8") from None
+    # split on newlines only, as an editor numbers lines (splitlines also breaks at \x1c etc.)
+    return [line.rstrip("\r") for line in text.split("\n")]
+
+
 def _read_space_triples(path: Path) -> tuple[list[str], list[str], list[str]]:
     """Read a headerless ``word1 word2 score`` file (MEN layout); scores kept as raw text."""
     if not path.is_file():
@@ -97,20 +122,19 @@ def _read_space_triples(path: Path) -> tuple[list[str], list[str], list[str]]:
     w1: list[str] = []
     w2: list[str] = []
     raw: list[str] = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            fields = line.split()
-            if len(fields) != 3:
-                raise JudgmentFileError(
-                    f"{path}: line {lineno}: expected 3 space-separated fields "
-                    f"(word1 word2 score), found {len(fields)}: {line.rstrip()!r}"
-                )
-            _parse_score(fields[2], path, lineno, "score")
-            w1.append(fields[0])
-            w2.append(fields[1])
-            raw.append(fields[2])
+    for lineno, line in enumerate(_read_lines(path), start=1):
+        if not line.strip():
+            continue
+        fields = line.split()
+        if len(fields) != 3:
+            raise JudgmentFileError(
+                f"{path}: line {lineno}: expected 3 space-separated fields "
+                f"(word1 word2 score), found {len(fields)}: {line.rstrip()!r}"
+            )
+        _parse_score(fields[2], path, lineno, "score")
+        w1.append(fields[0])
+        w2.append(fields[1])
+        raw.append(fields[2])
     return w1, w2, raw
 
 
@@ -218,8 +242,7 @@ def read_word_pairs(
     if not headerless and any(isinstance(s, int) for s in selectors):
         raise ValueError("word1, word2 and score must be all column names or all positions")
 
-    with open(p, encoding="utf-8-sig") as fh:
-        lines = [(i, ln.rstrip("\r\n")) for i, ln in enumerate(fh, start=1)]
+    lines = [(i, ln) for i, ln in enumerate(_read_lines(p), start=1)]
     body = [(i, ln) for i, ln in lines if ln.strip()]
     if not headerless:
         while body and body[0][1].lstrip().startswith("#"):
@@ -322,3 +345,59 @@ def pairs_in_vocabulary(pairs: pd.DataFrame, words: Iterable[str]) -> pd.DataFra
         counts,
     )
     return out
+
+
+def judgment_source(name: str, spec: Mapping[str, Any], data_dir: str | os.PathLike[str]) -> str:
+    """Where a configured judgment set is read from, for messages."""
+    if "path" in spec:
+        return str(spec["path"])
+    split = spec.get("split", "test")
+    try:
+        folder = men_dir(data_dir)
+    except JudgmentFileError:
+        folder = Path(data_dir) / "MEN"
+    name_of = MEN_FILES["natural_full" if split == "full" else f"lemma_{split}"]
+    return f"{folder / name_of}, MEN {split} split"
+
+
+def read_judgment_set(name: str, spec: Mapping[str, Any],
+                      data_dir: str | os.PathLike[str]) -> pd.DataFrame:
+    """A configured judgment set (config ``alignment.judgments.<name>``): a word-pair file
+    with a column mapping, or MEN from ``data_dir`` with a split."""
+    if "path" in spec:
+        return read_word_pairs(spec["path"], word1=spec.get("word1", "word1"),
+                               word2=spec.get("word2", "word2"), score=spec.get("score", "score"))
+    if str(name).lower() != "men":
+        raise ValueError(
+            f"config key alignment.judgments.{name}: give a path (only 'men' is read from "
+            "data_dir)")
+    return read_men(data_dir, spec.get("split", "test"))
+
+
+def judged_among(pairs: pd.DataFrame, words: Iterable[str], name: str, source: str,
+                 minimum: int = MIN_JUDGED_PAIRS) -> pd.DataFrame:
+    """:func:`pairs_in_vocabulary`, refusing fewer than ``minimum`` pairs with a message that
+    names the judgment set and its file (a correlation of two pairs means nothing)."""
+    words = list(words)
+    kept = pairs_in_vocabulary(pairs, words)
+    if len(kept) < minimum:
+        raise JudgmentFileError(
+            f"judgment set '{name}' ({source}): {len(kept)} of its {len(pairs)} pairs have both "
+            f"words among the {len(words)} concepts, need at least {minimum}; add concepts "
+            "for judged words or use another judgment set")
+    return kept
+
+
+def check_judged_pairs(judgments: Mapping[str, Mapping[str, Any]],
+                       data_dir: str | os.PathLike[str], words: Iterable[str]) -> None:
+    """For the dry run: every configured judgment set has enough pairs among the concepts'
+    ``words``. A set whose files are missing is skipped (the workflow names missing inputs)."""
+    words = list(words)
+    for name, spec in judgments.items():
+        try:
+            pairs = read_judgment_set(name, spec, data_dir)
+        except JudgmentFileError as err:
+            if "file not found" in str(err) or "no MEN_dataset" in str(err):
+                continue
+            raise
+        judged_among(pairs, words, name, judgment_source(name, spec, data_dir))

@@ -14,7 +14,8 @@ counts, and neither do special tokens the tokenizer adds (a BOS token sees no se
 put the same floor under every sentence). Sentences are sorted by length and batched to a token
 budget, positions are computed from the attention mask (left and right padding give the same
 responses), and only the base model runs — the LM head's vocabulary projection is never computed.
-The result is unit-major because every later step (sorting, AP) works per unit.
+The result is unit-major because every later step (sorting, AP) works per unit. A NaN or inf
+response raises ``NonFiniteResponseError`` naming the unit, its module and the sentence.
 """
 
 from __future__ import annotations
@@ -249,4 +250,29 @@ def pool_responses_into(
                 position_ids=positions.to(device),
                 use_cache=False,
             )
+    _check_finite_columns(out, assigned, sentences, layout)
     return assigned
+
+
+def _check_finite_columns(out: torch.Tensor, assigned: Sequence[int], sentences: Sequence[str],
+                          layout: UnitLayout) -> None:
+    """Refuse NaN/inf responses, naming the unit (with its module) and the sentence: the
+    matrix is unit-major, and a transposed report is easy to get wrong downstream."""
+    from expertalign.ap import NonFiniteResponseError, first_non_finite
+
+    lo, hi = min(assigned), max(assigned) + 1
+    columns = torch.tensor(sorted(assigned), device=out.device)
+    # the written columns: a view when they are one block, else a copy of just those
+    block = out[:, lo:hi] if hi - lo == len(assigned) else out.index_select(1, columns)
+    found = first_non_finite(block)
+    if found is None:
+        return
+    count, unit, position = found
+    column = lo + position if hi - lo == len(assigned) else int(columns[position])
+    sentence = list(assigned).index(column)
+    module = next(m for m in layout.modules if m.offset <= unit < m.offset + m.width)
+    raise NonFiniteResponseError(
+        f"unit responses contain {count} non-finite values (NaN or inf), first at unit {unit} "
+        f"({module.name} feature {unit - module.offset}) for sentence {sentence} "
+        f"({sentences[sentence][:60]!r}); in bf16/fp16 this usually means overflow - run the "
+        "model in float32 or bfloat16, never float16 for GPT-NeoX")

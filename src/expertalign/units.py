@@ -179,6 +179,17 @@ def find_units(model: torch.nn.Module, spec: UnitSpec | None = None) -> UnitLayo
             f"no module of {type(model).__name__} matches the unit spec for {model_type!r} "
             f"(layers={spec.layers!r}, modules={list(spec.modules)})"
         )
+    matched = {item[3] for item in found}
+    missing = [s for s in spec.modules if s not in matched]
+    if missing:
+        # a misspelt suffix would otherwise quietly leave its modules out of every AP vector
+        layer, _, name, suffix, _ = min(found, key=lambda item: item[0])
+        prefix = name[: -len(suffix)]
+        linear = sorted(n[len(prefix):] for n, m in model.named_modules() if n.startswith(prefix)
+                        and (hasattr(m, "out_features") or hasattr(m, "nf")))
+        raise UnknownArchitectureError(
+            f"unit spec for {model_type!r}: module suffix(es) {missing} match no module of "
+            f"{type(model).__name__}; the linear modules of layer {layer} are {linear}")
     found.sort(key=lambda item: (item[0], item[1]))
     modules = []
     offset = 0
