@@ -165,10 +165,15 @@ def test_ap_fixture_from_the_issue():
     np.testing.assert_allclose(np.round(ap, 4), expected, atol=1e-12)
 
 
+# constant seeds per case (not hash(case), which changes with every process), so a failure
+# reproduces
+AP_CASES = {"random": 1, "tied": 2, "all_equal": 3, "single_positive": 4, "float32": 5}
+
+
 @pytest.mark.parametrize("backend", ["numba", "torch"])
-@pytest.mark.parametrize("case", ["random", "tied", "all_equal", "single_positive", "float32"])
+@pytest.mark.parametrize("case", sorted(AP_CASES))
 def test_ap_equals_sklearn(case, backend):
-    rng = np.random.default_rng(hash(case) % 2**32)
+    rng = np.random.default_rng(AP_CASES[case])
     n, units = 257, 33
     labels = rng.random(n) < 0.3
     if case == "random":
@@ -271,6 +276,47 @@ def test_expertise_files_round_trip_and_write_atomically(tmp_path):
     with pytest.raises(ValueError):
         write_table_atomic(table, tmp_path / "bad.unknown")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x"]  # no temp file left behind
+
+
+@pytest.mark.parametrize("suffix, writer", [(".arrow", "feather.write_feather"),
+                                            (".parquet", "pq.write_table"),
+                                            (".csv", "to_csv")])
+@pytest.mark.parametrize("error", [OSError("No space left on device"), KeyboardInterrupt()])
+def test_a_write_failing_midway_leaves_the_old_file_intact(tmp_path, monkeypatch, suffix,
+                                                           writer, error):
+    """A write that dies after writing part of the file (disk full, a killed job) onto an existing
+    shard: the old file is byte for byte what it was and no temporary file is left."""
+    import pandas as pd
+
+    from expertalign import storage
+
+    old_ap = np.random.default_rng(2).random((3, 64)).astype(np.float32)
+    path = tmp_path / f"shard-0000{suffix}"
+    table = expertise_table(["a", "b", "c"], old_ap, n_pos=[4] * 3, n_neg=[10] * 3)
+    if suffix == ".csv":
+        table = table.select(["concept", "n_positives"])
+    write_table_atomic(table, path)
+    before = path.read_bytes()
+
+    def half_then_fail(*args, **kwargs):
+        target = next(a for a in args if isinstance(a, (str, os.PathLike)))
+        with open(target, "wb") as handle:  # what a real writer leaves: a truncated file
+            handle.write(before[: len(before) // 2])
+        raise error
+
+    if writer == "to_csv":
+        monkeypatch.setattr(pd.DataFrame, "to_csv",
+                            lambda self, target, **kw: half_then_fail(target))
+    else:
+        module, name = writer.split(".")
+        monkeypatch.setattr(getattr(storage, module), name, half_then_fail)
+    new = expertise_table(["x", "y", "z"], old_ap + 1, n_pos=[4] * 3, n_neg=[10] * 3)
+    if suffix == ".csv":
+        new = new.select(["concept", "n_positives"])
+    with pytest.raises(type(error)):
+        write_table_atomic(new, path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left
 
 
 # ---------------------------------------------------------------- loading

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pandas as pd
@@ -15,11 +14,17 @@ from expertalign.judgments import (
     read_word_pairs,
 )
 
-DATA = Path(os.environ.get("EXPERTALIGN_DATA", "/work/shared/data"))
-needs_men = pytest.mark.skipif(
-    not (DATA / "MEN" / "MEN_dataset_natural_form_full").is_file(),
-    reason=f"MEN not found under {DATA} (set EXPERTALIGN_DATA)",
-)
+from prerequisites import DATA, require
+
+
+@pytest.fixture
+def men_data():
+    """The shared MEN files: skipped without them locally, a failure in CI."""
+    require((DATA / "MEN" / "MEN_dataset_natural_form_full").is_file(),
+            f"MEN under {DATA} (set EXPERTALIGN_DATA)")
+
+
+needs_men = pytest.mark.usefixtures("men_data")
 
 
 @needs_men

@@ -62,6 +62,16 @@ def test_concept_negatives_skip_own_sentences_in_bank_order():
         concept_negatives(bank, "cat", n_negatives=24)
 
 
+def test_concept_negatives_skip_a_text_that_is_one_of_the_concepts_positives():
+    """The CLI's negatives follow the expert job's rule: never one of the concept's own texts."""
+    bank = build_negative_bank(FRAMES, size=25, seed=0, version="v1")
+    first = concept_negatives(bank, "cat", n_negatives=5)
+    shared_text = bank["text"].iat[first[0]]  # another concept's sentence cat also has
+    rows = concept_negatives(bank, "cat", n_negatives=5, positives=[shared_text])
+    assert shared_text not in set(bank["text"].iloc[rows])
+    assert rows == first[1:] + [concept_negatives(bank, "cat", n_negatives=6)[-1]]
+
+
 def test_ratio_check():
     check_ratio(400, 1000)
     check_ratio(20, 50)

@@ -21,6 +21,7 @@ import yaml
 from slurm_cluster import (  # noqa: F401  (local_slurm is a fixture)
     REPO,
     SLURM_PROFILE,
+    JobRecorder,
     local_slurm,
     profile_for_local_cluster,
     run_snakemake,
@@ -76,9 +77,9 @@ def test_profile_is_plain_and_names_the_workflow_rules():
     rules_in_workflow = set()
     for smk in (REPO / "workflow" / "rules").glob("*.smk"):
         rules_in_workflow |= set(re.findall(r"^rule (\w+):", smk.read_text(), flags=re.M))
-    if rules_in_workflow:
-        unknown = set(resources) - rules_in_workflow - {"embedding_baselines"}
-        assert not unknown, f"set-resources for rules the workflow lacks: {unknown}"
+    assert gpu_rules | cpu_rules <= rules_in_workflow, "rules not found in workflow/rules/*.smk"
+    unknown = set(resources) - rules_in_workflow
+    assert not unknown, f"set-resources for rules the workflow lacks: {unknown}"
 
 
 def test_cpu_and_gpu_rule_through_slurm_profile(local_slurm, tmp_path):
@@ -140,23 +141,55 @@ def tiny_slurm_run(local_slurm, tmp_path_factory):
             "--config", f"results={results}",
             f"sentences={{'provided': '{sentences}/{{concept}}.txt'}}",
             "--slurm-logdir", str(logs)]
-    result = run_snakemake(args, cwd=REPO, timeout=2400)
+    with JobRecorder() as recorder:  # what the scheduler granted each job
+        result = run_snakemake(args, cwd=REPO, timeout=2400)
     assert result.returncode == 0, f"{result.stdout[-10000:]}\n{local_slurm.squeue()}"
     print(f"[timing] tiny workflow through SLURM: {time.monotonic() - t0:.1f} s")
-    return results, logs, args
+    # The SLURM log of a job is <logdir>/rule_experts/<wildcards>/<job id>.log.
+    expert_jobs = {path.stem: recorder.jobs.get(path.stem, "(never seen by scontrol)")
+                   for path in logs.rglob("*.log") if "rule_experts" in path.parts}
+    return results, logs, args, expert_jobs
 
 
 @pytest.mark.slow
-def test_tiny_workflow_through_slurm(tiny_slurm_run):
-    results, logs, _ = tiny_slurm_run
+def test_tiny_workflow_through_slurm(local_slurm, tiny_slurm_run):
+    results, logs, _, expert_jobs = tiny_slurm_run
     table = pd.read_csv(results / "tables" / "alignment.csv")
     assert set(table["model"]) == {"tiny-smollm2", "tiny-smollm2-random"}
     assert table["rho"].dropna().between(-1, 1).all()
-    # GPU rules ran as GPU jobs, and their SLURM logs are kept where the profile says
-    expert_logs = list(logs.rglob("*experts*/**/*.log")) or [
-        p for p in logs.rglob("*.log") if "experts" in str(p)
-    ]
-    assert expert_logs, f"no SLURM logs of the experts rule under {logs}"
+    # every expert job (2 models x 2 shards) ran on the GPU partition with one GPU of the
+    # profile's model, and its SLURM log is kept where the profile says
+    assert len(expert_jobs) == 4, sorted(p.relative_to(logs) for p in logs.rglob("*.log"))
+    for job, info in expert_jobs.items():
+        assert "Partition=gpu" in info, (job, info)
+        assert f"gpu:{local_slurm.gpu_type}:1" in info, (job, info)
+
+
+@pytest.mark.slow
+def test_slurm_shards_equal_a_local_runs(tiny_slurm_run, tmp_path):
+    """The same workflow with the same seeds, run here without SLURM: the same negative bank and
+    the same AP vectors in every shard of both models (the random-init model's weights come from
+    its configured seed, whichever process draws them)."""
+    import numpy as np
+
+    from expertalign.storage import read_expertise
+
+    results, _, args, _ = tiny_slurm_run
+    local = tmp_path / "results"
+    shards = sorted(p.relative_to(results) for p in (results / "experts").rglob("shard-*.arrow"))
+    assert len(shards) == 4, shards
+    # the SLURM run's arguments without the profile and its log folder, results elsewhere
+    local_args = [a.replace(str(results), str(local)) for a in args[2:-2]]
+    run = run_snakemake([*local_args, "--cores", "2", *(str(local / s) for s in shards)],
+                        cwd=REPO, timeout=1200)
+    assert run.returncode == 0, run.stdout[-8000:]
+    bank = "negatives/bank-tiny.parquet"
+    pd.testing.assert_frame_equal(pd.read_parquet(local / bank), pd.read_parquet(results / bank))
+    for shard in shards:
+        slurm_concepts, slurm_ap = read_expertise([results / shard])
+        local_concepts, local_ap = read_expertise([local / shard])
+        assert local_concepts == slurm_concepts, shard
+        np.testing.assert_allclose(local_ap, slurm_ap, rtol=0, atol=1e-6, err_msg=str(shard))
 
 
 @pytest.mark.slow
@@ -167,7 +200,7 @@ def test_preempted_expert_job_leaves_nothing_finished_and_reruns(local_slurm, ti
 
     from expertalign.storage import read_expertise
 
-    results, logs, args = tiny_slurm_run
+    results, logs, args, _ = tiny_slurm_run
     shard = results / "experts" / "tiny-smollm2" / "final" / "shard-0001.arrow"
     _, before = read_expertise([shard])
     shard.unlink()

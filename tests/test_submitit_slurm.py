@@ -26,10 +26,9 @@ from pathlib import Path
 
 import cloudpickle
 import pytest
+import submitit  # a dependency of expertalign (pyproject.toml): never skipped for lack of it
 
 from slurm_cluster import local_slurm  # noqa: F401
-
-submitit = pytest.importorskip("submitit")
 
 pytestmark = pytest.mark.slurm
 

@@ -10,14 +10,18 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+# Another copy of the workflow to test (e.g. one with a planted defect, to see a test catch
+# it); the working directory stays the repository root.
+SNAKEFILE = os.environ.get("EXPERTALIGN_TEST_SNAKEFILE")
 
 
 def snakemake(*args: str, timeout: float = 900, env: dict | None = None,
               check: bool = True) -> subprocess.CompletedProcess:
     """``snakemake ARGS`` in the repo root; SIGINT (not SIGTERM) on timeout so it cleans up."""
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
+    snakefile = ["--snakefile", SNAKEFILE] if SNAKEFILE else []
     proc = subprocess.Popen(
-        [SNAKEMAKE, *args], cwd=REPO, env=full_env, text=True,
+        [SNAKEMAKE, *snakefile, *args], cwd=REPO, env=full_env, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     try:
@@ -28,5 +32,6 @@ def snakemake(*args: str, timeout: float = 900, env: dict | None = None,
         raise AssertionError(f"snakemake {' '.join(args)} timed out:\n{out[-5000:]}")
     result = subprocess.CompletedProcess(proc.args, proc.returncode, out, "")
     if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{out[-8000:]}")
+        raise AssertionError(
+            f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{out[-8000:]}")
     return result

@@ -11,6 +11,11 @@ negatives are the first ``n_negatives`` bank sentences (bank order) that are not
 the bank minus a short excluded list, so the shared sort stays exact for every concept; bank rows
 past the last one any concept keeps are never run.
 
+A text is never its own concept's negative, by text as well as by id: a bank row whose text is one
+of the concept's positive sentences (e.g. another concept's sentence that the generator also wrote
+for this one) is skipped like the concept's own rows. Every distinct text has one response column,
+so counting it as both positive and negative would tie a positive with a negative on every unit.
+
 The shard's responses live in one unit-major matrix [units, distinct sentences] (memory grows as
 units × sentences × bytes per value), filled batch by batch in run order; the bank and every
 concept's positives are read from it by column index, without intermediate copies.
@@ -26,8 +31,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from expertalign.ap import SortedNegatives, check_finite
+from expertalign.ap import SortedNegatives
 from expertalign.models import LoadedModel
+from expertalign.negatives import negative_rows
 from expertalign.responses import pool_responses_into
 from expertalign.units import UnitLayout
 
@@ -52,24 +58,6 @@ class ShardExpertise:
     n_negatives: list[int]
     unit_stats: dict[str, np.ndarray] | None
     timings: dict[str, float]
-
-
-def _negative_rows(bank_ids: Sequence[str], own: set[str], n_negatives: int, concept: str):
-    """Bank rows this concept keeps (first n non-own, bank order) and the rows it excludes."""
-    keep: list[int] = []
-    excluded: list[int] = []
-    for row, sentence_id in enumerate(bank_ids):
-        if sentence_id in own or len(keep) >= n_negatives:
-            excluded.append(row)
-        else:
-            keep.append(row)
-    if len(keep) < n_negatives:
-        raise ValueError(
-            f"concept {concept!r}: the negative bank has {len(bank_ids)} sentences, "
-            f"{len(bank_ids) - len(keep)} of them its own, leaving {len(keep)} < n_negatives="
-            f"{n_negatives}; rebuild the bank larger"
-        )
-    return keep, excluded
 
 
 def shard_expertise(
@@ -97,12 +85,14 @@ def shard_expertise(
         if len(concept.positives) == 0:
             raise ValueError(f"concept {concept.concept!r} has no positive sentences")
     timings: dict[str, float] = {}
-    negative_rows = [
-        _negative_rows(bank_ids, c.own_bank_ids, n_negatives, c.concept) for c in concepts
+    kept_and_excluded = [
+        negative_rows(bank_ids, bank_texts, c.own_bank_ids, set(c.positives), n_negatives,
+                      c.concept)
+        for c in concepts
     ]
     # A concept's negatives are a prefix of the bank minus its own rows: rows after the last one
     # any concept keeps are never used, so they are neither run nor sorted.
-    used = max((keep[-1] + 1 for keep, _ in negative_rows if keep), default=0)
+    used = max((keep[-1] + 1 for keep, _ in kept_and_excluded if keep), default=0)
     used = max(used, 1)
     # Every distinct text runs once, however many concepts (or the bank) use it. All of them run
     # in one call, batched exactly as max_pooled_responses would batch the same list (a sentence's
@@ -125,7 +115,7 @@ def shard_expertise(
     )
     timings["forward_s"] = time.perf_counter() - start
     column_of = {text: columns[i] for text, i in index_of.items()}
-    check_finite(responses, "unit responses")
+    # pool_responses_into has refused non-finite responses already, naming unit and sentence
     bank_rows = torch.tensor([column_of[t] for t in bank_texts[:used]], dtype=torch.long)
     start = time.perf_counter()
     # the bank's rows are picked from the response matrix by index: nothing is copied but the sort
@@ -134,7 +124,7 @@ def shard_expertise(
     start = time.perf_counter()
     ap_rows, n_pos, n_neg = [], [], []
     stats: dict[str, list[np.ndarray]] = {"neg_mean": [], "pos_median": [], "pos_p90": []}
-    for concept, (keep, excluded) in zip(concepts, negative_rows):
+    for concept, (keep, excluded) in zip(concepts, kept_and_excluded):
         rows = torch.tensor([column_of[t] for t in concept.positives], dtype=torch.long)
         excluded_used = [row for row in excluded if row < used]
         ap = bank.average_precision(responses.T, exclude=excluded_used, rows=rows)
@@ -172,12 +162,20 @@ def concept_expertise(
     negatives: Sequence[str],
     **kwargs,
 ) -> np.ndarray:
-    """AP vector float32 [units] of one concept from explicit positive and negative sentences."""
+    """AP vector float32 [units] of one concept from explicit positive and negative sentences.
+
+    A negative whose text is also a positive does not count as a negative (as in
+    :func:`shard_expertise`); the others all do.
+    """
     if len(negatives) == 0:
         raise ValueError("the negative set is empty")
+    own_texts = set(positives)
+    n_negatives = sum(text not in own_texts for text in negatives)
+    if n_negatives == 0:
+        raise ValueError("every negative sentence is also a positive sentence")
     ids = [f"neg:{i}" for i in range(len(negatives))]
     result = shard_expertise(
         lm, layout, [ConceptSentences("concept", positives)], ids, list(negatives),
-        n_negatives=len(negatives), **kwargs,
+        n_negatives=n_negatives, **kwargs,
     )
     return result.ap[0]

@@ -9,19 +9,27 @@ The bank depends only on the sentences it is built from, its size and its seed, 
 to the table later never change it (the workflow builds it from the first N concepts of the table).
 Sampling is balanced: every source concept contributes ``size // n_concepts`` sentences (the
 remainder going to a seeded choice of concepts), drawn with a seed derived from the concept's id.
-A concept's negatives are the bank in ``bank_rank`` order without its own sentences, the first
-``n_negatives`` of them.
+A concept's negatives are the bank in ``bank_rank`` order without its own sentences and without
+any sentence whose text is one of its positives (a text is never its own concept's negative, by
+text as well as by id), the first ``n_negatives`` of them. :func:`negative_rows` is that rule;
+the expert job (:mod:`expertalign.extract`) and :func:`concept_negatives` both call it.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["BANK_COLUMNS", "build_negative_bank", "concept_negatives", "check_ratio"]
+__all__ = [
+    "BANK_COLUMNS",
+    "build_negative_bank",
+    "concept_negatives",
+    "negative_rows",
+    "check_ratio",
+]
 
 BANK_COLUMNS = ("sentence_id", "concept", "text", "bank_rank")
 PAPER_RATIO = 400 / 1000
@@ -76,18 +84,44 @@ def build_negative_bank(
     return bank.sort_values("bank_rank", kind="stable").reset_index(drop=True)[list(BANK_COLUMNS)]
 
 
-def concept_negatives(bank: pd.DataFrame, concept: str, n_negatives: int) -> list[int]:
-    """Row positions of ``bank`` (bank order) that are ``concept``'s negatives: the first
-    ``n_negatives`` that are not its own sentences."""
-    order = np.argsort(bank["bank_rank"].to_numpy(), kind="stable")
-    others = [int(i) for i in order if bank["concept"].iat[int(i)] != concept]
-    if len(others) < n_negatives:
+def negative_rows(
+    bank_ids: Sequence[str],
+    bank_texts: Sequence[str],
+    own_ids: Collection[str],
+    positive_texts: Collection[str],
+    n_negatives: int,
+    concept: str,
+) -> tuple[list[int], list[int]]:
+    """Rows (in the given bank order) that ``concept`` keeps as negatives, the first
+    ``n_negatives`` that are neither its own by id nor one of its positive texts, and the rows
+    it excludes (its own, its positives' texts, and every row after the last one kept)."""
+    keep: list[int] = []
+    excluded: list[int] = []
+    for row, (sentence_id, text) in enumerate(zip(bank_ids, bank_texts)):
+        if sentence_id in own_ids or text in positive_texts or len(keep) >= n_negatives:
+            excluded.append(row)
+        else:
+            keep.append(row)
+    if len(keep) < n_negatives:
         raise ValueError(
-            f"concept {concept!r}: the negative bank has {len(bank)} sentences, "
-            f"{len(bank) - len(others)} of them its own, so only {len(others)} can be negatives "
-            f"but n_negatives={n_negatives}; raise negatives.bank_size"
+            f"concept {concept!r}: the negative bank has {len(bank_ids)} sentences, "
+            f"{len(bank_ids) - len(keep)} of them its own or one of its positive sentences, "
+            f"leaving {len(keep)} < n_negatives={n_negatives}; raise negatives.bank_size"
         )
-    return others[:n_negatives]
+    return keep, excluded
+
+
+def concept_negatives(
+    bank: pd.DataFrame, concept: str, n_negatives: int, positives: Collection[str] = ()
+) -> list[int]:
+    """Row positions of ``bank`` (bank order) that are ``concept``'s negatives: the first
+    ``n_negatives`` that are not its own sentences nor one of ``positives`` (its texts)."""
+    order = np.argsort(bank["bank_rank"].to_numpy(), kind="stable")
+    ordered = bank.iloc[order]
+    own = set(ordered.loc[ordered["concept"] == concept, "sentence_id"])
+    keep, _ = negative_rows(ordered["sentence_id"].tolist(), ordered["text"].tolist(), own,
+                            set(positives), n_negatives, concept)
+    return [int(order[row]) for row in keep]
 
 
 def check_ratio(
