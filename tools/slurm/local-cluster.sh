@@ -136,7 +136,11 @@ CredType=cred/munge
 MpiDefault=none
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
-JobAcctGatherType=jobacct_gather/none
+# Memory limits without cgroups: slurmstepd samples each step's memory every second and kills
+# a step over its allocation (--mem), as cgroup ConstrainRAMSpace does on a real site.
+JobAcctGatherType=jobacct_gather/linux
+JobAcctGatherFrequency=task=1
+JobAcctGatherParams=OverMemoryKill
 AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/none
 SchedulerType=sched/backfill
@@ -171,8 +175,8 @@ AutoDetect=off
 NodeName=${node} Name=gpu Type=${GPU_TYPE} File=/dev/fakegpu[0-${gpu_last}]
 EOF
   cat >"$tmp/cgroup.conf" <<EOF
-# No cgroup plugin is configured in slurm.conf (proctrack/linuxproc, task/none,
-# jobacct_gather/none), so nothing is constrained; this file only keeps slurmd quiet.
+# No cgroup plugin is configured in slurm.conf (proctrack/linuxproc, task/none): memory is
+# limited by jobacct_gather/linux with OverMemoryKill instead; this file keeps slurmd quiet.
 ConstrainCores=no
 ConstrainRAMSpace=no
 ConstrainDevices=no

@@ -20,6 +20,7 @@ rule alignment:
     input:
         pairs=f"{RESULTS}/similarity/{{model}}/{{revision}}/pairs.parquet",
         baselines=f"{RESULTS}/baselines/{{model}}/{{revision}}.parquet",
+        judgments=judgment_files,
     output:
         table=f"{RESULTS}/alignment/{{judgment}}/{{model}}/{{revision}}.parquet",
         comparison=f"{RESULTS}/alignment/{{judgment}}/{{model}}/{{revision}}-vs-baselines.parquet",

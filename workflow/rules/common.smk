@@ -1,13 +1,24 @@
+import functools
 import math
 import re
 from pathlib import Path
 
-from snakemake.utils import validate
-
-from expertalign import paths
+from expertalign import fetch, paths
 from expertalign.concepts import load_concepts
+from expertalign.config import check_config, validate_config
+from expertalign.judgments import MEN_FILES, check_judged_pairs
+from expertalign.resources import (
+    expert_job_memory,
+    expert_job_runtime_minutes,
+    host_memory_mb,
+    model_shape,
+)
+from expertalign.sentences import provided_files
 
-validate(config, schema="../schemas/config.schema.yaml")
+# One-line errors naming the config key, before any job is planned (see README: When
+# something is wrong).
+validate_config(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
+check_config(config)
 
 RESULTS = config["results"]
 CONCEPTS = load_concepts(config["concepts"])
@@ -38,6 +49,14 @@ if _bank["bank_size"] < _bank["n_negatives"]:
     raise ValueError(
         f"config negatives.bank_size={_bank['bank_size']} < n_negatives={_bank['n_negatives']}"
     )
+# Each concept's provided sentence file; a pattern that finds none is refused here, rather
+# than silently generating every concept.
+PROVIDED = (
+    provided_files(config["sentences"]["provided"], CONCEPT_IDS)
+    if config["sentences"]["provided"] is not None
+    else {}
+)
+check_judged_pairs(JUDGMENTS, config["data_dir"], CONCEPTS["word"])
 
 
 wildcard_constraints:
@@ -66,11 +85,7 @@ def model_revisions():
 
 
 def provided_sentences(concept):
-    pattern = config["sentences"]["provided"]
-    if pattern is None:
-        return None
-    path = Path(pattern.format(concept=concept))
-    return str(path) if path.exists() else None
+    return PROVIDED.get(concept)
 
 
 # What sentence generation needs of a concept (so editing its domain regenerates nothing).
@@ -114,25 +129,102 @@ def model_spec(wildcards):
     return MODELS[wildcards.model]
 
 
-def source_slug(source):
-    """A model source as one path component (Hugging Face ids contain a slash)."""
-    return re.sub(r"[^A-Za-z0-9_.\-]+", "--", source)
+# What loading a model needs. Its `revisions` list is left out: a job sees only its own
+# revision (a wildcard), so adding a checkpoint to a model reruns nothing that exists.
+MODEL_LOAD_KEYS = ("name", "source", "dtype", "random_init", "seed")
+
+
+def model_load_spec(wildcards):
+    spec = MODELS[wildcards.model]
+    return {key: spec[key] for key in MODEL_LOAD_KEYS if key in spec}
+
+
+# Config keys that change what a job computes. Speed settings (`experts.max_tokens`,
+# `sentences.batch_size`) are read by the scripts from the config instead, so that tuning
+# them for a site reruns nothing; tau reaches only the reductions.
+EXPERT_SETTINGS = ("max_length", "unit_stats")
+GENERATION_SETTINGS_IGNORED = (
+    "batch_size",
+    "openai_api_key_env",
+    "openai_allow_insecure_http",
+    # where the server runs, not which model: a restarted server on another node changes it
+    "openai_base_url",
+)
+
+
+def expert_settings():
+    return {key: config["experts"][key] for key in EXPERT_SETTINGS}
+
+
+def generation_settings(wildcards):
+    """The sentence settings that shape a concept's sentences: for a provided file only how
+    many are taken; for generation every setting except the speed ones."""
+    settings = config["sentences"]
+    if provided_sentences(wildcards.concept):
+        return {"n_positives": settings["n_positives"]}
+    return {k: v for k, v in settings.items() if k not in GENERATION_SETTINGS_IGNORED}
+
+
+# Used for a model whose architecture is neither cached nor a reference model (see
+# expertalign.resources.model_shape): the sizes every expert job asked for before estimates.
+UNSIZED_EXPERT_JOB = {"mem_mb": 64000, "gpu_mem_mb": 80000, "runtime": 480}
+
+
+@functools.cache
+def expert_job_resources(model, n_concepts):
+    """Host memory, GPU memory and time limit of one expert job, from the model's shape and the
+    shard (documented in expertalign.resources); retries scale them with the attempt."""
+    spec = MODELS[model]
+    try:
+        shape = model_shape(spec["source"])
+    except ValueError as err:
+        logger.warning(
+            f"experts {model}: using fixed sizes {UNSIZED_EXPERT_JOB}: {err}"
+        )
+        return UNSIZED_EXPERT_JOB
+    n_positives = config["sentences"]["n_positives"]
+    negatives = config["negatives"]
+    bank_rows = min(negatives["bank_size"], negatives["n_negatives"] + n_positives)
+    dtype = "float32" if spec.get("dtype") == "float32" else "bfloat16"
+    gpu = expert_job_memory(
+        shape,
+        n_concepts=n_concepts,
+        n_positives=n_positives,
+        bank_rows=bank_rows,
+        dtype=dtype,
+        max_tokens=config["experts"]["max_tokens"],
+    )
+    return {
+        "mem_mb": host_memory_mb(shape, gpu),
+        "gpu_mem_mb": gpu.total_mb,
+        "runtime": expert_job_runtime_minutes(shape, n_concepts),
+    }
+
+
+def expert_resource(name):
+    def resource(wildcards, attempt):
+        sizes = expert_job_resources(
+            wildcards.model, len(shard_concepts(wildcards.shard))
+        )
+        return sizes[name] * attempt
+
+    return resource
+
+
+def provided_input(wildcards):
+    """A concept's provided sentence file as an input, so that editing it reruns the concept."""
+    return provided_sentences(wildcards.concept) or []
+
+
+# One list of what a config loads, shared with `expertalign prefetch --configfile`
+# (expertalign.fetch): models, the generator, the pilot's model.
+source_slug = fetch.source_slug
+fetched_revision = fetch.fetched_revision
 
 
 def model_sources():
     """Every (source, revision) a compute job loads: models, the generator, the pilot's model."""
-    pairs = [(MODELS[m]["source"], r) for m, r in model_revisions()]
-    if config["sentences"]["backend"] == "transformers":
-        pairs.append((config["sentences"]["generator"], "main"))
-    if config["pilot"]["enabled"]:
-        pilot = pilot_model_spec()
-        pairs.append((pilot["source"], pilot.get("revisions", ["main"])[-1]))
-    return list(dict.fromkeys((s, fetched_revision(s, r)) for s, r in pairs))
-
-
-def fetched_revision(source, revision):
-    """The embedded model has one version whatever the revision: fetch (convert) it once."""
-    return "final" if source == "embedded" else revision
+    return fetch.model_sources(config)
 
 
 def prefetched(source, revision):
@@ -157,6 +249,34 @@ def prefetched_generator(wildcards):
 def prefetched_pilot(wildcards):
     pilot = pilot_model_spec()
     return prefetched(pilot["source"], pilot.get("revisions", ["main"])[-1])
+
+
+def men_files(split):
+    """The MEN files a split is read from (data_dir or data_dir/MEN, as read_men looks)."""
+    folder = Path(config["data_dir"])
+    if not (folder / MEN_FILES["natural_full"]).is_file():
+        folder = folder / "MEN"
+    names = ["natural_full"] + (
+        [] if split == "full" else ["lemma_full", f"lemma_{split}"]
+    )
+    return [str(folder / MEN_FILES[name]) for name in names]
+
+
+def judgment_files(wildcards):
+    """Every file a judgment set is read from, as inputs: a missing one fails the dry run by
+    name, and an edited one reruns the alignment."""
+    spec = JUDGMENTS[wildcards.judgment]
+    if "path" in spec:
+        return [spec["path"]]
+    return men_files(spec.get("split", "test"))
+
+
+def spp_files():
+    """The SPP item exports under data_dir/SPP (the pattern itself when none is there, so that
+    the missing-input message names the folder and the file expected)."""
+    folder = Path(config["data_dir"]) / "SPP"
+    found = sorted(str(path) for path in folder.glob("spp_*.csv"))
+    return found or [str(folder / "spp_assoc-related_*.csv")]
 
 
 def alignment_tables(suffix=""):
@@ -203,22 +323,88 @@ def concept_groups():
 
 def pilot_model_spec():
     """The pilot's model: a configured model by name, or any other source (e.g. gpt2)."""
-    name = config["pilot"].get("model") or config["models"][0]["name"]
-    if name in MODELS:
-        return MODELS[name]
-    return {"name": source_slug(name), "source": name, "revisions": ["main"]}
+    return fetch.pilot_model_spec(config)
 
 
+@functools.cache
 def pilot_concepts():
-    chosen = (
-        config["pilot"].get("concepts") or CONCEPT_IDS[: config["pilot"]["n_concepts"]]
-    )
+    """The pilot's concepts: both concepts of pilot.men_pairs MEN pairs (the paper's design),
+    else pilot.concepts or the first pilot.n_concepts rows of the table."""
+    settings = config["pilot"]
+    if settings.get("men_pairs"):
+        from expertalign.analysis.pilot import men_pilot_concepts
+        from expertalign.judgments import read_men
+
+        concept_of = {}
+        for concept, word in zip(CONCEPTS["concept"], CONCEPTS["word"]):
+            concept_of.setdefault(str(word).lower(), concept)
+        men = read_men(config["data_dir"], settings["men_split"])
+        return men_pilot_concepts(
+            men, concept_of, settings["men_pairs"], settings["seed"]
+        )
+    chosen = settings.get("concepts") or CONCEPT_IDS[: settings["n_concepts"]]
     unknown = [c for c in chosen if c not in CONCEPT_IDS]
     if unknown:
         raise ValueError(
             f"config pilot.concepts: not in {config['concepts']}: {unknown}"
         )
     return chosen
+
+
+def pilot_sentence_file(concept):
+    return f"{RESULTS}/pilot/sentences/{concept}.parquet"
+
+
+def pilot_sentence_files():
+    """The pilot's own pools (pilot.pool_size), else the main sentence files."""
+    if config["pilot"].get("pool_size"):
+        return [pilot_sentence_file(c) for c in pilot_concepts()]
+    return [sentence_file(c) for c in pilot_concepts()]
+
+
+def pilot_bank():
+    """The negative bank, only when the pilot has no pools of its own."""
+    return [] if config["pilot"].get("pool_size") else [bank_file()]
+
+
+def pilot_disjoint():
+    disjoint = config["pilot"].get("disjoint")
+    return bool(config["pilot"].get("pool_size")) if disjoint is None else disjoint
+
+
+def pilot_generation_settings(wildcards):
+    """A pilot pool's sentence settings: the concept's, with pilot.pool_size sentences."""
+    return {
+        **generation_settings(wildcards),
+        "n_positives": config["pilot"]["pool_size"],
+    }
+
+
+def spp_final_checkpoints():
+    """Model -> its final (last configured) revision, for the models of the SPP analysis
+    (spp.models, default: every model that is not random-init): the paper uses 143k only.
+    """
+    names = config["spp"].get("models") or [
+        name for name, m in MODELS.items() if not m.get("random_init", False)
+    ]
+    unknown = [name for name in names if name not in MODELS]
+    if unknown:
+        raise ValueError(f"config spp.models: not configured models: {unknown}")
+    return {name: MODELS[name].get("revisions", ["main"])[-1] for name in names}
+
+
+def spp_expert_shards():
+    return [
+        f"{RESULTS}/experts/{model}/{revision}/shard-{shard}.arrow"
+        for model, revision in spp_final_checkpoints().items()
+        for shard in shard_ids()
+    ]
+
+
+def spp_pairs_file():
+    """The SPP pairs the concept table was built for (spp.pairs), or none (sample them)."""
+    path = config["spp"].get("pairs")
+    return [path] if path else []
 
 
 def final_outputs():

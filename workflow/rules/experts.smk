@@ -13,7 +13,8 @@ rule units_table:
     conda:
         "../../envs/expertalign.yaml"
     params:
-        model=model_spec,
+        model=model_load_spec,
+        revision=lambda wildcards: MODELS[wildcards.model].get("revisions", ["main"])[0],
     script:
         "../scripts/units_table.py"
 
@@ -32,10 +33,14 @@ rule experts:
     conda:
         "../../envs/expertalign.yaml"
     threads: 2
+    resources:
+        mem_mb=expert_resource("mem_mb"),
+        gpu_mem_mb=expert_resource("gpu_mem_mb"),
+        runtime=expert_resource("runtime"),
     params:
-        model=model_spec,
+        model=model_load_spec,
         concepts=lambda wildcards: shard_concepts(wildcards.shard),
         n_negatives=config["negatives"]["n_negatives"],
-        settings=config["experts"],
+        settings=expert_settings(),
     script:
         "../scripts/experts.py"

@@ -16,6 +16,7 @@ rule prefetch:
 rule generate_sentences:
     input:
         generator=prefetched_generator,
+        provided=provided_input,
     output:
         sentences=sentence_file("{concept}"),
     log:
@@ -28,7 +29,7 @@ rule generate_sentences:
     params:
         concept=lambda wildcards: concept_row(wildcards.concept),
         provided=lambda wildcards: provided_sentences(wildcards.concept),
-        settings=config["sentences"],
+        settings=generation_settings,
     script:
         "../scripts/generate_sentences.py"
 

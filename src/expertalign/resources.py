@@ -1,0 +1,195 @@
+"""Memory an expert job needs, estimated from the science of the run (model, shard, dtype).
+
+    >>> from expertalign.resources import model_shape, expert_job_memory
+    >>> shape = model_shape("EleutherAI/pythia-12b")        # units and parameters, no weights read
+    >>> need = expert_job_memory(shape, n_concepts=12, n_positives=400, bank_rows=1100,
+    ...                          device="cuda", dtype="bfloat16")
+    >>> round(need.total_bytes / 2**30, 1), need.parts     # GiB, and what each part holds
+
+An expert job (:func:`expertalign.extract.shard_expertise`) holds at its peak:
+
+* ``weights``: parameters x bytes per value;
+* ``responses``: the shard's unit-major response matrix, units x distinct sentences (the bank
+  rows it uses plus every concept's positives) x bytes per value;
+* ``bank``: the bank's rows sorted per unit, units x bank rows; on a GPU the gathered (unsorted)
+  rows are kept too, to look up the rows a concept excludes, so twice that;
+* ``concept``: one concept's positives gathered and sorted, units x positives (transient);
+* ``sort``: on a GPU, one chunk of the bank being sorted (values, int64 indices and the
+  contiguous copy; :data:`expertalign.ap._DEFAULT_CHUNK_ELEMENTS` elements);
+* ``activations``: one token batch through the widest module (a few live copies);
+* ``runtime``: a fixed allowance for the CUDA context and allocator slack on a GPU, or for the
+  interpreter and libraries on a CPU.
+
+Checked against measured peaks on the CPU at small shapes (``tests/test_resources.py``); on a
+GPU the fixed allowance is an assumption until measured there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "ModelShape",
+    "JobMemory",
+    "REFERENCE_CONFIGS",
+    "model_shape",
+    "shape_from_config",
+    "expert_job_memory",
+    "expert_job_runtime_minutes",
+    "host_memory_mb",
+    "published_seconds_per_concept",
+]
+
+_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "float64": 8}
+_SORT_CHUNK_ELEMENTS = 1 << 26  # expertalign.ap._DEFAULT_CHUNK_ELEMENTS, without importing torch
+_GPU_RUNTIME_BYTES = 2 * 2**30
+_CPU_RUNTIME_BYTES = 1 * 2**30
+_LIVE_ACTIVATION_COPIES = 6
+
+# Architecture of the reference models, so that a plan can be sized before any model is
+# fetched (the values of their config.json files on the Hugging Face Hub).
+_PYTHIA = {"model_type": "gpt_neox", "vocab_size": 50304}
+REFERENCE_CONFIGS: dict[str, dict] = {
+    "EleutherAI/pythia-70m": {**_PYTHIA, "hidden_size": 512, "num_hidden_layers": 6,
+                              "num_attention_heads": 8, "intermediate_size": 2048},
+    "EleutherAI/pythia-160m": {**_PYTHIA, "hidden_size": 768, "num_hidden_layers": 12,
+                               "num_attention_heads": 12, "intermediate_size": 3072},
+    "EleutherAI/pythia-410m": {**_PYTHIA, "hidden_size": 1024, "num_hidden_layers": 24,
+                               "num_attention_heads": 16, "intermediate_size": 4096},
+    "EleutherAI/pythia-1b": {**_PYTHIA, "hidden_size": 2048, "num_hidden_layers": 16,
+                             "num_attention_heads": 8, "intermediate_size": 8192},
+    "EleutherAI/pythia-1.4b": {**_PYTHIA, "hidden_size": 2048, "num_hidden_layers": 24,
+                               "num_attention_heads": 16, "intermediate_size": 8192},
+    "EleutherAI/pythia-2.8b": {**_PYTHIA, "hidden_size": 2560, "num_hidden_layers": 32,
+                               "num_attention_heads": 32, "intermediate_size": 10240},
+    "EleutherAI/pythia-6.9b": {**_PYTHIA, "vocab_size": 50432, "hidden_size": 4096,
+                               "num_hidden_layers": 32, "num_attention_heads": 32,
+                               "intermediate_size": 16384},
+    "EleutherAI/pythia-12b": {**_PYTHIA, "vocab_size": 50688, "hidden_size": 5120,
+                              "num_hidden_layers": 36, "num_attention_heads": 40,
+                              "intermediate_size": 20480},
+    "gpt2": {"model_type": "gpt2", "n_embd": 768, "n_layer": 12, "n_head": 12,
+             "vocab_size": 50257},
+    "embedded": {"model_type": "llama", "hidden_size": 576, "num_hidden_layers": 30,
+                 "num_attention_heads": 9, "num_key_value_heads": 3,
+                 "intermediate_size": 1536, "vocab_size": 49152, "tie_word_embeddings": True},
+}
+REFERENCE_CONFIGS["openai-community/gpt2"] = REFERENCE_CONFIGS["gpt2"]
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    n_units: int
+    n_parameters: int
+    #: widest recorded module output per token (the activations' width)
+    widest: int
+
+
+@dataclass(frozen=True)
+class JobMemory:
+    parts: dict[str, int]
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(self.parts.values())
+
+    @property
+    def total_mb(self) -> int:
+        return -(-self.total_bytes // 10**6)
+
+    def describe(self) -> str:
+        shown = ", ".join(f"{k} {v / 2**30:.2f}" for k, v in self.parts.items())
+        return f"{self.total_bytes / 2**30:.2f} GiB ({shown} GiB)"
+
+
+def shape_from_config(config) -> ModelShape:
+    """Units and parameters of a transformers config, from a skeleton on the meta device."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from expertalign.units import find_units
+
+    with torch.device("meta"):
+        skeleton = AutoModelForCausalLM.from_config(config)
+    layout = find_units(skeleton)
+    n_parameters = sum(p.numel() for p in skeleton.parameters())
+    widest = max(module.width for module in layout.modules)
+    return ModelShape(layout.n_units, n_parameters, widest)
+
+
+def model_shape(source: str, revision: str | None = None) -> ModelShape:
+    """The shape of a configured model: from its config in the local cache or folder, else from
+    :data:`REFERENCE_CONFIGS`. Raises ``ValueError`` naming the source if neither knows it."""
+    from transformers import AutoConfig
+
+    if source in REFERENCE_CONFIGS:
+        values = dict(REFERENCE_CONFIGS[source])
+        return shape_from_config(AutoConfig.for_model(values.pop("model_type"), **values))
+    try:
+        kwargs = {"revision": revision} if revision else {}
+        config = AutoConfig.from_pretrained(source, local_files_only=True, **kwargs)
+    except (OSError, ValueError) as err:
+        raise ValueError(
+            f"model {source!r}: its config is neither in the local cache nor among the reference "
+            f"models, so its memory cannot be estimated; fetch it first (expertalign prefetch "
+            f"{source}) or give the rule's resources by hand ({err})"
+        ) from err
+    return shape_from_config(config)
+
+
+def expert_job_memory(
+    shape: ModelShape,
+    *,
+    n_concepts: int,
+    n_positives: int,
+    bank_rows: int,
+    device: str = "cuda",
+    dtype: str = "bfloat16",
+    max_tokens: int = 4096,
+) -> JobMemory:
+    """Peak memory of one expert job, by part (see the module docstring)."""
+    if dtype not in _BYTES:
+        raise ValueError(f"dtype must be one of {sorted(_BYTES)}, got {dtype!r}")
+    width = _BYTES[dtype]
+    gpu = device != "cpu"
+    sentences = bank_rows + n_concepts * n_positives
+    parts = {
+        "weights": shape.n_parameters * width,
+        "responses": shape.n_units * sentences * width,
+        "bank": shape.n_units * bank_rows * width * (2 if gpu else 1),
+        "concept": shape.n_units * n_positives * width,
+        "sort": min(_SORT_CHUNK_ELEMENTS, shape.n_units * bank_rows) * (2 * width + 8)
+        if gpu else 0,
+        "activations": max_tokens * shape.widest * width * _LIVE_ACTIVATION_COPIES,
+        "runtime": _GPU_RUNTIME_BYTES if gpu else _CPU_RUNTIME_BYTES,
+    }
+    return JobMemory(parts)
+
+
+# The paper's measured cost per concept on an A100 (seconds), by parameter count.
+_PUBLISHED_SECONDS_PER_CONCEPT = ((70e6, 8.0), (1.0e9, 27.0), (12e9, 136.0))
+
+
+def published_seconds_per_concept(n_parameters: int) -> float:
+    """The paper's A100 cost per concept, interpolated log-log in the parameter count (and
+    extrapolated along the nearest segment outside 70m-12b)."""
+    import math
+
+    points = [(math.log(p), math.log(s)) for p, s in _PUBLISHED_SECONDS_PER_CONCEPT]
+    x = math.log(max(n_parameters, 1))
+    (x0, y0), (x1, y1) = points[:2] if x < points[1][0] else points[1:]
+    return math.exp(y0 + (y1 - y0) * (x - x0) / (x1 - x0))
+
+
+def expert_job_runtime_minutes(shape: ModelShape, n_concepts: int, margin: float = 3.0) -> int:
+    """Wall-time limit of an expert job: loading the weights (at a conservative 200 MB/s from a
+    shared file system) plus ``margin`` times the paper's own per-concept cost, at least 15 min."""
+    load_s = shape.n_parameters * 2 / 200e6
+    compute_s = margin * n_concepts * published_seconds_per_concept(shape.n_parameters)
+    return max(15, -(-int(load_s + compute_s) // 60) + 5)
+
+
+def host_memory_mb(shape: ModelShape, gpu_need: JobMemory) -> int:
+    """Host memory of a GPU expert job: the weights pass through host memory while loading, and
+    the AP results come back; 4 GB more for the interpreter, libraries and tokenised text."""
+    return -(-(gpu_need.parts["weights"] + 4 * 10**9) // 10**6)

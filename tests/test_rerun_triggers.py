@@ -1,0 +1,125 @@
+"""What a config change or an edited input reruns, planned by dry runs after one real tiny run.
+
+GPU work must rerun only when its result would change: tau reaches only the reductions, a job
+sees only its own checkpoint, speed settings rerun nothing, and an edited input file reruns
+exactly what reads it.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+import pytest
+import yaml
+
+from workflow_helpers import REPO, snakemake
+
+TINY = REPO / "tests/data/tiny_config.yaml"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A finished tiny run whose provided sentence files are copies it may edit."""
+    root = tmp_path_factory.mktemp("triggers")
+    provided = root / "sentences"
+    shutil.copytree(REPO / "tests/data/sentences", provided)
+    config = yaml.safe_load(TINY.read_text())
+    config["results"] = str(root / "results")
+    config["sentences"]["provided"] = f"{provided}/{{concept}}.txt"
+    config["pilot"]["enabled"] = False  # not needed to show what reruns
+    path = root / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    snakemake("--configfile", str(path), "--cores", "2", timeout=1500)
+    return root, config
+
+
+def planned(root, config, *extra: str) -> dict[str, int]:
+    """Job counts per rule of a dry run with ``config`` (written next to the run)."""
+    path = root / "changed.yaml"
+    path.write_text(yaml.safe_dump(config))
+    plan = snakemake("-n", "--configfile", str(path), "--quiet", "rules", *extra)
+    if "Nothing to be done" in plan.stdout:
+        return {}
+    counts = {rule: int(n) for rule, n in re.findall(r"^(\w+)\s+(\d+)$", plan.stdout, re.M)}
+    counts.pop("total", None)
+    counts.pop("all", None)
+    return counts
+
+
+def changed(config, section: str, **values):
+    return {**config, section: {**config[section], **values}}
+
+
+def test_unchanged_config_plans_nothing(finished):
+    root, config = finished
+    assert planned(root, config) == {}
+
+
+def test_changing_taus_reruns_only_the_reductions(finished):
+    root, config = finished
+    counts = planned(root, changed(config, "experts", taus=[0.5, 0.8]))
+    assert counts, "changing taus must rerun the reductions"
+    for gpu_rule in ("experts", "generate_sentences", "embedding_baselines", "units_table"):
+        assert gpu_rule not in counts, counts
+    assert counts["similarity"] == 2 and counts["alignment"] == 2, counts
+    assert counts["domains"] == 2 and counts["development"] == 1, counts
+
+
+def test_adding_a_checkpoint_runs_only_that_checkpoint(finished):
+    root, config = finished
+    models = [dict(m) for m in config["models"]]
+    models[0]["revisions"] = [*models[0]["revisions"], "main"]
+    counts = planned(root, {**config, "models": models})
+    # the new checkpoint's two shards, its baselines, similarity, alignment and domains; the
+    # existing checkpoints' expert jobs, similarities and alignments stay as they are
+    assert counts["experts"] == 2, counts
+    assert counts["embedding_baselines"] == 1 and counts["similarity"] == 1, counts
+    assert counts["alignment"] == 1 and counts["domains"] == 1, counts
+    assert "generate_sentences" not in counts and "units_table" not in counts, counts
+
+
+@pytest.mark.parametrize(
+    ("section", "setting", "value"),
+    [("sentences", "batch_size", 3), ("experts", "max_tokens", 999)],
+)
+def test_speed_settings_rerun_nothing(finished, section, setting, value):
+    root, config = finished
+    assert planned(root, changed(config, section, **{setting: value})) == {}
+
+
+def test_changing_the_prompts_regenerates_only_generated_concepts(finished):
+    root, config = finished
+    table = (REPO / config["concepts"]).read_text(encoding="utf-8").splitlines()[1:]
+    concepts = [line.split("\t")[0] for line in table if line.strip()]
+    generated = [c for c in concepts if not (root / "sentences" / f"{c}.txt").exists()]
+    assert generated, "the tiny run generates some concepts"
+    other = "short" if config["sentences"].get("prompts", "paper") == "paper" else "paper"
+    counts = planned(root, changed(config, "sentences", prompts=other))
+    assert counts["generate_sentences"] == len(generated), counts
+    assert "units_table" not in counts and "embedding_baselines" not in counts, counts
+
+
+def test_editing_a_provided_file_reruns_its_concept_and_what_reads_it(finished):
+    root, config = finished
+    rain = root / "sentences/rain.txt"
+    lines = rain.read_text(encoding="utf-8").splitlines()
+    rain.write_text("\n".join(reversed(lines)) + "\n", encoding="utf-8")
+    counts = planned(root, config)
+    assert counts["generate_sentences"] == 1, counts
+    # rain is in shard 0000 and among the bank's source concepts: the bank and every shard
+    # of both models depend on it
+    assert counts["negative_bank"] == 1, counts
+    assert counts["experts"] == 4, counts
+    assert "embedding_baselines" not in counts and "units_table" not in counts, counts
+
+
+def test_a_missing_judgment_file_fails_the_dry_run_by_name(tmp_path):
+    """On a new run (alignment to compute) a missing MEN file fails the dry run, by name."""
+    plan = snakemake("-n", "--configfile", str(TINY), "--config",
+                     f"results={tmp_path / 'results'}", f"data_dir={tmp_path}", check=False)
+    assert plan.returncode != 0
+    assert str(tmp_path) in plan.stdout, plan.stdout[-3000:]
+    assert "MEN_dataset_natural_form_full" in plan.stdout, plan.stdout[-3000:]
