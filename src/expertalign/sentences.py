@@ -36,7 +36,6 @@ import inspect
 import json
 import math
 import os
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -640,17 +639,11 @@ def provided_concept_sentences(concept_row: Mapping[str, Any] | pd.Series, path:
 
 def write_sentences_atomic(df: pd.DataFrame, path: str | Path) -> None:
     """Write a sentences table as parquet so that readers never see a partial file
-    (temp file in the same directory, then os.replace)."""
+    (:func:`expertalign.atomic.atomic_path`)."""
     missing = [c for c in SENTENCE_COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"sentences table lacks columns {', '.join(missing)}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    from expertalign.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
         df.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

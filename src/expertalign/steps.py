@@ -92,10 +92,10 @@ def prefetch(source: str, revision: str, marker: str) -> None:
 
     (fetched,) = fetch([(source, revision)])
     log.info("fetched %s", fetched.describe())
-    Path(marker).parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(marker).with_suffix(".tmp")
-    tmp.write_text(fetched.to_json())
-    os.replace(tmp, marker)
+    from expertalign.atomic import atomic_path
+
+    with atomic_path(marker) as tmp:
+        tmp.write_text(fetched.to_json())
 
 
 # ------------------------------------------------------------------ sentences

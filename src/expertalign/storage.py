@@ -9,14 +9,14 @@
 AP vectors are stored as float32, one ``fixed_size_list<float32>[n_units]`` per concept (polars
 reads it as an Array column). Not float16: near 1 its spacing is 2⁻¹¹ ≈ 0.0005, enough to move units
 across τ (0.5 … 0.9 are tested with a strict ``>``); float32 keeps every τ decision of the float64
-AP except for values within 6e-8 of τ. Files are written to a temporary name in the same folder and
-renamed, so a killed job never leaves a file that looks finished.
+AP except for values within 6e-8 of τ. Files are written through :func:`expertalign.atomic.atomic_path`
+(temporary name, fsync, the umask's mode, rename), so a killed job never leaves a file that looks
+finished.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -25,28 +25,23 @@ import pyarrow as pa
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
+from expertalign.atomic import atomic_path
+
 __all__ = ["expertise_table", "read_expertise", "write_table_atomic", "read_table"]
 
 
 def write_table_atomic(table: pa.Table, path: str | os.PathLike) -> None:
     """Write ``table`` as Parquet (``.parquet``) or Arrow IPC (``.arrow``/``.feather``) atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    if path.suffix not in (".parquet", ".arrow", ".feather", ".ipc", ".csv", ".tsv"):
+        raise ValueError(f"don't know how to write {path.suffix!r} files ({path})")
+    with atomic_path(path) as tmp:
         if path.suffix == ".parquet":
             pq.write_table(table, tmp)
         elif path.suffix in (".arrow", ".feather", ".ipc"):
             feather.write_feather(table, tmp, compression="uncompressed")
-        elif path.suffix in (".csv", ".tsv"):
-            table.to_pandas().to_csv(tmp, sep="\t" if path.suffix == ".tsv" else ",", index=False)
         else:
-            raise ValueError(f"don't know how to write {path.suffix!r} files ({path})")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+            table.to_pandas().to_csv(tmp, sep="\t" if path.suffix == ".tsv" else ",", index=False)
 
 
 def read_table(path: str | os.PathLike) -> pa.Table:

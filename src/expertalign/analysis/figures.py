@@ -17,14 +17,13 @@ Usage::
 
 Figures of development across checkpoints (stability, experts by kind, layer and sub-module) are
 in :mod:`expertalign.analysis.development_figures`. Every function returns the path it wrote.
-The PNG is first written to a temporary file in the same
-folder and then moved into place with ``os.replace``, so a reader never sees a half-written file.
+The PNG is written through :func:`expertalign.atomic.atomic_path` (temporary file in the same
+folder, fsync, the umask's mode, rename), so a reader never sees a half-written file.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -38,6 +37,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from expertalign.analysis.development import checkpoint_order  # noqa: E402
+from expertalign.atomic import atomic_path  # noqa: E402
 
 __all__ = [
     "INTER_HUMAN_MEN",
@@ -67,27 +67,12 @@ _STYLE = {
 }
 
 
-def _umask() -> int:
-    current = os.umask(0)
-    os.umask(current)
-    return current
-
-
 def save_figure(fig: Figure, path: str | os.PathLike[str]) -> Path:
     """Write ``fig`` to ``path`` as PNG atomically and close it."""
     out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format="png", bbox_inches="tight")
-        # mkstemp creates the file 0600; give the figure the permissions of an ordinary file
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        with atomic_path(out) as tmp:
+            fig.savefig(tmp, format="png", bbox_inches="tight")
     finally:
         plt.close(fig)
     return out
