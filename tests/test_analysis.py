@@ -7,12 +7,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from prerequisites import DATA, require
 from scipy import stats as sps
 
 from expertalign.analysis import development as dev
-from expertalign.analysis import domains, figures, pilot, spp
-
-from prerequisites import DATA, require
+from expertalign.analysis import development_figures, domain_graph, domains, figures, pilot, spp
 
 
 @pytest.fixture
@@ -202,7 +201,7 @@ def test_domains_step_writes_per_domain_and_mean_rows(tmp_path: Path) -> None:
 
 def test_reciprocal_overlap() -> None:
     m = np.array([[1, 1, 1, 1, 0], [1, 1, 0, 0, 0], [0, 0, 0, 0, 0]], dtype=bool)
-    w = domains.reciprocal_overlap(m)
+    w = domain_graph.reciprocal_overlap(m)
     assert w[0, 1] == pytest.approx((2 / 4 + 2 / 2) / 2)
     assert w[0, 0] == 1.0 and w[2, 2] == 0.0 and w[0, 2] == 0.0
     np.testing.assert_allclose(w, w.T)
@@ -213,15 +212,15 @@ def test_strongest_neighbours_link_within_planted_blocks() -> None:
     block = np.repeat(np.arange(4), 5)  # 4 planted domains of 5 concepts
     w = rng.uniform(0.0, 0.1, (20, 20)) + 0.5 * (block[:, None] == block[None, :])
     w = (w + w.T) / 2
-    edges = domains.strongest_neighbours(w, 3)
+    edges = domain_graph.strongest_neighbours(w, 3)
     assert all(block[a] == block[b] for a, b in edges)
     degree = np.bincount(np.ravel(edges), minlength=20)
     assert (degree >= 3).all() and all(a < b for a, b in edges)
     # ties keep the lower index; an empty row gets no links; k larger than the graph is capped
-    assert domains.strongest_neighbours(np.zeros((3, 3)), 2) == []
-    assert domains.strongest_neighbours(np.ones((3, 3)), 5) == [(0, 1), (0, 2), (1, 2)]
+    assert domain_graph.strongest_neighbours(np.zeros((3, 3)), 2) == []
+    assert domain_graph.strongest_neighbours(np.ones((3, 3)), 5) == [(0, 1), (0, 2), (1, 2)]
     with pytest.raises(ValueError, match="square"):
-        domains.strongest_neighbours(np.ones((2, 3)), 1)
+        domain_graph.strongest_neighbours(np.ones((2, 3)), 1)
 
 
 def test_domain_graph_figure(tmp_path: Path) -> None:
@@ -231,7 +230,8 @@ def test_domain_graph_figure(tmp_path: Path) -> None:
         [table, table.assign(concept=[f"{c}2" for c in names], domain="animals2")],
         ignore_index=True,
     )
-    out = domains.plot_domain_graph(m2, names + [f"{c}2" for c in names], t2, tmp_path / "g.png")
+    out = domain_graph.plot_domain_graph(m2, names + [f"{c}2" for c in names], t2,
+                                         tmp_path / "g.png")
     _assert_png(out)
 
 
@@ -645,7 +645,7 @@ def test_figures_write_pngs(tmp_path: Path) -> None:
         for model in ("m1", "m2") for group in ("all", "broader", "specific")
         for by in (("layer", "kind"), ("kind", "submodule"))
     ])
-    _assert_png(figures.plot_expert_distribution(dist, tmp_path / "dist.png"))
+    _assert_png(development_figures.plot_expert_distribution(dist, tmp_path / "dist.png"))
     r, pools, neg = _pilot_data()
     res = pilot.pilot_stability(r.T.copy().T, pools, neg, n_positives=(5, 10), n_negatives=(40, 80),
                                 taus=(0.5, 0.8), k=2, seed=0)
@@ -657,5 +657,5 @@ def test_figure_input_errors(tmp_path: Path) -> None:
         figures.plot_baselines(pd.DataFrame({"method": ["x"], "rho": [0.1]}), tmp_path / "x.png")
     no_groups = pd.DataFrame({"layer": [0], "kind": ["mlp"], "share_of_units": [0.1]})
     with pytest.raises(ValueError, match="lacks column"):
-        figures.plot_expert_distribution(no_groups, tmp_path / "h.png")
+        development_figures.plot_expert_distribution(no_groups, tmp_path / "h.png")
     assert not (tmp_path / "h.png").exists()

@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow.feather as feather
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["APMatrix", "PackedMasks", "COLUMN_BLOCK_UNITS"]
+__all__ = ["APMatrix", "PackedMasks", "packed_jaccard", "COLUMN_BLOCK_UNITS"]
 
 #: units per column block when a whole matrix is swept (327 MB at 1,249 concepts)
 COLUMN_BLOCK_UNITS = 1 << 16
@@ -42,23 +42,34 @@ class PackedMasks:
     def shape(self) -> tuple[int, int]:
         return self.bits.shape[0], self.n_units
 
+    @classmethod
+    def pack(cls, masks: ArrayLike) -> PackedMasks:
+        """Pack bool masks [concepts, units]."""
+        m = np.asarray(masks, dtype=bool)
+        return cls(np.packbits(m, axis=1), m.shape[1])
+
     def sizes(self) -> NDArray[np.int64]:
         return np.bitwise_count(self.bits).sum(axis=1, dtype=np.int64)
 
     def jaccard_rows(self, a: ArrayLike, b: ArrayLike) -> NDArray[np.float64]:
         """Jaccard of row a[i] with row b[i] (0 when both sets are empty)."""
-        first = self.bits[np.asarray(a, dtype=np.intp)]
-        second = self.bits[np.asarray(b, dtype=np.intp)]
-        inter = np.bitwise_count(first & second).sum(axis=1, dtype=np.int64)
-        union = np.bitwise_count(first | second).sum(axis=1, dtype=np.int64)
-        out = np.zeros(len(inter))
-        np.divide(inter, union, out=out, where=union > 0)
-        return out
+        return packed_jaccard(self.bits[np.asarray(a, dtype=np.intp)],
+                              self.bits[np.asarray(b, dtype=np.intp)])
 
     def rows(self, index: ArrayLike) -> NDArray[np.bool_]:
         """Bool masks [len(index), units] of the given rows."""
         picked = self.bits[np.asarray(index, dtype=np.intp)]
         return np.unpackbits(picked, axis=1, count=self.n_units).astype(bool)
+
+
+def packed_jaccard(first: NDArray[np.uint8], second: NDArray[np.uint8]) -> NDArray[np.float64]:
+    """Jaccard of row i of ``first`` with row i of ``second``, both packed masks of the same
+    units (0 when both sets are empty)."""
+    inter = np.bitwise_count(first & second).sum(axis=1, dtype=np.int64)
+    union = np.bitwise_count(first | second).sum(axis=1, dtype=np.int64)
+    out = np.zeros(len(inter))
+    np.divide(inter, union, out=out, where=union > 0)
+    return out
 
 
 class APMatrix:
@@ -119,12 +130,6 @@ class APMatrix:
         for i, row in enumerate(index):
             bits[i] = np.packbits(self._row(int(row)) > tau)
         return PackedMasks(bits, self.n_units)
-
-    @staticmethod
-    def pack(masks: ArrayLike) -> PackedMasks:
-        """Pack bool masks [concepts, units]."""
-        m = np.asarray(masks, dtype=bool)
-        return PackedMasks(np.packbits(m, axis=1), m.shape[1])
 
     def column_blocks(self, units: int = COLUMN_BLOCK_UNITS) -> Iterator[tuple[slice, np.ndarray]]:
         """(columns, float32 [concepts, columns]) blocks covering every unit once."""

@@ -31,6 +31,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from expertalign.textfile import NotUTF8Error, read_utf8
+
 __all__ = [
     "ConceptTableError",
     "REQUIRED_COLUMNS",
@@ -134,13 +136,11 @@ def load_concepts(path: str | Path) -> pd.DataFrame:
 
 def _read_utf8(path: Path) -> str:
     """The file's text without a UTF-8 byte-order mark; a bad byte is reported by its line."""
-    data = path.read_bytes()
     try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
+        return read_utf8(path)
+    except NotUTF8Error as err:
         raise ConceptTableError(
-            path, line, "-", f"not UTF-8 text (byte 0x{data[exc.start]:02x}); save the table "
+            path, err.line, "-", f"not UTF-8 text (byte 0x{err.byte:02x}); save the table "
             "as UTF-8") from None
 
 

@@ -29,6 +29,8 @@ from typing import Any
 
 import pandas as pd
 
+from expertalign.textfile import NotUTF8Error, read_utf8
+
 __all__ = [
     "JudgmentFileError",
     "MEN_FILES",
@@ -103,13 +105,11 @@ def _parse_score(raw: str, path: Path | str, lineno: int, column: str) -> float:
 
 def _read_lines(path: Path) -> list[str]:
     """Lines of a UTF-8 file (a byte-order mark dropped); a bad byte is reported by line."""
-    data = path.read_bytes()
     try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
+        text = read_utf8(path)
+    except NotUTF8Error as err:
         raise JudgmentFileError(
-            f"{path}: line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); save the file "
+            f"{path}: line {err.line}: not UTF-8 text (byte 0x{err.byte:02x}); save the file "
             "as UTF-8") from None
     # split on newlines only, as an editor numbers lines (splitlines also breaks at \x1c etc.)
     return [line.rstrip("\r") for line in text.split("\n")]

@@ -189,7 +189,7 @@ def expert_job_runtime_minutes(shape: ModelShape, n_concepts: int, margin: float
     return max(15, -(-int(load_s + compute_s) // 60) + 5)
 
 
-def host_memory_mb(shape: ModelShape, gpu_need: JobMemory) -> int:
+def host_memory_mb(gpu_need: JobMemory) -> int:
     """Host memory of a GPU expert job: the weights pass through host memory while loading, and
     the AP results come back; 4 GB more for the interpreter, libraries and tokenised text."""
     return -(-(gpu_need.parts["weights"] + 4 * 10**9) // 10**6)

@@ -47,6 +47,7 @@ import pandas as pd
 
 from expertalign.prompts import KINDS, SENTENCES_PER_CALL, build_prompts
 from expertalign.sentence_filters import FILTERS, dedupe_key, extract_sentences, word_pattern
+from expertalign.textfile import read_utf8
 
 __all__ = [
     "SENTENCES_PER_CALL",
@@ -577,17 +578,6 @@ def provided_files(pattern: str, concepts: Sequence[str]) -> dict[str, str]:
     return found
 
 
-def _read_text(path: Path) -> str:
-    """UTF-8 text without a byte-order mark; a bad byte is reported by file and line."""
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise ValueError(f"{path}, line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); "
-                         "save the file as UTF-8") from None
-
-
 def read_provided_sentences(path: str | Path, concept: str | None = None) -> list[str]:
     """Sentences from a user file: .txt (one per line, blank lines skipped) or .tsv/.csv/
     .parquet with a `text` column (and, if `concept` is given and the file has a `concept`
@@ -598,12 +588,12 @@ def read_provided_sentences(path: str | Path, concept: str | None = None) -> lis
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".txt":
-        return [line.strip() for line in _read_text(path).splitlines() if line.strip()]
+        return [line.strip() for line in read_utf8(path).splitlines() if line.strip()]
     if suffix in (".tsv", ".tab"):
-        df = pd.read_csv(io.StringIO(_read_text(path)), sep="\t", dtype=str,
+        df = pd.read_csv(io.StringIO(read_utf8(path)), sep="\t", dtype=str,
                          keep_default_na=False)
     elif suffix == ".csv":
-        df = pd.read_csv(io.StringIO(_read_text(path)), dtype=str, keep_default_na=False)
+        df = pd.read_csv(io.StringIO(read_utf8(path)), dtype=str, keep_default_na=False)
     elif suffix in (".parquet", ".pq"):
         df = pd.read_parquet(path)
     else:

@@ -9,9 +9,9 @@
 AP vectors are stored as float32, one ``fixed_size_list<float32>[n_units]`` per concept (polars
 reads it as an Array column). Not float16: near 1 its spacing is 2⁻¹¹ ≈ 0.0005, enough to move units
 across τ (0.5 … 0.9 are tested with a strict ``>``); float32 keeps every τ decision of the float64
-AP except for values within 6e-8 of τ. Files are written through :func:`expertalign.atomic.atomic_path`
-(temporary name, fsync, the umask's mode, rename), so a killed job never leaves a file that looks
-finished.
+AP except for values within 6e-8 of τ. Files are written through
+:func:`expertalign.atomic.atomic_path` (temporary name, fsync, the umask's mode, rename), so a
+killed job never leaves a file that looks finished.
 """
 
 from __future__ import annotations

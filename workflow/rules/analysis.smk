@@ -183,8 +183,9 @@ rule pilot_sentences:
         concept=lambda wildcards: concept_row(wildcards.concept),
         provided=lambda wildcards: provided_sentences(wildcards.concept),
         settings=pilot_generation_settings,
+    # the same job as a concept's main sentences, with pilot.pool_size of them
     script:
-        "../scripts/pilot_sentences.py"
+        "../scripts/generate_sentences.py"
 
 
 rule pilot:

@@ -195,7 +195,7 @@ def expert_job_resources(model, n_concepts):
         max_tokens=config["experts"]["max_tokens"],
     )
     return {
-        "mem_mb": host_memory_mb(shape, gpu),
+        "mem_mb": host_memory_mb(gpu),
         "gpu_mem_mb": gpu.total_mb,
         "runtime": expert_job_runtime_minutes(shape, n_concepts),
     }

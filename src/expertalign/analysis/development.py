@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
-from expertalign.apmatrix import APMatrix
+from expertalign.apmatrix import APMatrix, PackedMasks, packed_jaccard
 from expertalign.stats import jaccard_rows
 
 __all__ = [
@@ -266,13 +266,9 @@ def _sizes(a: NDArray[np.floating] | APMatrix, tau: float) -> NDArray[np.int64]:
 
 def _packed_jaccard(a, b, tau: float) -> tuple[NDArray, NDArray, NDArray]:
     """Row-wise Jaccard of two runs' expert sets from packed masks (one τ's masks at a time)."""
-    pa = a.packed_masks(tau) if isinstance(a, APMatrix) else APMatrix.pack(a > tau)
-    pb = b.packed_masks(tau) if isinstance(b, APMatrix) else APMatrix.pack(b > tau)
-    inter = np.bitwise_count(pa.bits & pb.bits).sum(axis=1, dtype=np.int64)
-    union = np.bitwise_count(pa.bits | pb.bits).sum(axis=1, dtype=np.int64)
-    jaccard = np.zeros(len(inter))
-    np.divide(inter, union, out=jaccard, where=union > 0)
-    return jaccard, pa.sizes(), pb.sizes()
+    pa = a.packed_masks(tau) if isinstance(a, APMatrix) else PackedMasks.pack(a > tau)
+    pb = b.packed_masks(tau) if isinstance(b, APMatrix) else PackedMasks.pack(b > tau)
+    return packed_jaccard(pa.bits, pb.bits), pa.sizes(), pb.sizes()
 
 
 def add_depth(

@@ -118,6 +118,16 @@ def _checkpoint_colors(names: list[str]) -> dict[str, tuple[float, ...]]:
     return {c: cmap(0.9 * i / max(1, len(names) - 1)) for i, c in enumerate(names)}
 
 
+def _lines_by_checkpoint(ax, rows: pd.DataFrame, order: list[str],
+                         colors: dict[str, tuple[float, ...]]) -> None:
+    """Mean experts per concept by layer, one line per checkpoint (in training order)."""
+    for ckpt in order:
+        g = rows[rows["checkpoint"] == ckpt].sort_values("layer")
+        if not g.empty:
+            ax.plot(g["layer"], g["mean_experts_per_concept"], marker="o", ms=2,
+                    color=colors[ckpt], label=ckpt)
+
+
 def plot_expert_development(
     dist: pd.DataFrame,
     path: str | os.PathLike[str],
@@ -152,11 +162,7 @@ def plot_expert_development(
             colors = _checkpoint_colors(order)
             for ax, kind in ((row[1], "mlp"), (row[2], "attention")):
                 lk = layers[(layers["model"] == model) & (layers["kind"] == kind)]
-                for ckpt in order:
-                    g = lk[lk["checkpoint"] == ckpt].sort_values("layer")
-                    if not g.empty:
-                        ax.plot(g["layer"], g["mean_experts_per_concept"], marker="o", ms=2,
-                                color=colors[ckpt], label=ckpt)
+                _lines_by_checkpoint(ax, lk, order, colors)
                 ax.set_title(f"{model}: {kind} layers")
                 ax.set_xlabel("layer")
                 ax.set_ylabel("experts per concept (mean)")
@@ -197,12 +203,7 @@ def plot_layer_submodule(
             colors = _checkpoint_colors(order)
             subs = list(dict.fromkeys(mine["submodule"]))
             for ax, sub in zip(row, subs):
-                for ckpt in order:
-                    g = mine[(mine["submodule"] == sub) & (mine["checkpoint"] == ckpt)]
-                    g = g.sort_values("layer")
-                    if not g.empty:
-                        ax.plot(g["layer"], g["mean_experts_per_concept"], marker="o", ms=2,
-                                color=colors[ckpt], label=ckpt)
+                _lines_by_checkpoint(ax, mine[mine["submodule"] == sub], order, colors)
                 kind = mine.loc[mine["submodule"] == sub, "kind"].iloc[0] if (
                     "kind" in mine.columns) else ""
                 ax.set_title(f"{model}: {kind}.{sub}".replace(": .", ": "), fontsize=10)

@@ -11,7 +11,7 @@ Usage::
                                         n_perm=10000, seed=0)
     result = domains.permutation_pvalues(observed, null)      # adds p_core_share, p_broader_share
     mean = domains.mean_over_domains(observed, null)          # the paper's averages, with p
-    domains.plot_domain_graph(masks, concepts, table, "results/figures/domains.png", seed=0)
+    # the graph figure: expertalign.analysis.domain_graph.plot_domain_graph
 
 Definitions (the paper's Table 2 reports the % of experts shared by all 4 specific concepts and the
 % of that core also expert for the broader concept):
@@ -51,9 +51,6 @@ __all__ = [
     "keep_broader_domains",
     "permutation_pvalues",
     "mean_over_domains",
-    "reciprocal_overlap",
-    "strongest_neighbours",
-    "plot_domain_graph",
 ]
 
 # bytes of packed masks processed at once in random_domains
@@ -81,8 +78,7 @@ def _as_masks(masks: ArrayLike) -> NDArray[np.bool_]:
 def _packed(masks: ArrayLike | PackedMasks) -> PackedMasks:
     if isinstance(masks, PackedMasks):
         return masks
-    m = _as_masks(masks)
-    return PackedMasks(np.packbits(m, axis=1), m.shape[1])
+    return PackedMasks.pack(_as_masks(masks))
 
 
 def _mask_rows(masks: ArrayLike | PackedMasks, rows: Sequence[int]) -> NDArray[np.bool_]:
@@ -373,14 +369,3 @@ def mean_over_domains(observed: pd.DataFrame, null: pd.DataFrame) -> pd.DataFram
                     f"null_q95_{col}": float(np.quantile(fin, 0.95)) if fin.size else np.nan,
                     f"null_n_{col}": n})
     return pd.DataFrame([row])
-
-
-
-
-def __getattr__(name: str) -> object:
-    # the graph lives in domain_graph (which imports this module); keep the old names working
-    if name in ("reciprocal_overlap", "strongest_neighbours", "plot_domain_graph"):
-        from expertalign.analysis import domain_graph
-
-        return getattr(domain_graph, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

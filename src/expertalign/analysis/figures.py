@@ -46,7 +46,6 @@ __all__ = [
     "plot_baselines",
     "plot_spp_overlap",
     "plot_set_sizes",
-    "plot_expert_distribution",
     "plot_pilot",
 ]
 
@@ -336,12 +335,3 @@ def plot_pilot(
         fig.suptitle(title)
         fig.tight_layout()
         return save_figure(fig, path)
-
-
-def __getattr__(name: str) -> object:
-    # moved to development_figures (which imports this module); keep the old name working
-    if name == "plot_expert_distribution":
-        from expertalign.analysis import development_figures
-
-        return development_figures.plot_expert_distribution
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

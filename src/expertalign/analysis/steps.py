@@ -60,6 +60,7 @@ def domains(expert_files: Sequence[str], concept_table: str, table_out: str, fig
     ``null``: "keep_broader" (the paper's: real broader concept, 4 specific concepts drawn from
     all concepts) or "random" (whole pseudo-domains from the concepts in no domain)."""
     from expertalign.analysis import domains as dom
+    from expertalign.analysis.domain_graph import plot_domain_graph
     from expertalign.concepts import load_concepts
 
     ap = APMatrix(expert_files)  # read by column blocks into packed masks, never loaded whole
@@ -68,8 +69,10 @@ def domains(expert_files: Sequence[str], concept_table: str, table_out: str, fig
     table = table[table["concept"].isin(concepts)]
     parsed = dom.parse_domains(concepts, table)
     frames = []
+    first_masks = None  # kept for the graph, so the AP files are swept once per τ
     for tau in taus:
         masks = ap.packed_masks(tau)
+        first_masks = masks if first_masks is None else first_masks
         observed = dom.domain_shares(masks, concepts, table)
         if null == "keep_broader":
             draws = dom.keep_broader_domains(masks, parsed, n_perm=n_perm, seed=seed)
@@ -98,8 +101,8 @@ def domains(expert_files: Sequence[str], concept_table: str, table_out: str, fig
         if out[column].map(lambda v: isinstance(v, (list, tuple, np.ndarray))).any():
             out[column] = out[column].map(lambda v: ",".join(map(str, v)))
     _write(out, table_out)
-    dom.plot_domain_graph(
-        ap.packed_masks(taus[0]), concepts, table, figure_out, seed=seed,
+    plot_domain_graph(
+        first_masks, concepts, table, figure_out, seed=seed,
         title=f"Expert overlap between domain concepts ({model}, {revision}, τ = {taus[0]:g})",
     )
 
