@@ -4,13 +4,18 @@
     .venv/bin/python bench/benchmark.py --quick          # small run (40 / 100, 2 concepts)
     .venv/bin/python bench/benchmark.py --quick --model-shape tiny-neox   # seconds; what the test runs
     .venv/bin/python bench/benchmark.py --device cuda --model-shape pythia-12b  # on a GPU
+    .venv/bin/python bench/benchmark.py --mode per_concept --pool 1250   # one negatives mode only
 
 Measured side by side, on one machine, model and set of sentences:
 
 1. **ours** — ``expertalign.extract.shard_expertise``, the workflow's code path: one shard job with the
    model loaded, every distinct sentence run once, the shared negative bank sorted once. Seconds
    per concept = total shard seconds / concepts; the breakdown (forward, bank sort, AP) comes from
-   the function's own timings.
+   the function's own timings. Measured in each negatives mode (``--mode``, default both):
+   ``shared`` (a bank of ``--negatives`` other sentences, every concept takes the first
+   ``--negatives`` not its own) and ``per_concept`` (a pool of ``--pool`` other sentences, each
+   concept takes its own seeded sample of ``--negatives``); both pick their negatives with
+   ``expertalign.negatives.negative_rows``, as the workflow does.
 2. **reference** — the published finding-experts design (apple/ml-selfcond ``compute_responses.py``
    + ``compute_expertise.py``), written here: per concept, its positives and negatives padded to a
    fixed 128 tokens, run through the model in batches of 30 (the published default), forward hooks
@@ -124,7 +129,7 @@ def make_sentences(word: str | None, n: int, seed: int, exclude=frozenset()) -> 
 
 def make_shard(n_concepts: int, n_pos: int, n_neg: int, own: int, seed: int):
     """Concepts' positives, and a bank of ``n_neg`` other sentences plus ``own`` of each concept's
-    positives, shuffled: a concept's negatives are the first ``n_neg`` bank rows not its own."""
+    positives, shuffled: a concept's negatives are bank rows not its own (``concept_negatives``)."""
     if n_concepts > len(CONCEPTS):
         raise SystemExit(f"at most {len(CONCEPTS)} concepts")
     concepts = CONCEPTS[:n_concepts]
@@ -136,9 +141,29 @@ def make_shard(n_concepts: int, n_pos: int, n_neg: int, own: int, seed: int):
     return concepts, positives, [i for i, _ in bank], [t for _, t in bank]
 
 
-def concept_negatives(bank_ids, bank_texts, concept, n_neg):
+MODES = ("shared", "per_concept")
+
+
+def own_ids(bank_ids, concept) -> set[str]:
+    return {i for i in bank_ids if i.startswith(f"{concept}:")}
+
+
+def concept_negatives(bank_ids, bank_texts, concept, positives, n_neg, mode, seed):
     """The concept's negatives exactly as ``shard_expertise`` picks them (for the reference)."""
-    return [t for i, t in zip(bank_ids, bank_texts) if not i.startswith(f"{concept}:")][:n_neg]
+    from expertalign.negatives import negative_rows
+
+    keep, _ = negative_rows(bank_ids, bank_texts, own_ids(bank_ids, concept), set(positives),
+                            n_neg, concept, mode=mode, seed=seed)
+    return [bank_texts[row] for row in keep]
+
+
+def modes_of(args) -> list[str]:
+    return list(MODES) if args.mode == "both" else [args.mode]
+
+
+def primary_mode(args) -> str:
+    """The mode the reference and the top-level JSON keys use: per_concept when both run."""
+    return "per_concept" if args.mode in ("both", "per_concept") else "shared"
 
 
 # ----------------------------------------------------------------------------- measurement helpers
@@ -210,7 +235,7 @@ def build_model(args):
     return LoadedModel(model, tokenizer, f"random {args.model_shape}", None, random_init=True)
 
 
-def setup(args):
+def setup(args, mode=None):
     import numba
     import torch
 
@@ -221,8 +246,14 @@ def setup(args):
 
     lm = build_model(args)
     layout = find_units(lm.model)
-    shard = make_shard(args.concepts, args.positives, args.negatives, args.own, args.seed)
-    return lm, layout, shard
+    return lm, layout, shard_of(args, mode or primary_mode(args))
+
+
+def shard_of(args, mode: str):
+    """The shard of ``mode``: shared - a bank of ``--negatives`` other sentences; per_concept - a
+    pool of ``--pool`` (plus each concept's ``--own`` in both)."""
+    n_other = args.pool if mode == "per_concept" else args.negatives
+    return make_shard(args.concepts, args.positives, n_other, args.own, args.seed)
 
 
 def bare_forward(lm, texts, max_tokens, max_length) -> None:
@@ -257,14 +288,18 @@ def phase_ours(args) -> dict:
 
     from expertalign.extract import ConceptSentences, shard_expertise
 
-    lm, layout, (concepts, positives, bank_ids, bank_texts) = setup(args)
-    shard = [
-        ConceptSentences(c, positives[c], {i for i in bank_ids if i.startswith(f"{c}:")})
-        for c in concepts
-    ]
+    modes = modes_of(args)
+    lm, layout, (concepts, positives, bank_ids, bank_texts) = setup(args, "shared")
+    shards = {}
+    for mode in modes:
+        _, mode_positives, mode_ids, mode_texts = shard_of(args, mode)
+        shards[mode] = (
+            [ConceptSentences(c, mode_positives[c], own_ids(mode_ids, c)) for c in concepts],
+            mode_ids, mode_texts,
+        )
     options = dict(max_tokens=args.max_tokens, max_length=args.max_length)
     # warm-up: compiled kernels load, allocator and thread pools start (not timed)
-    warm = [ConceptSentences(c.concept, c.positives[:3], c.own_bank_ids) for c in shard[:1]]
+    warm = [ConceptSentences(concepts[0], positives[concepts[0]][:3], own_ids(bank_ids, concepts[0]))]
     warm_bank = [(i, t) for i, t in zip(bank_ids, bank_texts) if not i.startswith(f"{concepts[0]}:")][:8]
     shard_expertise(lm, layout, warm, [i for i, _ in warm_bank], [t for _, t in warm_bank], 5,
                     **options)
@@ -272,7 +307,7 @@ def phase_ours(args) -> dict:
     rss_loaded = current_rss_mb()
     if lm.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    floors, runs = [], []
+    floors, runs = [], {mode: [] for mode in modes}
     for _ in range(args.repeats):  # floor and ours interleaved, so load changes hit both
         per_concept = []
         cpu = cpu_seconds()
@@ -281,35 +316,45 @@ def phase_ours(args) -> dict:
             bare_forward(lm, positives[c], **options)
             per_concept.append(time.perf_counter() - start)
         floors.append((float(np.mean(per_concept)), (cpu_seconds() - cpu) / len(concepts)))
-        start, cpu = time.perf_counter(), cpu_seconds()
-        result = shard_expertise(lm, layout, shard, bank_ids, bank_texts, args.negatives, **options)
-        sync(lm.device)
-        total = time.perf_counter() - start
-        runs.append((total, cpu_seconds() - cpu, result.timings))
-    best = min(range(len(runs)), key=lambda r: runs[r][0])
-    total, total_cpu, timings = runs[best]
+        for mode in modes:
+            shard, mode_ids, mode_texts = shards[mode]
+            start, cpu = time.perf_counter(), cpu_seconds()
+            result = shard_expertise(lm, layout, shard, mode_ids, mode_texts, args.negatives,
+                                     negatives_mode=mode, negatives_seed=args.seed, **options)
+            sync(lm.device)
+            total = time.perf_counter() - start
+            runs[mode].append((total, cpu_seconds() - cpu, result.timings))
+            if len(runs[mode]) == 1 or total < min(r[0] for r in runs[mode][:-1]):
+                np.save(Path(args.workdir) / f"ours_ap_{mode}.npy", result.ap)
     floor, floor_cpu = min(floors)
-    tokens = _token_counts(lm, positives, concepts, bank_texts[: int(timings["bank_rows"])],
-                           args.max_length)
     bytes_per = torch.empty(0, dtype=next(lm.model.parameters()).dtype).element_size()
-    np.save(Path(args.workdir) / "ours_ap.npy", result.ap)
+    per_mode = {}
+    for mode in modes:
+        total, total_cpu, timings = min(runs[mode], key=lambda r: r[0])
+        _, mode_ids, mode_texts = shards[mode]
+        per_mode[mode] = {
+            "ours_total_s": total,
+            "ours_total_cpu_s": total_cpu,
+            "ours_runs_s": [r[0] for r in runs[mode]],
+            "timings": {k: float(v) for k, v in timings.items()},
+            "response_matrix_mb": layout.n_units * timings["sentences"] * bytes_per / 2**20,
+            "bank_rows": len(mode_ids),
+            **_token_counts(lm, positives, concepts, mode_texts[: int(timings["bank_rows"])],
+                            args.max_length),
+        }
     out = {
-        "ours_total_s": total,
-        "ours_total_cpu_s": total_cpu,
-        "ours_runs_s": [r[0] for r in runs],
-        "timings": {k: float(v) for k, v in timings.items()},
+        **per_mode[primary_mode(args)],
+        "modes": per_mode,
         "floor_s_per_concept": floor,
         "floor_cpu_s_per_concept": floor_cpu,
         "floor_runs_s": [f[0] for f in floors],
         "rss_after_load_mb": rss_loaded,
         "peak_rss_mb": peak_rss_mb(),
-        "response_matrix_mb": layout.n_units * timings["sentences"] * bytes_per / 2**20,
         "n_units": layout.n_units,
         "bytes_per_value": bytes_per,
         "model": lm.name,
         "device": str(lm.device),
         "dtype": str(next(lm.model.parameters()).dtype).replace("torch.", ""),
-        **tokens,
         **_threads(),
     }
     if lm.device.type == "cuda":
@@ -412,7 +457,8 @@ def phase_reference(args) -> dict:
     rss_loaded = current_rss_mb()
     per_concept, first = [], None
     for c in concepts[: args.reference_concepts]:
-        negatives = concept_negatives(bank_ids, bank_texts, c, args.negatives)
+        negatives = concept_negatives(bank_ids, bank_texts, c, positives[c], args.negatives,
+                                      primary_mode(args), args.seed)
         texts = positives[c] + negatives
         labels = np.array([1] * len(positives[c]) + [0] * len(negatives), dtype=int)
         start, cpu = time.perf_counter(), cpu_seconds()
@@ -469,7 +515,8 @@ def phase_reference(args) -> dict:
             loop_cpu += cpu_seconds() - cpu
     kernel_ap = kernel_ap.cpu().numpy()
     loop_ap = np.array(loop_ap)
-    ours_ap = np.load(Path(args.workdir) / "ours_ap.npy")[0].astype(np.float64)
+    ours_ap = np.load(Path(args.workdir) / f"ours_ap_{primary_mode(args)}.npy")[0]
+    ours_ap = ours_ap.astype(np.float64)
     return {
         "reference_s_per_concept": float(np.mean([r["forward_s"] + r["ap_s"] for r in per_concept])),
         "reference_cpu_s_per_concept": float(
@@ -525,6 +572,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--positives", type=int, help="per concept (default 400, quick 40)")
     parser.add_argument("--negatives", type=int, help="per concept (default 1000, quick 100)")
+    parser.add_argument("--mode", choices=[*MODES, "both"], default="both",
+                        help="negatives mode(s) ours runs in (default both; the reference uses "
+                        "per_concept's negatives unless --mode shared)")
+    parser.add_argument("--pool", type=int, help="per_concept mode: other sentences in the pool "
+                        "each concept samples its negatives from (default 1.25 x --negatives, as "
+                        "config/paper.yaml: 1250 for 1000)")
     parser.add_argument("--concepts", type=int, help="concepts in the shard (default 12, the "
                         "shard size of config/paper.yaml; quick 2)")
     parser.add_argument("--own", type=int, help="bank sentences that are each concept's own "
@@ -552,6 +605,10 @@ def main(argv: list[str] | None = None) -> None:
         if getattr(args, key) is None:
             setattr(args, key, small if quick else full)
     args.reference_concepts = max(1, min(args.reference_concepts, args.concepts))
+    if args.pool is None:
+        args.pool = round(1.25 * args.negatives)
+    if args.pool < args.negatives:
+        raise SystemExit(f"--pool {args.pool} < --negatives {args.negatives}")
 
     if args.phase:
         result = phase_ours(args) if args.phase == "ours" else phase_reference(args)
@@ -568,25 +625,38 @@ def main(argv: list[str] | None = None) -> None:
     report(args, ours, ref, load_before, _load(), wall)
 
 
-def report(args, ours, ref, load_before, load_after, wall) -> None:
-    k = args.concepts
-    t = ours["timings"]
-    ours_pc, ours_cpu = ours["ours_total_s"] / k, ours["ours_total_cpu_s"] / k
-    floor_pc, floor_cpu = ours["floor_s_per_concept"], ours["floor_cpu_s_per_concept"]
-    # the bank runs in the same batches as the positives: its share of the forward is estimated
-    # by tokens; "marginal" is what one more concept in the shard adds
-    bank_share = ours["bank_only_tokens"] / (ours["bank_only_tokens"] + ours["positive_tokens"])
+def _mode_numbers(k: int, run: dict) -> dict:
+    """Per-concept seconds of one mode's run; the bank runs in the same batches as the positives,
+    so its share of the forward is estimated by tokens; "marginal" is what one more concept in
+    the shard adds."""
+    t = run["timings"]
+    bank_share = run["bank_only_tokens"] / (run["bank_only_tokens"] + run["positive_tokens"])
     fixed = t["forward_s"] * bank_share + t["bank_sort_s"]
     marginal = (t["forward_s"] * (1 - bank_share) + t["ap_s"]) / k
-    at16 = (fixed + 16 * marginal) / 16
-    rows = [
-        ("ours (shard_expertise, total / concepts)", ours_pc, ours_cpu),
-        ("  forward (all distinct sentences)", t["forward_s"] / k, None),
-        ("  bank sort (once per shard)", t["bank_sort_s"] / k, None),
-        ("  AP (gather + sort positives + merge)", t["ap_s"] / k, None),
-        ("  marginal concept (est.: bank by tokens)", marginal, None),
-        ("  projected at 16 concepts per shard", at16, None),
-    ]
+    return {"pc": run["ours_total_s"] / k, "cpu": run["ours_total_cpu_s"] / k, "t": t,
+            "marginal": marginal, "at16": (fixed + 16 * marginal) / 16}
+
+
+def report(args, ours, ref, load_before, load_after, wall) -> None:
+    k = args.concepts
+    modes = list(ours["modes"])
+    numbers = {mode: _mode_numbers(k, ours["modes"][mode]) for mode in modes}
+    primary = primary_mode(args)
+    t = ours["timings"]
+    ours_pc, ours_cpu = numbers[primary]["pc"], numbers[primary]["cpu"]
+    marginal, at16 = numbers[primary]["marginal"], numbers[primary]["at16"]
+    floor_pc, floor_cpu = ours["floor_s_per_concept"], ours["floor_cpu_s_per_concept"]
+    rows = []
+    for mode in modes:
+        n, run = numbers[mode], ours["modes"][mode]
+        rows += [
+            (f"ours [{mode}, {run['bank_rows']} bank rows] / concepts", n["pc"], n["cpu"]),
+            ("  forward (all distinct sentences)", n["t"]["forward_s"] / k, None),
+            ("  bank sort (once per shard)", n["t"]["bank_sort_s"] / k, None),
+            ("  AP (gather + sort positives + merge)", n["t"]["ap_s"] / k, None),
+            ("  marginal concept (est.: bank by tokens)", n["marginal"], None),
+            ("  projected at 16 concepts per shard", n["at16"], None),
+        ]
     if ref:
         rr = ref["reference_runs"][0]
         extrapolated = ref["sklearn_units"] < ours["n_units"]
@@ -603,7 +673,8 @@ def report(args, ours, ref, load_before, load_after, wall) -> None:
     lines = [
         f"model {ours['model']} ({ours['dtype']}, {ours['device']}): {ours['n_units']:,} units; "
         f"{k} concepts x {args.positives} positives, {args.negatives} negatives "
-        f"(+{args.own} own bank sentences each); mean {ours['mean_tokens']:.1f} tokens/sentence",
+        f"(+{args.own} own bank sentences each; per_concept pool {args.pool}); "
+        f"mean {ours['mean_tokens']:.1f} tokens/sentence",
         f"threads: torch {ours['torch_threads']}, numba {ours['numba_threads']}, "
         f"cpus {ours['cpu_count']}; load average before {load_before}, after {load_after}",
         "",
@@ -612,14 +683,16 @@ def report(args, ours, ref, load_before, load_after, wall) -> None:
           for label, wall_s, cpu_s in rows],
         "",
     ]
-    if ref:
-        lines.append(f"reference / ours          {ref_pc / ours_pc:8.1f}x   (target >= 20; "
-                     f"cpu seconds {ref_cpu / ours_cpu:.1f}x)")
-    lines.append(
-        f"ours / floor              {ours_pc / floor_pc:8.2f}x   (target <= 1.3; marginal concept "
-        f"{marginal / floor_pc:.2f}x, at 16 concepts {at16 / floor_pc:.2f}x; cpu seconds "
-        f"{ours_cpu / floor_cpu:.2f}x)"
-    )
+    for mode in modes:
+        n = numbers[mode]
+        if ref:
+            lines.append(f"reference / ours [{mode}]{'':<{11 - len(mode)}}{ref_pc / n['pc']:8.1f}x   "
+                         f"(target >= 20; cpu seconds {ref_cpu / n['cpu']:.1f}x)")
+        lines.append(
+            f"ours / floor [{mode}]{'':<{11 - len(mode)}}{n['pc'] / floor_pc:8.2f}x   (target <= 1.3; "
+            f"marginal concept {n['marginal'] / floor_pc:.2f}x, at 16 concepts "
+            f"{n['at16'] / floor_pc:.2f}x; cpu seconds {n['cpu'] / floor_cpu:.2f}x)"
+        )
     if ref:
         lines += [
             f"AP kernel                 {ref['kernel_s']:8.3f} s  (all {ours['n_units']:,} units, "
@@ -631,11 +704,12 @@ def report(args, ours, ref, load_before, load_after, wall) -> None:
             f"(target >= 100; cpu seconds {ref['sklearn_loop_cpu_s'] / ref['kernel_cpu_s']:.0f}x)",
             f"max |kernel - sklearn|    {ref['ap_max_abs_diff']:8.1e}     (target <= 1e-9)",
             f"reference AP vs ours      max {ref['reference_vs_ours_ap_max_abs_diff']:.1e}, mean "
-            f"{ref['reference_vs_ours_ap_mean_abs_diff']:.1e} (padding changes float rounding only)",
+            f"{ref['reference_vs_ours_ap_mean_abs_diff']:.1e} (padding changes float rounding only;"
+            f" {primary} negatives)",
         ]
     lines += [
         "",
-        f"peak RSS: ours {ours['peak_rss_mb']:,.0f} MB (after model load "
+        f"peak RSS: ours {ours['peak_rss_mb']:,.0f} MB, {primary} (after model load "
         f"{ours['rss_after_load_mb']:,.0f} MB; response matrix {ours['n_units']:,} units x "
         f"{int(t['sentences']):,} sentences x {ours['bytes_per_value']} B = "
         f"{ours['response_matrix_mb']:,.0f} MB)"
@@ -675,6 +749,21 @@ def report(args, ours, ref, load_before, load_after, wall) -> None:
         "concepts": k,
         "positives": args.positives,
         "negatives": args.negatives,
+        "negatives_mode": primary,
+        "pool": args.pool,
+        "modes": {
+            mode: {
+                "ours_s_per_concept": numbers[mode]["pc"],
+                "ours_over_floor": numbers[mode]["pc"] / floor_pc,
+                "reference_over_ours": ref_pc / numbers[mode]["pc"] if ref else None,
+                "ours_forward_s": numbers[mode]["t"]["forward_s"],
+                "ours_bank_sort_s": numbers[mode]["t"]["bank_sort_s"],
+                "ours_ap_s": numbers[mode]["t"]["ap_s"],
+                "sentences": int(numbers[mode]["t"]["sentences"]),
+                "bank_rows": ours["modes"][mode]["bank_rows"],
+            }
+            for mode in modes
+        },
         "sentences": int(t["sentences"]),
         "mean_tokens": ours["mean_tokens"],
         "torch_threads": ours["torch_threads"],

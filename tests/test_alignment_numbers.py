@@ -169,7 +169,7 @@ def test_alignment_step_recomputed_from_scratch(tmp_path):
     steps.alignment([str(pairs_path), str(baseline_path)], str(out), str(comparison),
                     judgment={"path": str(judgment_file)}, judgment_name="mine", data_dir="",
                     words={c: c for c in CONCEPTS}, n_boot=n_boot, seed=seed, model="m",
-                    revision="r")
+                    revision="r", source="s")
 
     scores = np.array([s for _, _, s in judged])
 

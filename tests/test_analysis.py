@@ -179,7 +179,7 @@ def test_domains_step_writes_per_domain_and_mean_rows(tmp_path: Path) -> None:
     masks = np.vstack([m, _random_masks(20, 1000, 0.15, 3)])
     all_names = names + [f"x{i}" for i in range(20)]
     ap = np.where(masks, 0.8, 0.3).astype(np.float32)
-    shard = tmp_path / "experts" / "m" / "final" / "shard-0000.arrow"
+    shard = tmp_path / "experts" / "generated" / "m" / "final" / "shard-0000.arrow"
     shard.parent.mkdir(parents=True)
     n = len(all_names)
     write_table_atomic(expertise_table(all_names, ap, n_pos=[4] * n, n_neg=[10] * n), shard)
@@ -198,6 +198,154 @@ def test_domains_step_writes_per_domain_and_mean_rows(tmp_path: Path) -> None:
         mean = res[res.domain == "mean"]
         assert (mean["p_core_share"] < 0.02).all()
 
+
+
+# domains of unequal size (the Brown-qualified default table has domains of 2, 3 and 4 specific
+# concepts): each domain's null must draw as many specific concepts as the domain has
+_SIZES = (2, 3, 4, 2, 3)
+
+
+def _unequal_domains(n_other: int = 40, seed: int = 0, n_units: int = 500,
+                     density: float = 0.3) -> tuple[np.ndarray, list[str], pd.DataFrame]:
+    """Random masks (no structure at all) for domains of ``_SIZES`` specific concepts + 1
+    broader each, then ``n_other`` concepts in no domain."""
+    rows = []
+    for j, k in enumerate(_SIZES):
+        rows += [{"concept": f"d{j}s{i}", "domain": f"d{j}", "broader": False} for i in range(k)]
+        rows.append({"concept": f"d{j}b", "domain": f"d{j}", "broader": True})
+    table = pd.DataFrame(rows)
+    names = table["concept"].tolist() + [f"x{i}" for i in range(n_other)]
+    return _random_masks(len(names), n_units, density, seed), names, table
+
+
+def test_keep_broader_null_draws_as_many_specific_as_the_domain_has() -> None:
+    masks, names, table = _unequal_domains()
+    parsed = domains.parse_domains(names, table)
+    assert [len(d.specific) for d in parsed] == list(_SIZES)
+    null = domains.keep_broader_domains(masks, parsed, n_perm=300, seed=2)
+    for d in parsed:
+        mine = null[null["domain"] == d.name]
+        assert len(mine) == 300 and (mine["n_specific"] == len(d.specific)).all()
+        assert all(len(r) == len(set(r)) == len(d.specific) for r in mine["specific_rows"])
+        assert (mine["broader_row"] == d.broader).all()
+        assert not any(d.broader in r for r in mine["specific_rows"])
+        for _, r in mine.head(30).iterrows():
+            spec = masks[list(r["specific_rows"])]
+            core = spec.all(axis=0)
+            assert r["n_core"] == core.sum() and r["n_union"] == spec.any(axis=0).sum()
+            assert r["n_core_in_broader"] == (core & masks[d.broader]).sum()
+    # a 2-specific domain's null is the null of 2 sets, not of 4: the core of 2 random sets of
+    # density 0.3 is about 0.09 / 0.51 of their union, of 4 about 0.008 / 0.76
+    by_size = null.groupby("n_specific")["core_share"].mean()
+    assert 0.12 < by_size[2] < 0.25 and by_size[4] < 0.03
+
+
+def test_keep_broader_null_of_four_specific_domains_is_unchanged_by_smaller_domains() -> None:
+    """Every domain consumes the generator alike, so a 4-specific domain's draws do not depend on
+    the sizes of the other domains (a table of 4-specific domains keeps its draws)."""
+    masks, names, table = _unequal_domains()
+    parsed = domains.parse_domains(names, table)
+    null = domains.keep_broader_domains(masks, parsed, n_perm=200, seed=5)
+    as_four = [domains.Domain(d.name, tuple(range(4)) if len(d.specific) != 4 else d.specific,
+                              d.broader) for d in parsed]
+    null4 = domains.keep_broader_domains(masks, as_four, n_perm=200, seed=5)
+    pd.testing.assert_frame_equal(null[null["domain"] == "d2"], null4[null4["domain"] == "d2"])
+
+
+def test_random_domains_matched_draws_each_domain_size() -> None:
+    masks, names, table = _unequal_domains()
+    parsed = domains.parse_domains(names, table)
+    cand = domains.non_domain_rows(names, table)
+    null = domains.random_domains_matched(masks, parsed, n_perm=200, seed=3, candidates=cand)
+    assert len(null) == 200 * len(parsed)
+    assert null["domain"].tolist()[: len(parsed)] == [d.name for d in parsed]
+    assert (null.groupby("perm")["domain"].count() == len(parsed)).all()
+    for d in parsed:
+        mine = null[null["domain"] == d.name]
+        assert (mine["n_specific"] == len(d.specific)).all()
+        assert all(len(r) == len(d.specific) for r in mine["specific_rows"])
+    for _, r in null.head(40).iterrows():
+        rows = [*r["specific_rows"], r["broader_row"]]
+        assert len(set(rows)) == len(rows) and set(rows) <= set(cand)
+        spec = masks[list(r["specific_rows"])]
+        core = spec.all(axis=0)
+        assert r["n_core"] == core.sum() and r["n_union"] == spec.any(axis=0).sum()
+        assert r["n_core_in_broader"] == (core & masks[r["broader_row"]]).sum()
+    # with one size, the draws are random_domains' with that size (as before sizes per draw)
+    four = [d for d in parsed if len(d.specific) == 4]
+    plain = domains.random_domains(masks, n_perm=200, seed=3, candidates=cand)
+    matched = domains.random_domains_matched(masks, four, n_perm=200, seed=3, candidates=cand)
+    pd.testing.assert_frame_equal(matched.drop(columns="domain"), plain)
+    # a domain is compared with draws of its own size only
+    observed = domains.domain_shares(masks, names, table)
+    res = domains.permutation_pvalues(observed, null.drop(columns="domain"))
+    assert res["null_n_core_share"].tolist() == [200 * _SIZES.count(k) for k in _SIZES]
+    with pytest.raises(ValueError, match="no draws of 2 specific"):
+        domains.permutation_pvalues(observed, plain)
+
+
+@pytest.mark.parametrize("null_kind", ["keep_broader", "random"])
+def test_unequal_domain_sizes_give_calibrated_p_values(null_kind: str) -> None:
+    """Random masks, domains of 2, 3 and 4 specific concepts: no domain structure, so p-values
+    must not be systematically small (drawing 4 specific concepts for every domain gave the
+    2-specific domains p ~ 0.002 on every seed)."""
+    per_domain, means = [], []
+    for seed in range(8):
+        masks, names, table = _unequal_domains(seed=100 + seed)
+        parsed = domains.parse_domains(names, table)
+        observed = domains.domain_shares(masks, names, table)
+        if null_kind == "keep_broader":
+            null = domains.keep_broader_domains(masks, parsed, n_perm=400, seed=seed)
+            res = domains.permutation_pvalues(observed, null)
+        else:
+            null = domains.random_domains_matched(
+                masks, parsed, n_perm=400, seed=seed,
+                candidates=domains.non_domain_rows(names, table))
+            res = domains.permutation_pvalues(observed, null.drop(columns="domain"))
+        per_domain.append(res[["n_specific", "p_core_share", "p_broader_share"]])
+        means.append(domains.mean_over_domains(observed, null).iloc[0])
+    p = pd.concat(per_domain, ignore_index=True)
+    assert len(p) == 8 * len(_SIZES)
+    for col in ("p_core_share", "p_broader_share"):
+        v = p[col].dropna().to_numpy()
+        assert v.size >= 20
+        assert (v < 0.05).mean() <= 0.15, (col, np.sort(v)[:10])
+        assert 0.3 < v.mean() < 0.7
+    for k in (2, 3):  # the sizes the 4-concept null got wrong
+        assert (p.loc[p["n_specific"] == k, "p_core_share"] < 0.05).mean() <= 0.25
+    mean_p = np.array([m["p_core_share"] for m in means])
+    assert (mean_p < 0.05).sum() <= 2, mean_p
+    assert mean_p.mean() > 0.2
+
+
+def test_domains_step_matches_null_sizes_to_domain_sizes(tmp_path: Path) -> None:
+    from expertalign.analysis import steps
+    from expertalign.storage import expertise_table, write_table_atomic
+
+    masks, names, table = _unequal_domains(n_other=20, seed=11)
+    ap = np.where(masks, 0.8, 0.3).astype(np.float32)
+    shard = tmp_path / "experts" / "generated" / "m" / "final" / "shard-0000.arrow"
+    shard.parent.mkdir(parents=True)
+    n = len(names)
+    write_table_atomic(expertise_table(names, ap, n_pos=[4] * n, n_neg=[10] * n), shard)
+    concept_table = tmp_path / "concepts.tsv"
+    full = pd.DataFrame({"concept": names, "word": names, "pos": "noun"}).merge(
+        table, on="concept", how="left")
+    full.fillna({"domain": "", "broader": "false"}).to_csv(concept_table, sep="\t", index=False)
+    for null in ("keep_broader", "random"):
+        out = tmp_path / f"{null}.parquet"
+        steps.domains([str(shard)], str(concept_table), str(out), str(tmp_path / "g.png"),
+                      taus=[0.5], n_perm=300, seed=0, model="m", revision="final", null=null)
+        res = pd.read_parquet(out)
+        per = res[res.domain != "mean"].set_index("domain")
+        assert per["n_specific"].tolist() == list(_SIZES)
+        # each domain's null is of its own size: its null mean is near its observed share
+        for k in (2, 3, 4):
+            rows = per[per["n_specific"] == k]
+            ratio = rows["null_mean_core_share"] / rows["core_share"]
+            assert ((ratio > 0.6) & (ratio < 1.6)).all(), (null, k, rows)
+        assert not (per["p_core_share"] < 0.01).any()
+        assert res.loc[res.domain == "mean", "p_core_share"].iloc[0] > 0.01
 
 def test_reciprocal_overlap() -> None:
     m = np.array([[1, 1, 1, 1, 0], [1, 1, 0, 0, 0], [0, 0, 0, 0, 0]], dtype=bool)
@@ -313,7 +461,7 @@ def test_development_step_splits_broader_and_specific_concepts(tmp_path: Path) -
     ap[0, is_mlp] = 0.95  # broader: every MLP unit, at every tau
     ap[1:, ~is_mlp] = 0.95  # specific: every attention unit
     concepts = ["animal", "cat", "dog", "horse"]
-    shard = tmp_path / "experts" / "m" / "final" / "shard-0000.arrow"
+    shard = tmp_path / "experts" / "generated" / "m" / "final" / "shard-0000.arrow"
     shard.parent.mkdir(parents=True)
     write_table_atomic(expertise_table(concepts, ap, n_pos=[4] * 4, n_neg=[10] * 4), shard)
     units_file = tmp_path / "units.parquet"
@@ -350,7 +498,7 @@ def test_development_step_across_checkpoints_writes_figures_and_layer_table(
     for revision, rows in (("step1", early), ("step143000", late)):
         ap = np.full((3, len(units)), 0.3, dtype=np.float32)
         ap[:, rows] = 0.95
-        shard = tmp_path / "experts" / "m" / revision / "shard-0000.arrow"
+        shard = tmp_path / "experts" / "generated" / "m" / revision / "shard-0000.arrow"
         shard.parent.mkdir(parents=True)
         write_table_atomic(expertise_table(concepts, ap, n_pos=[4] * 3, n_neg=[10] * 3), shard)
         files.append(str(shard))

@@ -71,7 +71,7 @@ def _inputs(root: Path) -> Inputs:
     config["concepts"] = str(table)
     config["results"] = str(root / "results")
     config["sentences"]["provided"] = f"{sentences}/{{concept}}.txt"
-    targets = [f"{root}/results/sentences/{c}.parquet" for c in COMPUTED]
+    targets = [f"{root}/results/sentences/generated/{c}.parquet" for c in COMPUTED]
     return Inputs(root, config, table, sentences, targets)
 
 
@@ -130,7 +130,7 @@ def _non_utf8_provided_file(inputs: Inputs) -> None:
     inputs.append_rows("hail\thail\tnoun\tsmall balls of ice\tweather\tfalse")
     text = "Hail fell on the roof.\nThe hail was big.\n".encode() + b"Hail \xff hurt.\n"
     (inputs.sentences / "hail.txt").write_bytes(text * 3)
-    inputs.targets = [f"{inputs.config['results']}/sentences/hail.parquet"]
+    inputs.targets = [f"{inputs.config['results']}/sentences/generated/hail.parquet"]
 
 
 @dataclass
@@ -215,7 +215,7 @@ def computed(tmp_path_factory) -> tuple[Path, dict[str, tuple[str, int]]]:
               timeout=600)
     results = Path(inputs.config["results"])
     digest = _digest(results)
-    assert {f"sentences/{c}.parquet" for c in COMPUTED} <= set(digest), digest
+    assert {f"sentences/generated/{c}.parquet" for c in COMPUTED} <= set(digest), digest
     return results, digest
 
 
@@ -227,7 +227,7 @@ def test_bad_workflow_input_is_named_and_keeps_results(case, computed, tmp_path)
     inputs.config["results"] = str(results)
     # this case's provided files are copies at another path, which would rerun the computed
     # concepts: they are targets only where the bad input is refused before any job
-    inputs.targets = [f"{results}/sentences/{c}.parquet" for c in COMPUTED]
+    inputs.targets = [f"{results}/sentences/generated/{c}.parquet" for c in COMPUTED]
     case.edit(inputs)
     run = snakemake("--configfile", str(inputs.write_config()), "--cores", "1", *inputs.targets,
                     check=False, timeout=600)
@@ -238,10 +238,14 @@ def test_bad_workflow_input_is_named_and_keeps_results(case, computed, tmp_path)
         expected = [e.replace(placeholder, value) for e in expected]
     if case.in_job:
         # the job's log holds the message; Snakemake's output names the log
-        log = results / "logs/generate_sentences/hail.log"
-        assert str(log) in run.stdout, run.stdout[-3000:]
+        # (hail's batch is a generate_sentences job, or collect_sentences when it holds no
+        # concept to generate)
+        logs = [log for log in (results / "logs").glob("*_sentences/generated/*.log")
+                if str(log) in run.stdout]
+        assert len(logs) == 1, run.stdout[-3000:]
+        log = logs[0]
         message = log.read_text(encoding="utf-8")
-        assert not (results / "sentences/hail.parquet").exists()
+        assert not (results / "sentences/generated/hail.parquet").exists()
     else:
         assert "Failed validating" not in run.stdout  # no schema dump
         # the line that matters comes first, right after Snakemake's "Error in file" line
@@ -538,7 +542,7 @@ def servers():
 
 
 def test_openai_backend_samples_with_the_configured_settings(servers, monkeypatch):
-    from expertalign import steps
+    from expertalign.sentence_jobs import generation_backend
 
     monkeypatch.setenv("TEST_KEY", "sk-secret-123")
     config = yaml.safe_load(TINY.read_text(encoding="utf-8"))
@@ -548,7 +552,7 @@ def test_openai_backend_samples_with_the_configured_settings(servers, monkeypatc
     settings = {**config["sentences"], "backend": "openai", "openai_base_url": servers[0],
                 "openai_api_key_env": "TEST_KEY", "temperature": 0.3, "top_p": 0.5,
                 "max_new_tokens": 77, "generator": "m"}
-    backend = steps._generation_backend(settings)
+    backend = generation_backend(settings)
     backend.generate(["Write facts about the noun 'cat'."], seed=0)
     body = _Recorder.seen[0]["body"]
     assert (body["temperature"], body["top_p"], body["max_tokens"]) == (0.3, 0.5, 77)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from expertalign import steps
+from expertalign import sentence_jobs
 from expertalign.config import validate_config
 from expertalign.prompts import PROMPT_SETS, article, build_prompts
 from expertalign.sentences import FILTERS, ROUND_FILTERS, generate_concept_sentences
@@ -113,11 +113,12 @@ def test_filter_counts_add_up():
 def test_sentence_job_uses_the_configured_prompts_and_logs_filter_counts(
         prompt_set, tmp_path, monkeypatch, caplog):
     backend = FilterBackend()
-    monkeypatch.setattr(steps, "_generation_backend", lambda settings: backend)
-    settings = {"n_positives": 2, "seed": 0, "max_rounds": 1, "prompts": prompt_set}
+    monkeypatch.setattr(sentence_jobs, "generation_backend", lambda settings: backend)
+    settings = {"n_positives": 2, "seed": 0, "max_rounds": 1, "prompts": prompt_set,
+                "backend": "transformers"}
     with caplog.at_level(logging.INFO, logger="expertalign"):
-        steps.generate_sentences(CAT, str(tmp_path / "cat.parquet"), provided=None,
-                                 settings=settings)
+        sentence_jobs.make_sentences([CAT], tmp_path / "batch", settings=settings,
+                                     fingerprints={"cat": "x"}, resume_dir=tmp_path / "resume")
     expected = {build_prompts("cat", "noun", CAT["definition"], k, 1, prompt_set)[0]
                 for k in ("facts", "stories")}
     assert set(backend.prompts) == expected
@@ -128,11 +129,12 @@ def test_sentence_job_uses_the_configured_prompts_and_logs_filter_counts(
 
 
 def test_filter_counts_are_logged_when_generation_fails(tmp_path, monkeypatch, caplog):
-    monkeypatch.setattr(steps, "_generation_backend", lambda settings: FilterBackend())
-    settings = {"n_positives": 8, "seed": 0, "max_rounds": 1, "prompts": "paper"}
+    monkeypatch.setattr(sentence_jobs, "generation_backend", lambda settings: FilterBackend())
+    settings = {"n_positives": 8, "seed": 0, "max_rounds": 1, "prompts": "paper",
+                "backend": "transformers"}
     with caplog.at_level(logging.INFO, logger="expertalign"), pytest.raises(
-            Exception, match="found only 2 of 8"):
-        steps.generate_sentences(CAT, str(tmp_path / "cat.parquet"), provided=None,
-                                 settings=settings)
+            sentence_jobs.SentenceBatchError, match="cat: .*found only 2 of 8"):
+        sentence_jobs.make_sentences([CAT], tmp_path / "batch", settings=settings,
+                                     fingerprints={"cat": "x"}, resume_dir=tmp_path / "resume")
     assert any("candidates 18, kept 2; removed: preamble 2" in r.getMessage()
                for r in caplog.records)

@@ -64,7 +64,8 @@ def test_changing_taus_reruns_only_the_reductions(finished):
     assert counts, "changing taus must rerun the reductions"
     for gpu_rule in ("experts", "generate_sentences", "embedding_baselines", "units_table"):
         assert gpu_rule not in counts, counts
-    assert counts["similarity"] == 2 and counts["alignment"] == 2, counts
+    # per sentence source and model; the domain and development analyses use the first source
+    assert counts["similarity"] == 4 and counts["alignment"] == 4, counts
     assert counts["domains"] == 2 and counts["development"] == 1, counts
 
 
@@ -75,9 +76,9 @@ def test_adding_a_checkpoint_runs_only_that_checkpoint(finished):
     counts = planned(root, {**config, "models": models})
     # the new checkpoint's two shards, its baselines, similarity, alignment and domains; the
     # existing checkpoints' expert jobs, similarities and alignments stay as they are
-    assert counts["experts"] == 2, counts
-    assert counts["embedding_baselines"] == 1 and counts["similarity"] == 1, counts
-    assert counts["alignment"] == 1 and counts["domains"] == 1, counts
+    assert counts["experts"] == 4, counts  # 2 shards x 2 sentence sources
+    assert counts["embedding_baselines"] == 1 and counts["similarity"] == 2, counts
+    assert counts["alignment"] == 2 and counts["domains"] == 1, counts
     assert "generate_sentences" not in counts and "units_table" not in counts, counts
 
 
@@ -96,9 +97,14 @@ def test_changing_the_prompts_regenerates_only_generated_concepts(finished):
     concepts = [line.split("\t")[0] for line in table if line.strip()]
     generated = [c for c in concepts if not (root / "sentences" / f"{c}.txt").exists()]
     assert generated, "the tiny run generates some concepts"
-    other = "short" if config["sentences"].get("prompts", "paper") == "paper" else "paper"
+    # the tiny config extends config/config.yaml, so that is where its prompt set may come from
+    default = yaml.safe_load((REPO / "config/config.yaml").read_text())["sentences"]["prompts"]
+    other = "short" if config["sentences"].get("prompts", default) == "paper" else "paper"
     counts = planned(root, changed(config, "sentences", prompts=other))
-    assert counts["generate_sentences"] == len(generated), counts
+    # one job (one generator load) for all of them; each moves out to its own file. The Brown
+    # source's copies of them (its fallback) are collected again, its corpus sentences are not.
+    assert counts["generate_sentences"] == 1 and counts["collect_sentences"] == 1, counts
+    assert counts["sentences_from_batch"] == 2 * len(generated), counts
     assert "units_table" not in counts and "embedding_baselines" not in counts, counts
 
 
@@ -108,7 +114,10 @@ def test_editing_a_provided_file_reruns_its_concept_and_what_reads_it(finished):
     lines = rain.read_text(encoding="utf-8").splitlines()
     rain.write_text("\n".join(reversed(lines)) + "\n", encoding="utf-8")
     counts = planned(root, config)
-    assert counts["generate_sentences"] == 1, counts
+    # a batch of provided files needs no GPU: collect_sentences. The Brown source has its own
+    # sentences for rain, so its fallback's edit changes nothing there.
+    assert counts["collect_sentences"] == 1 and counts["sentences_from_batch"] == 1, counts
+    assert "generate_sentences" not in counts, counts
     # rain is in shard 0000 and among the bank's source concepts: the bank and every shard
     # of both models depend on it
     assert counts["negative_bank"] == 1, counts

@@ -392,13 +392,16 @@ def test_write_sentences_atomic(tmp_path):
     with pytest.raises(ValueError, match="lacks columns prompt, source"):
         write_sentences_atomic(df[["sentence_id", "concept", "text"]], path)
 
-    class Unwritable(pd.DataFrame):
-        def to_parquet(self, *args, **kwargs):
-            Path(args[0]).write_text("half a file")
-            raise OSError("disk full")
+    def half_a_file(table, where, *args, **kwargs):
+        Path(where).write_text("half a file")
+        raise OSError("disk full")
 
-    with pytest.raises(OSError, match="disk full"):
-        write_sentences_atomic(Unwritable(df), path)
+    import pyarrow.parquet
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pyarrow.parquet, "write_table", half_a_file)
+        with pytest.raises(OSError, match="disk full"):
+            write_sentences_atomic(df, path)
     assert os.listdir(path.parent) == ["cat.parquet"]  # no temp file left, old file intact
     pd.testing.assert_frame_equal(pd.read_parquet(path), df)
 

@@ -157,9 +157,9 @@ def test_tiny_workflow_through_slurm(local_slurm, tiny_slurm_run):
     table = pd.read_csv(results / "tables" / "alignment.csv")
     assert set(table["model"]) == {"tiny-smollm2", "tiny-smollm2-random"}
     assert table["rho"].dropna().between(-1, 1).all()
-    # every expert job (2 models x 2 shards) ran on the GPU partition with one GPU of the
-    # profile's model, and its SLURM log is kept where the profile says
-    assert len(expert_jobs) == 4, sorted(p.relative_to(logs) for p in logs.rglob("*.log"))
+    # every expert job (2 sentence sources x 2 models x 2 shards) ran on the GPU partition with
+    # one GPU of the profile's model, and its SLURM log is kept where the profile says
+    assert len(expert_jobs) == 8, sorted(p.relative_to(logs) for p in logs.rglob("*.log"))
     for job, info in expert_jobs.items():
         assert "Partition=gpu" in info, (job, info)
         assert f"gpu:{local_slurm.gpu_type}:1" in info, (job, info)
@@ -177,14 +177,15 @@ def test_slurm_shards_equal_a_local_runs(tiny_slurm_run, tmp_path):
     results, _, args, _ = tiny_slurm_run
     local = tmp_path / "results"
     shards = sorted(p.relative_to(results) for p in (results / "experts").rglob("shard-*.arrow"))
-    assert len(shards) == 4, shards
+    assert len(shards) == 8, shards
     # the SLURM run's arguments without the profile and its log folder, results elsewhere
     local_args = [a.replace(str(results), str(local)) for a in args[2:-2]]
     run = run_snakemake([*local_args, "--cores", "2", *(str(local / s) for s in shards)],
                         cwd=REPO, timeout=1200)
     assert run.returncode == 0, run.stdout[-8000:]
-    bank = "negatives/bank-tiny.parquet"
-    pd.testing.assert_frame_equal(pd.read_parquet(local / bank), pd.read_parquet(results / bank))
+    for bank in ("negatives/generated/bank-tiny.parquet", "negatives/brown/bank-tiny.parquet"):
+        pd.testing.assert_frame_equal(pd.read_parquet(local / bank),
+                                      pd.read_parquet(results / bank))
     for shard in shards:
         slurm_concepts, slurm_ap = read_expertise([results / shard])
         local_concepts, local_ap = read_expertise([local / shard])

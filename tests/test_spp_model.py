@@ -132,7 +132,7 @@ def test_pairs_file_round_trip(tmp_path: Path) -> None:
 def _shard(root: Path, model: str, revision: str, concepts: list[str], ap: np.ndarray) -> str:
     from expertalign.storage import expertise_table, write_table_atomic
 
-    path = root / "experts" / model / revision / "shard-0000.arrow"
+    path = root / "experts" / "generated" / model / revision / "shard-0000.arrow"
     path.parent.mkdir(parents=True, exist_ok=True)
     n = len(concepts)
     write_table_atomic(expertise_table(concepts, ap.astype(np.float32), n_pos=[4] * n,
@@ -195,10 +195,14 @@ def test_pair_intercept_kept_when_pairs_repeat_and_it_converges() -> None:
 ROOT = Path(__file__).resolve().parents[1]
 def test_committed_pair_files_are_the_pairs_the_tables_were_built_for() -> None:
     """config/paper_spp_pairs.tsv is make_paper_concepts.py's draw (100 per level, seed 0) and
-    config/spp_pairs.tsv make_concepts.py's; every word of both is a concept of its table."""
+    config/spp_pairs.tsv make_concepts.py's (--corpus brown --corpus-min 24: its seed and
+    vocabulary are the words with 24 Brown sentences); every word of both is a concept of its
+    table."""
     from prerequisites import DATA, require
 
     require((DATA / "SPP").is_dir() and (DATA / "MEN").is_dir(), f"MEN and SPP under {DATA}")
+    brown = DATA / "nltk_data" / "corpora" / "brown.zip"
+    require(brown.is_file(), f"Brown under {DATA / 'nltk_data'}")
     import importlib.util
     import sys
 
@@ -219,10 +223,28 @@ def test_committed_pair_files_are_the_pairs_the_tables_were_built_for() -> None:
         module_spec.loader.exec_module(mc)
     finally:
         sys.path.remove(str(ROOT / "tools"))
+    from expertalign.corpus import load_corpus
+
+    # as make_concepts.build_rows with --corpus brown --corpus-min 24 (default 5-40 words): the
+    # seed is the domains kept (broader + >= 2 specific concepts with 24 sentences, nouns), the
+    # vocabulary the MEN words with 24 sentences in their POS, MEN pairs of two such words
+    corpus = load_corpus("brown", data_dir=DATA)
+
+    def qualifies(word: str, pos: str) -> bool:
+        return corpus.count(word, pos) >= 24
+
     men_pairs, men_pos = mc.read_men_full(DATA / "MEN")
-    seed = {w for specific, broader in mc.DOMAINS.values() for w in [*specific, broader]}
-    _, chosen = mc.spp_words(seed, set(men_pos), DATA / "SPP", 4, men_pairs)
+    seed: set[str] = set()
+    for specific, broader in mc.DOMAINS.values():
+        kept = [w for w in specific if qualifies(w, "noun")]
+        if qualifies(broader, "noun") and len(kept) >= 2:
+            seed |= {*kept, broader}
+    table = load_concepts(ROOT / "config/concepts.tsv")
+    assert seed == set(table.loc[table["domain"] != "", "word"])
+    vocabulary = {w for w, pos in men_pos.items() if w in seed or qualifies(w, pos)}
+    men_pairs = [(a, b) for a, b in men_pairs if a in vocabulary and b in vocabulary]
+    _, chosen = mc.spp_words(seed, vocabulary, DATA / "SPP", 4, men_pairs, allow_fewer=True)
     default = spp.read_pairs(ROOT / "config/spp_pairs.tsv")
     pd.testing.assert_frame_equal(default[cols], chosen[cols].reset_index(drop=True))
-    words = set(load_concepts(ROOT / "config/concepts.tsv")["word"].str.lower())
+    words = set(table["word"].str.lower())
     assert set(default.word1) | set(default.word2) <= words

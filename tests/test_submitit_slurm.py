@@ -146,17 +146,17 @@ def test_cli_experts_of_a_workflow_concept_on_the_gpu_partition(local_slurm, tmp
     tiny_model("gpt_neox").save_pretrained(model_dir)
     word_tokenizer().save_pretrained(model_dir)
     results = tmp_path / "results"
-    (results / "sentences").mkdir(parents=True)
-    (results / "negatives").mkdir()
+    (results / "sentences/generated").mkdir(parents=True)
+    (results / "negatives/generated").mkdir(parents=True)
     cat = ["the cat sat on the mat", "a cat was purring", "the cat and the dog"]
     pd.DataFrame({"sentence_id": [f"cat:{i}" for i in range(3)], "concept": "cat",
-                  "text": cat}).to_parquet(results / "sentences/cat.parquet")
+                  "text": cat}).to_parquet(results / "sentences/generated/cat.parquet")
     bank_texts = ["the red car drove fast", "a cat sat", "she drove on the road", "blue chair",
                   "the table is green", "they were at the postman", "the dog barked loudly"]
     bank = pd.DataFrame({"sentence_id": [f"s{i}" for i in range(7)],
                          "concept": ["car", "cat", "road", "chair", "table", "postman", "dog"],
                          "text": bank_texts, "bank_rank": [3, 0, 6, 1, 5, 2, 4]})
-    bank.to_parquet(results / "negatives/bank-v1.parquet")
+    bank.to_parquet(results / "negatives/generated/bank-v1.parquet")
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump({
         "results": str(results),

@@ -17,6 +17,9 @@ from prerequisites import require
 from workflow_helpers import REPO, snakemake
 
 TINY = "tests/data/tiny_config.yaml"
+# The tiny run's sentence sources: generated (provided files, one concept generated) and the
+# Brown corpus (falling back to the generated sentences where Brown has too few).
+SOURCES = ("generated", "brown")
 
 
 def test_lint_is_clean():
@@ -35,13 +38,19 @@ def test_default_config_dry_run_plans_every_rule(tmp_path):
     result = snakemake("-n", "--config", f"results={tmp_path}/results", "--quiet", "rules")
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout, flags=re.M))
     concepts = pd.read_csv(REPO / "config/concepts.tsv", sep="\t")
-    assert int(counts["generate_sentences"]) == len(concepts)
-    assert int(counts["negative_bank"]) == 1
-    shard_size = yaml.safe_load((REPO / "config/config.yaml").read_text())["experts"]["shard_size"]
-    shards = -(-len(concepts) // shard_size)
-    assert int(counts["experts"]) == 2 * shards
-    assert int(counts["similarity"]) == 2
-    assert int(counts["alignment"]) == 2
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    sources = len(config["sentences"]["sources"])
+    per_job = config["sentences"]["concepts_per_job"]
+    pilot_pools = 1  # the pilot's own pools: one job for its few concepts
+    # one generator load per batch; the Brown source's batches run on the CPU
+    assert int(counts["generate_sentences"]) == -(-len(concepts) // per_job) + pilot_pools
+    assert int(counts["collect_sentences"]) == (sources - 1) * -(-len(concepts) // per_job)
+    assert int(counts["sentences_from_batch"]) == sources * len(concepts)
+    assert int(counts["negative_bank"]) == sources
+    shards = -(-len(concepts) // config["experts"]["shard_size"])
+    assert int(counts["experts"]) == sources * 2 * shards
+    assert int(counts["similarity"]) == sources * 2
+    assert int(counts["alignment"]) == sources * 2
     # the embedded model, its random-init twin and the generator share one conversion
     assert int(counts["prefetch"]) == 1
 
@@ -91,14 +100,15 @@ def test_tiny_workflow_end_to_end(tiny_run):
     assert sorted(jaccard["tau"].unique()) == [0.5, 0.7, 0.9]
     assert (table["n_pairs"] == 15).all()  # the 7 weather words share 15 MEN pairs
     finite = table.dropna(subset=["rho"])
-    assert len(finite) >= len(table) - 2  # a random model can have empty sets at tau 0.9
+    # a random model can have empty sets at tau 0.9 (one row per sentence source)
+    assert len(finite) >= len(table) - 2 * len(SOURCES)
     assert finite["rho"].between(-1, 1).all()
     assert (finite["ci_low"] <= finite["rho"]).all() and (finite["rho"] <= finite["ci_high"]).all()
     assert (results / "figures/alignment.png").stat().st_size > 10_000
-    frost = pd.read_parquet(results / "sentences/frost.parquet")
+    frost = pd.read_parquet(results / "sentences/generated/frost.parquet")
     assert len(frost) == 8 and frost["text"].str.contains("frost", case=False).all()
     assert (frost["source"] != "provided").all()
-    sun = pd.read_parquet(results / "sentences/sun.parquet")
+    sun = pd.read_parquet(results / "sentences/generated/sun.parquet")
     assert (sun["prompt"] == "provided").all()
     logs = list((results / "logs").rglob("*.log"))
     benchmarks = list((results / "benchmarks").rglob("*.tsv"))
@@ -142,15 +152,19 @@ def test_appending_a_concept_reruns_only_its_sentences_its_shard_and_reductions(
     plan = snakemake("-n", "--configfile", TINY, "--config", f"results={results}",
                      f"concepts={table}", "--quiet", "rules")
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", plan.stdout, flags=re.M))
-    assert counts.get("generate_sentences") == "1"
+    # one sentence job per source, each for the new concept only (provided sentences and the
+    # corpus need no GPU: collect_sentences)
+    assert counts.get("collect_sentences") == str(len(SOURCES))
+    assert "generate_sentences" not in counts
+    assert counts.get("sentences_from_batch") == str(len(SOURCES))
     # 8 concepts in shards of 4: shard 0001 gains the new concept, shard 0000 is untouched
-    assert counts.get("experts") == "2"  # shard 0001 for each of the two models
+    assert counts.get("experts") == str(2 * len(SOURCES))  # shard 0001 of each model, source
     assert "negative_bank" not in counts
     detail = snakemake("-n", "--configfile", TINY, "--config", f"results={results}",
                        f"concepts={table}")
     outputs = [line for line in detail.stdout.splitlines() if line.strip().startswith("output:")]
     assert not any("shard-0000.arrow" in line for line in outputs), outputs
-    assert sum("shard-0001.arrow" in line for line in outputs) == 2
+    assert sum("shard-0001.arrow" in line for line in outputs) == 2 * len(SOURCES)
 
 
 @pytest.mark.slow
@@ -174,13 +188,13 @@ def test_cli_concept_reproduces_the_workflows_expert_job(tiny_run, tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     concepts, ours = read_expertise([out])
     assert concepts == ["sun"]
-    shard, workflow = read_expertise([results / "experts/tiny-smollm2/final/shard-0000.arrow"])
+    shard, workflow = read_expertise([results / "experts/generated/tiny-smollm2/final/shard-0000.arrow"])
     expected = workflow[shard.index("sun")]
     # Both runs see the same sentences; the batches differ, so a unit's responses may differ in
     # float rounding. That can only swap two near-equal sentences in a unit's ranking: a swap of
     # a positive with the negative next to it moves that positive's precision, and so the AP, by
     # at most 1 / (2 n_positives). Anything larger is a different computation.
-    n_positives = len(pd.read_parquet(results / "sentences/sun.parquet"))
+    n_positives = len(pd.read_parquet(results / "sentences/generated/sun.parquet"))
     difference = np.abs(ours[0] - expected)
     assert difference.max() <= 1 / (2 * n_positives) + 1e-6, difference.max()
     assert np.mean(difference > 1e-6) < 0.001, np.mean(difference > 1e-6)
@@ -231,9 +245,9 @@ def _recomputed_alignment(results: Path, concepts_tsv: Path) -> pd.DataFrame:
     judged = _men_pairs(dict(zip(table["concept"], table["word"])))
     scores = np.array([score for _, _, score in judged])
     rows = []
-    for model in ("tiny-smollm2", "tiny-smollm2-random"):
+    for source, model in [(s, m) for s in SOURCES for m in ("tiny-smollm2", "tiny-smollm2-random")]:
         ap = {}
-        for shard in sorted((results / "experts" / model / "final").glob("shard-*.arrow")):
+        for shard in sorted((results / "experts" / source / model / "final").glob("shard-*.arrow")):
             data = feather.read_table(shard).to_pydict()
             ap.update({c: np.asarray(v, np.float64) for c, v in zip(data["concept"], data["ap"])})
         baselines = pd.read_parquet(results / "baselines" / model / "final.parquet")
@@ -259,13 +273,13 @@ def _recomputed_alignment(results: Path, concepts_tsv: Path) -> pd.DataFrame:
         for (measure, tau), values in measures.items():
             x = np.asarray(values, dtype=np.float64)
             if np.ptp(x) == 0:  # no experts at a high tau: no correlation, reported as nan
-                rows.append({"model": model, "measure": measure, "tau": tau, "rho": np.nan,
+                rows.append({"source": source, "model": model, "measure": measure, "tau": tau, "rho": np.nan,
                              "n_pairs": len(judged)})
                 continue
             ref = spearmanr(x, scores)
             boots = np.array([spearmanr(x[k], scores[k]).statistic for k in idx])
             low, high = np.quantile(boots[np.isfinite(boots)], [0.025, 0.975])
-            rows.append({"model": model, "measure": measure, "tau": tau, "rho": ref.statistic,
+            rows.append({"source": source, "model": model, "measure": measure, "tau": tau, "rho": ref.statistic,
                          "ci_low": low, "ci_high": high, "p_value": ref.pvalue,
                          "n_pairs": len(judged)})
     return pd.DataFrame(rows)
@@ -278,7 +292,7 @@ def _assert_alignment_table_is(results: Path, expected: pd.DataFrame) -> None:
     assert len(reported) == len(expected)
     for row in expected.to_dict("records"):
         tau = row["tau"]
-        match = reported[(reported["model"] == row["model"])
+        match = reported[(reported["source"] == row["source"]) & (reported["model"] == row["model"])
                          & (reported["measure"] == row["measure"])
                          & (reported["tau"].isna() if pd.isna(tau) else reported["tau"] == tau)]
         assert len(match) == 1, row
@@ -317,7 +331,7 @@ def _assert_spp_overlaps_are_jaccards(results: Path) -> None:
     assert set(overlap["model"]) == {"tiny-smollm2"}
     assert overlap[["word1", "word2", "level"]].values.tolist() == (
         pairs[["word1", "word2", "level"]].values.tolist())
-    shards = sorted((results / "experts/tiny-smollm2/final").glob("shard-*.arrow"))
+    shards = sorted((results / "experts/generated/tiny-smollm2/final").glob("shard-*.arrow"))
     concepts, ap = read_expertise(shards)
     sets = {c: set(np.flatnonzero(ap[i] > tau)) for i, c in enumerate(concepts)}
     for row in overlap.itertuples():
@@ -349,11 +363,14 @@ def test_appending_a_concept_and_running_reruns_only_what_it_must(tiny_run, tmp_
     with table.open("a") as handle:  # provided sentences: tests/data/sentences/frozen.txt
         handle.write("frozen\tfrozen\tadjective\tturned into ice\t\t\n")
     models = ("tiny-smollm2", "tiny-smollm2-random")
-    untouched = [results / f"experts/{m}/final/shard-0000.arrow" for m in models]
-    untouched.append(results / "negatives/bank-tiny.parquet")
+    untouched = [results / f"experts/{source}/{m}/final/shard-0000.arrow"
+                 for source in SOURCES for m in models]
+    untouched += [results / f"negatives/{source}/bank-tiny.parquet" for source in SOURCES]
     before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in untouched}
-    rerun = [results / f"similarity/{m}/final/pairs.parquet" for m in models]
-    rerun += [results / f"alignment/men/{m}/final.parquet" for m in models]
+    rerun = [results / f"similarity/{source}/{m}/final/pairs.parquet"
+             for source in SOURCES for m in models]
+    rerun += [results / f"alignment/{source}/men/{m}/final.parquet"
+              for source in SOURCES for m in models]
     rerun.append(results / "tables/alignment.csv")
     old_mtimes = {p: p.stat().st_mtime_ns for p in rerun}
 
@@ -367,13 +384,13 @@ def test_appending_a_concept_and_running_reruns_only_what_it_must(tiny_run, tmp_
     from expertalign.storage import read_expertise
 
     for model in models:
-        concepts, ap = read_expertise([results / f"experts/{model}/final/shard-0001.arrow"])
+        concepts, ap = read_expertise([results / f"experts/generated/{model}/final/shard-0001.arrow"])
         assert concepts == ["cold", "smoke", "frost", "frozen"]
         assert np.isfinite(ap).all()
-        pairs = pd.read_parquet(results / f"similarity/{model}/final/pairs.parquet")
+        pairs = pd.read_parquet(results / f"similarity/generated/{model}/final/pairs.parquet")
         assert "frozen" in set(pairs["concept_b"])
         assert len(pairs[pairs["measure"] == "cosine_ap"]) == 8 * 7 // 2
-    frozen = pd.read_parquet(results / "sentences/frozen.parquet")
+    frozen = pd.read_parquet(results / "sentences/generated/frozen.parquet")
     assert (frozen["prompt"] == "provided").all() and len(frozen) == 8
     # the tables hold the new concept: MEN's "cold frozen" is a 16th judged pair, and every
     # reported number is again what the shards give

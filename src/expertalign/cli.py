@@ -72,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
                      "from the results of --configfile (instead of --positives/--negatives)")
     exp.add_argument("--configfile", default="config/config.yaml",
                      help="workflow config for --concept (default: %(default)s)")
+    exp.add_argument("--source", help="the sentence source of --concept (sentences.sources; "
+                     "default: the config's first)")
     exp.add_argument("--tau", type=float, action="append", default=None)
     exp.add_argument("--output", help="write the AP vector here (.arrow or .parquet)")
     exp.add_argument("--slurm", action="store_true", help="run as a SLURM job through submitit")
@@ -113,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give --concept or --positives/--negatives, not both")
     if args.concept:
         request = workflow_request(args.concept, args.configfile, model=args.model,
-                                   revision=args.revision, random_init=args.random_init)
+                                   source=args.source, revision=args.revision,
+                                   random_init=args.random_init)
     elif args.positives and args.negatives:
         request = ExpertsRequest(
             model=args.model, revision=args.revision, random_init=args.random_init,

@@ -31,6 +31,7 @@ __all__ = [
     "check_provided_pattern",
     "check_openai_url",
     "check_model_source",
+    "sentence_sources",
 ]
 
 SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
@@ -182,6 +183,56 @@ def check_model_source(source: str, revisions: Any = ("main",), key: str = "mode
             raise ConfigError(f"config key {key}: {err}") from None
 
 
+# Keys of the sentences block that belong to the run, not to one source.
+RUN_SENTENCE_KEYS = ("sources", "concepts_per_job")
+
+
+def sentence_sources(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each source's sentence settings: the ``sentences`` block with the source's keys on top.
+
+        >>> sentence_sources({"sentences": {"n_positives": 14, "backend": "transformers",
+        ...                   "sources": {"generated": {}, "brown": {"backend": "corpus"}}}})
+        {'generated': {'n_positives': 14, 'backend': 'transformers'}, 'brown': {'n_positives': 14, 'backend': 'corpus'}}
+    """
+    block = config.get("sentences", {})
+    base = {k: v for k, v in block.items() if k not in RUN_SENTENCE_KEYS}
+    sources = {name: spec for name, spec in (block.get("sources") or {}).items()
+               if spec is not None} or {"generated": {}}
+    merged = {}
+    for name, overrides in sources.items():
+        for key in overrides or {}:
+            if key in RUN_SENTENCE_KEYS or (base and key not in base):
+                close = difflib.get_close_matches(str(key), list(base), n=1)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                raise ConfigError(
+                    f"config key sentences.sources.{name}.{key}: not a sentence setting a source "
+                    f"can set{hint}")
+        merged[name] = {**base, **(overrides or {})}
+    return merged
+
+
+def _check_sources(config: Mapping[str, Any]) -> None:
+    sources = sentence_sources(config)
+    for name, settings in sources.items():
+        key = f"sentences.sources.{name}"
+        if settings.get("backend") == "openai":
+            check_openai_url(settings["openai_base_url"],
+                             bool(settings.get("openai_allow_insecure_http", False)))
+        elif settings.get("backend") == "corpus":
+            fallback = settings.get("fallback")
+            if fallback is not None and (fallback not in sources or fallback == name
+                                         or sources[fallback].get("backend") == "corpus"):
+                raise ConfigError(
+                    f"config key {key}.fallback: {fallback!r} must name another, non-corpus "
+                    f"source of sentences.sources ({', '.join(sources)})")
+            if settings.get("corpus_min_words", 1) > settings.get("corpus_max_words", 1 << 30):
+                raise ConfigError(f"config key {key}: corpus_min_words > corpus_max_words")
+        elif settings.get("generator"):
+            overrides = (config["sentences"].get("sources") or {}).get(name) or {}
+            where = f"{key}.generator" if "generator" in overrides else "sentences.generator"
+            check_model_source(settings["generator"], ["main"], key=where)
+
+
 def check_config(config: Mapping[str, Any]) -> None:
     """Cross-key checks the schema cannot express; ``config`` has its defaults filled."""
     for i, model in enumerate(config.get("models", [])):
@@ -194,11 +245,7 @@ def check_config(config: Mapping[str, Any]) -> None:
     sentences = config.get("sentences", {})
     if sentences.get("provided") is not None:
         check_provided_pattern(sentences["provided"])
-    if sentences.get("backend") == "openai":
-        check_openai_url(sentences["openai_base_url"],
-                         bool(sentences.get("openai_allow_insecure_http", False)))
-    elif sentences.get("generator"):
-        check_model_source(sentences["generator"], ["main"], key="sentences.generator")
+    _check_sources(config)
     for name, spec in config.get("alignment", {}).get("judgments", {}).items():
         if "path" not in spec and str(name).lower() != "men":
             raise ConfigError(
@@ -206,8 +253,7 @@ def check_config(config: Mapping[str, Any]) -> None:
                 "data_dir)")
 
 
-def load_config(path: str | Path, schema: str | Path | None = None) -> dict[str, Any]:
-    """Read a YAML config, validate it (defaults filled) and run :func:`check_config`."""
+def _read_yaml(path: str | Path) -> dict[str, Any]:
     import yaml
 
     try:
@@ -217,6 +263,34 @@ def load_config(path: str | Path, schema: str | Path | None = None) -> dict[str,
     config = yaml.safe_load(text) or {}
     if not isinstance(config, dict):
         raise ConfigError(f"{path}: expected a mapping of config keys, got {type(config).__name__}")
+    return config
+
+
+def _update(base: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``overrides`` on top of ``base``, mappings merged key by key (as Snakemake merges a
+    --configfile into the Snakefile's configfile)."""
+    for key, value in overrides.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            _update(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
+    return base
+
+
+# The workflow's own configfile (the Snakefile's `configfile:`), which every --configfile extends.
+WORKFLOW_CONFIG = Path("config/config.yaml")
+
+
+def load_config(path: str | Path, schema: str | Path | None = None,
+                extends: str | Path | None = WORKFLOW_CONFIG) -> dict[str, Any]:
+    """Read a YAML config as the workflow sees it: on top of ``extends`` (the Snakefile's
+    configfile, when it exists; None: the file alone), validated (defaults filled) and checked
+    (:func:`check_config`)."""
+    config = {}
+    if extends is not None and Path(extends).is_file() and (
+            Path(extends).resolve() != Path(path).resolve()):
+        config = _read_yaml(extends)
+    _update(config, _read_yaml(path))
     validate_config(config, schema)
     check_config(config)
     return config

@@ -4,12 +4,17 @@
     >>> concepts = [ConceptSentences("cat", positives=cat_texts, own_bank_ids={"cat:0003"}), ...]
     >>> result = shard_expertise(lm, layout, concepts, bank_ids, bank_texts, n_negatives=1000)
     >>> result.concepts, result.ap.shape            # ['cat', ...], float32 [concepts, units]
+    >>> result = shard_expertise(lm, layout, concepts, pool_ids, pool_texts, n_negatives=1000,
+    ...                          negatives_mode="per_concept", negatives_seed=0)
 
-A shard's concepts share one negative bank. Its responses are sorted once per unit; each concept
-then sorts only its positives and merges them into the bank (:mod:`expertalign.ap`). A concept's
-negatives are the first ``n_negatives`` bank sentences (bank order) that are not its own, which is
-the bank minus a short excluded list, so the shared sort stays exact for every concept; bank rows
-past the last one any concept keeps are never run.
+A shard's concepts share one negative bank (a pool, in ``per_concept`` mode). Its responses are
+sorted once per unit; each concept then sorts only its positives and merges them into the bank
+(:mod:`expertalign.ap`). A concept's negatives (:func:`expertalign.negatives.negative_rows`) are
+the bank minus an excluded list, so the shared sort stays exact for every concept: in ``shared``
+mode the first ``n_negatives`` bank sentences (bank order) that are not its own, in
+``per_concept`` mode a seeded sample of ``n_negatives`` of them; the excluded list (its own rows
+and the pool rows it does not keep) costs about as much as the same number of positives. Bank
+rows past the last one any concept keeps are never run.
 
 A text is never its own concept's negative, by text as well as by id: a bank row whose text is one
 of the concept's positive sentences (e.g. another concept's sentence that the generator also wrote
@@ -68,12 +73,18 @@ def shard_expertise(
     bank_texts: Sequence[str],
     n_negatives: int,
     *,
+    negatives_mode: str = "shared",
+    negatives_seed: int = 0,
     max_tokens: int = 4096,
     max_length: int = 128,
     unit_stats: bool = False,
     progress: bool = False,
 ) -> ShardExpertise:
     """AP of every unit for every concept of a shard against the shared negative bank.
+
+    ``negatives_mode`` and ``negatives_seed`` choose each concept's negatives among the bank rows
+    (:func:`expertalign.negatives.negative_rows`): ``shared`` (the first ``n_negatives`` not its
+    own) or ``per_concept`` (a sample seeded by ``negatives_seed`` and the concept).
 
     ``timings`` holds seconds for ``forward_s``, ``bank_sort_s`` and ``ap_s``, and the counts
     ``sentences`` (distinct texts run), ``bank_sentences`` (distinct texts among the bank rows
@@ -87,10 +98,10 @@ def shard_expertise(
     timings: dict[str, float] = {}
     kept_and_excluded = [
         negative_rows(bank_ids, bank_texts, c.own_bank_ids, set(c.positives), n_negatives,
-                      c.concept)
+                      c.concept, mode=negatives_mode, seed=negatives_seed)
         for c in concepts
     ]
-    # A concept's negatives are a prefix of the bank minus its own rows: rows after the last one
+    # A concept's negatives are bank rows up to the last one it keeps: rows after the last one
     # any concept keeps are never used, so they are neither run nor sorted.
     used = max((keep[-1] + 1 for keep, _ in kept_and_excluded if keep), default=0)
     used = max(used, 1)

@@ -97,9 +97,11 @@ def model_sources(config: Mapping[str, Any]) -> list[tuple[str, str]]:
     ``config`` has its schema defaults filled (:func:`expertalign.config.load_config`, or the
     workflow's validated config)."""
     pairs = [(m["source"], r) for m in config["models"] for r in m.get("revisions", ["main"])]
-    sentences = config.get("sentences") or {}
-    if sentences.get("backend", "transformers") == "transformers":
-        pairs.append((sentences.get("generator", "embedded"), "main"))
+    from expertalign.config import sentence_sources
+
+    for settings in sentence_sources(config).values():
+        if settings.get("backend", "transformers") == "transformers":
+            pairs.append((settings.get("generator", "embedded"), "main"))
     if (config.get("pilot") or {}).get("enabled", True):
         pilot = pilot_model_spec(config)
         pairs.append((pilot["source"], pilot.get("revisions", ["main"])[-1]))

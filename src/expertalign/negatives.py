@@ -3,6 +3,8 @@
     >>> from expertalign.negatives import build_negative_bank, concept_negatives, check_ratio
     >>> bank = build_negative_bank([cat_frame, dog_frame, ...], size=1100, seed=0, version="v1")
     >>> rows = concept_negatives(bank, "cat", n_negatives=1000)   # bank rows, in bank order
+    >>> pool = build_negative_bank([cat_frame, dog_frame, ...], size=1400, seed=0, version="v1")
+    >>> rows = concept_negatives(pool, "cat", 1000, mode="per_concept", seed=0)  # cat's own sample
     >>> check_ratio(400, 1000)                                     # the paper's 400 : 1000
 
 The bank depends only on the sentences it is built from, its size and its seed, so concepts added
@@ -11,8 +13,22 @@ Sampling is balanced: every source concept contributes ``size // n_concepts`` se
 remainder going to a seeded choice of concepts), drawn with a seed derived from the concept's id.
 A concept's negatives are the bank in ``bank_rank`` order without its own sentences and without
 any sentence whose text is one of its positives (a text is never its own concept's negative, by
-text as well as by id), the first ``n_negatives`` of them. :func:`negative_rows` is that rule;
-the expert job (:mod:`expertalign.extract`) and :func:`concept_negatives` both call it.
+text as well as by id); of those *eligible* rows it keeps ``n_negatives``, chosen by the mode
+(``negatives.mode``):
+
+- ``shared``: the first ``n_negatives`` eligible rows in bank order, so all concepts share one
+  negative set up to their own rows (the bank is then barely larger than ``n_negatives``).
+- ``per_concept`` (the paper, Sec. 3.2: each concept's negatives are sampled from the sentences
+  of the other concepts): the bank is a *pool*, and each concept keeps a seeded random sample of
+  ``n_negatives`` of its eligible rows, the seed derived from ``negatives.seed`` and the concept's
+  id. The draw is a permutation of the eligible rows, so a smaller sample is a prefix of a larger
+  one (nested sizes), and the same seed and concept always give the same sample.
+
+Either way a concept's negatives are the pool minus an excluded list, so the pool is run and
+sorted once per shard and each concept is ranked against it (:mod:`expertalign.ap`).
+:func:`pick_negatives` is the choice, :func:`negative_rows` the whole rule (eligibility and
+choice); the expert job (:mod:`expertalign.extract`), :func:`concept_negatives`, the pilot
+(:mod:`expertalign.analysis.pilot`) and ``bench/benchmark.py`` all call them.
 """
 
 from __future__ import annotations
@@ -28,11 +44,14 @@ __all__ = [
     "build_negative_bank",
     "concept_negatives",
     "negative_rows",
+    "pick_negatives",
+    "NEGATIVE_MODES",
     "check_ratio",
 ]
 
 BANK_COLUMNS = ("sentence_id", "concept", "text", "bank_rank")
 PAPER_RATIO = 400 / 1000
+NEGATIVE_MODES = ("shared", "per_concept")
 
 
 def _seed(seed: int, *parts: object) -> int:
@@ -84,6 +103,37 @@ def build_negative_bank(
     return bank.sort_values("bank_rank", kind="stable").reset_index(drop=True)[list(BANK_COLUMNS)]
 
 
+def pick_negatives(
+    eligible: Sequence[int],
+    n_negatives: int,
+    concept: str,
+    *,
+    mode: str = "shared",
+    seed: int = 0,
+    draw: Sequence[object] = (),
+) -> list[int]:
+    """``n_negatives`` of the ``eligible`` rows (already without the concept's own), in draw order.
+
+    ``shared``: the first ``n_negatives``. ``per_concept``: the first ``n_negatives`` of a
+    permutation of ``eligible`` seeded by ``seed``, ``concept`` and ``draw`` (extra seed parts,
+    e.g. the pilot's fold), so the sample is reproducible, differs between concepts and seeds,
+    and a smaller sample is a prefix of a larger one.
+    """
+    if mode not in NEGATIVE_MODES:
+        raise ValueError(f"negatives mode {mode!r} is not one of {', '.join(NEGATIVE_MODES)}")
+    if n_negatives < 1:
+        raise ValueError(f"concept {concept!r}: n_negatives must be >= 1, not {n_negatives}")
+    if len(eligible) < n_negatives:
+        raise ValueError(
+            f"concept {concept!r}: only {len(eligible)} candidate negatives, need {n_negatives}"
+        )
+    if mode == "shared":
+        return [int(row) for row in eligible[:n_negatives]]
+    rng = np.random.default_rng(_seed(seed, "negatives", concept, *draw))
+    order = rng.permutation(len(eligible))[:n_negatives]
+    return [int(eligible[i]) for i in order]
+
+
 def negative_rows(
     bank_ids: Sequence[str],
     bank_texts: Sequence[str],
@@ -91,36 +141,52 @@ def negative_rows(
     positive_texts: Collection[str],
     n_negatives: int,
     concept: str,
+    *,
+    mode: str = "shared",
+    seed: int = 0,
 ) -> tuple[list[int], list[int]]:
-    """Rows (in the given bank order) that ``concept`` keeps as negatives, the first
-    ``n_negatives`` that are neither its own by id nor one of its positive texts, and the rows
-    it excludes (its own, its positives' texts, and every row after the last one kept)."""
-    keep: list[int] = []
-    excluded: list[int] = []
-    for row, (sentence_id, text) in enumerate(zip(bank_ids, bank_texts)):
-        if sentence_id in own_ids or text in positive_texts or len(keep) >= n_negatives:
-            excluded.append(row)
-        else:
-            keep.append(row)
-    if len(keep) < n_negatives:
+    """Rows (ascending, i.e. in the given bank order) that ``concept`` keeps as negatives and the
+    rows it excludes, both ascending.
+
+    Eligible are the rows that are neither its own by id nor one of its positive texts; of those
+    it keeps ``n_negatives`` chosen by ``mode`` (:func:`pick_negatives`): ``shared`` the first
+    ones, ``per_concept`` a sample seeded by ``seed`` and ``concept``. Every other row (its own,
+    its positives' texts, the eligible rows not kept) is excluded.
+    """
+    if len(bank_ids) != len(bank_texts):
+        raise ValueError("bank_ids and bank_texts differ in length")
+    eligible = [
+        row for row, (sentence_id, text) in enumerate(zip(bank_ids, bank_texts))
+        if sentence_id not in own_ids and text not in positive_texts
+    ]
+    if len(eligible) < n_negatives:
         raise ValueError(
             f"concept {concept!r}: the negative bank has {len(bank_ids)} sentences, "
-            f"{len(bank_ids) - len(keep)} of them its own or one of its positive sentences, "
-            f"leaving {len(keep)} < n_negatives={n_negatives}; raise negatives.bank_size"
+            f"{len(bank_ids) - len(eligible)} of them its own or one of its positive sentences, "
+            f"leaving {len(eligible)} < n_negatives={n_negatives}; raise negatives.bank_size"
         )
+    keep = sorted(pick_negatives(eligible, n_negatives, concept, mode=mode, seed=seed))
+    kept = set(keep)
+    excluded = [row for row in range(len(bank_ids)) if row not in kept]
     return keep, excluded
 
 
 def concept_negatives(
-    bank: pd.DataFrame, concept: str, n_negatives: int, positives: Collection[str] = ()
+    bank: pd.DataFrame,
+    concept: str,
+    n_negatives: int,
+    positives: Collection[str] = (),
+    *,
+    mode: str = "shared",
+    seed: int = 0,
 ) -> list[int]:
-    """Row positions of ``bank`` (bank order) that are ``concept``'s negatives: the first
-    ``n_negatives`` that are not its own sentences nor one of ``positives`` (its texts)."""
+    """Row positions of ``bank`` (in bank order) that are ``concept``'s negatives under ``mode``
+    (:func:`negative_rows`): none is its own sentence nor one of ``positives`` (its texts)."""
     order = np.argsort(bank["bank_rank"].to_numpy(), kind="stable")
     ordered = bank.iloc[order]
     own = set(ordered.loc[ordered["concept"] == concept, "sentence_id"])
     keep, _ = negative_rows(ordered["sentence_id"].tolist(), ordered["text"].tolist(), own,
-                            set(positives), n_negatives, concept)
+                            set(positives), n_negatives, concept, mode=mode, seed=seed)
     return [int(order[row]) for row in keep]
 
 

@@ -627,13 +627,23 @@ def provided_concept_sentences(concept_row: Mapping[str, Any] | pd.Series, path:
     return sentences_frame(concept, texts, "provided", f"provided:{Path(path).name}")
 
 
-def write_sentences_atomic(df: pd.DataFrame, path: str | Path) -> None:
+def write_sentences_atomic(df: pd.DataFrame, path: str | Path,
+                           fingerprint: str | None = None) -> None:
     """Write a sentences table as parquet so that readers never see a partial file
-    (:func:`expertalign.atomic.atomic_path`)."""
+    (:func:`expertalign.atomic.atomic_path`), with the settings' ``fingerprint``
+    (:mod:`expertalign.sentence_plan`) in its metadata."""
     missing = [c for c in SENTENCE_COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"sentences table lacks columns {', '.join(missing)}")
-    from expertalign.atomic import atomic_path
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
+    from expertalign.atomic import atomic_path
+    from expertalign.sentence_plan import FINGERPRINT_KEY
+
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    if fingerprint is not None:
+        metadata = {**(table.schema.metadata or {}), FINGERPRINT_KEY: fingerprint.encode()}
+        table = table.replace_schema_metadata(metadata)
     with atomic_path(path) as tmp:
-        df.to_parquet(tmp, index=False)
+        pq.write_table(table, tmp)

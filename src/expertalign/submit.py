@@ -52,10 +52,12 @@ class ExpertsResult:
 
 
 def workflow_request(
-    concept: str, configfile: str | Path, *, model: str, **options: object
+    concept: str, configfile: str | Path, *, model: str, source: str | None = None,
+    **options: object
 ) -> ExpertsRequest:
     """A request for one concept of a workflow run: its sentences and its negatives as the workflow
-    has them (``results/sentences/<concept>.parquet`` and the configured negative bank).
+    has them (``results/sentences/<source>/<concept>.parquet`` and that source's negative bank;
+    ``source`` defaults to the config's first sentence source).
 
     ``options`` are further :class:`ExpertsRequest` fields (``revision``, ``random_init``, ...).
     """
@@ -64,9 +66,17 @@ def workflow_request(
     from expertalign import paths
     from expertalign.negatives import concept_negatives
 
+    from expertalign.config import ConfigError, sentence_sources
+
     config = _workflow_config(configfile)
-    sentences = Path(paths.sentence_file(config["results"], concept))
-    bank_path = Path(paths.bank_file(config["results"], config["negatives"]["bank_version"]))
+    sources = list(sentence_sources(config))
+    source = source or sources[0]
+    if source not in sources:
+        raise ConfigError(f"{configfile}: no sentence source {source!r} in sentences.sources "
+                          f"({', '.join(sources)})")
+    sentences = Path(paths.sentence_file(config["results"], source, concept))
+    bank_path = Path(paths.bank_file(config["results"], source,
+                                     config["negatives"]["bank_version"]))
     for path in (sentences, bank_path):
         if not path.exists():
             raise FileNotFoundError(
@@ -77,7 +87,9 @@ def workflow_request(
     if not positives:
         raise ValueError(f"{sentences}: no sentences for concept {concept!r}")
     bank = pd.read_parquet(bank_path)
-    rows = concept_negatives(bank, concept, config["negatives"]["n_negatives"], positives)
+    rule = config["negatives"]
+    rows = concept_negatives(bank, concept, rule["n_negatives"], positives,
+                             mode=rule.get("mode", "shared"), seed=rule.get("seed", 0))
     negatives = bank["text"].iloc[rows].tolist()
     return ExpertsRequest(model=model, positives=positives, negatives=negatives, **options)
 

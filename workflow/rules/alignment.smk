@@ -2,12 +2,12 @@ rule similarity:
     input:
         experts=expert_shards,
     output:
-        pairs=f"{RESULTS}/similarity/{{model}}/{{revision}}/pairs.parquet",
-        sizes=f"{RESULTS}/similarity/{{model}}/{{revision}}/sizes.parquet",
+        pairs=f"{RESULTS}/similarity/{{source}}/{{model}}/{{revision}}/pairs.parquet",
+        sizes=f"{RESULTS}/similarity/{{source}}/{{model}}/{{revision}}/sizes.parquet",
     log:
-        f"{RESULTS}/logs/similarity/{{model}}/{{revision}}.log",
+        f"{RESULTS}/logs/similarity/{{source}}/{{model}}/{{revision}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/similarity/{{model}}/{{revision}}.tsv"
+        f"{RESULTS}/benchmarks/similarity/{{source}}/{{model}}/{{revision}}.tsv"
     conda:
         "../../envs/expertalign.yaml"
     params:
@@ -18,16 +18,16 @@ rule similarity:
 
 rule alignment:
     input:
-        pairs=f"{RESULTS}/similarity/{{model}}/{{revision}}/pairs.parquet",
+        pairs=f"{RESULTS}/similarity/{{source}}/{{model}}/{{revision}}/pairs.parquet",
         baselines=f"{RESULTS}/baselines/{{model}}/{{revision}}.parquet",
         judgments=judgment_files,
     output:
-        table=f"{RESULTS}/alignment/{{judgment}}/{{model}}/{{revision}}.parquet",
-        comparison=f"{RESULTS}/alignment/{{judgment}}/{{model}}/{{revision}}-vs-baselines.parquet",
+        table=f"{RESULTS}/alignment/{{source}}/{{judgment}}/{{model}}/{{revision}}.parquet",
+        comparison=f"{RESULTS}/alignment/{{source}}/{{judgment}}/{{model}}/{{revision}}-vs-baselines.parquet",
     log:
-        f"{RESULTS}/logs/alignment/{{judgment}}/{{model}}/{{revision}}.log",
+        f"{RESULTS}/logs/alignment/{{source}}/{{judgment}}/{{model}}/{{revision}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/alignment/{{judgment}}/{{model}}/{{revision}}.tsv"
+        f"{RESULTS}/benchmarks/alignment/{{source}}/{{judgment}}/{{model}}/{{revision}}.tsv"
     conda:
         "../../envs/expertalign.yaml"
     params:

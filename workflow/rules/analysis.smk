@@ -166,28 +166,6 @@ rule spp:
         "../scripts/spp.py"
 
 
-rule pilot_sentences:
-    input:
-        generator=prefetched_generator,
-        provided=provided_input,
-    output:
-        sentences=pilot_sentence_file("{concept}"),
-    log:
-        f"{RESULTS}/logs/pilot_sentences/{{concept}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/pilot_sentences/{{concept}}.tsv"
-    conda:
-        "../../envs/expertalign.yaml"
-    threads: 1
-    params:
-        concept=lambda wildcards: concept_row(wildcards.concept),
-        provided=lambda wildcards: provided_sentences(wildcards.concept),
-        settings=pilot_generation_settings,
-    # the same job as a concept's main sentences, with pilot.pool_size of them
-    script:
-        "../scripts/generate_sentences.py"
-
-
 rule pilot:
     input:
         sentences=lambda wildcards: pilot_sentence_files(),
@@ -219,6 +197,7 @@ rule pilot:
         disjoint=pilot_disjoint(),
         pilot=config["pilot"],
         settings=config["experts"],
+        negatives_mode=config["negatives"]["mode"],
     script:
         "../scripts/pilot.py"
 

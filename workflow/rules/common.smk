@@ -1,17 +1,24 @@
 import functools
+import hashlib
 import math
 import re
 from pathlib import Path
 
 from expertalign import fetch, paths
 from expertalign.concepts import load_concepts
-from expertalign.config import check_config, validate_config
+from expertalign.config import check_config, sentence_sources, validate_config
 from expertalign.judgments import MEN_FILES, check_judged_pairs
 from expertalign.resources import (
     expert_job_memory,
     expert_job_runtime_minutes,
     host_memory_mb,
     model_shape,
+)
+from expertalign.sentence_plan import (
+    batches,
+    settings_fingerprint,
+    shaping_settings,
+    stale_concepts,
 )
 from expertalign.sentences import provided_files
 
@@ -49,17 +56,27 @@ if _bank["bank_size"] < _bank["n_negatives"]:
     raise ValueError(
         f"config negatives.bank_size={_bank['bank_size']} < n_negatives={_bank['n_negatives']}"
     )
-# Each concept's provided sentence file; a pattern that finds none is refused here, rather
+# Each sentence source's settings (sentences.sources over the sentences block); the first
+# source also feeds the domain, development, SPP and pilot analyses.
+SENTENCE_SOURCES = sentence_sources(config)
+PRIMARY_SOURCE = next(iter(SENTENCE_SOURCES))
+# Each source's provided sentence files; a pattern that finds none is refused here, rather
 # than silently generating every concept.
-PROVIDED = (
-    provided_files(config["sentences"]["provided"], CONCEPT_IDS)
-    if config["sentences"]["provided"] is not None
-    else {}
-)
+PROVIDED = {
+    source: (
+        provided_files(settings["provided"], CONCEPT_IDS)
+        if settings["provided"] is not None
+        else {}
+    )
+    for source, settings in SENTENCE_SOURCES.items()
+}
 check_judged_pairs(JUDGMENTS, config["data_dir"], CONCEPTS["word"])
 
 
 wildcard_constraints:
+    source="|".join(SENTENCE_SOURCES),
+    sentence_set=r"[a-z][a-z0-9_\-]*",
+    batch=r"(gpu|cpu)-\d{3}-[0-9a-f]{10}",
     model="|".join(MODELS),
     concept="[a-z0-9][a-z0-9_\\-]*",
     shard=r"\d{4}",
@@ -84,8 +101,8 @@ def model_revisions():
     ]
 
 
-def provided_sentences(concept):
-    return PROVIDED.get(concept)
+def provided_sentences(source, concept):
+    return PROVIDED[source].get(concept)
 
 
 # What sentence generation needs of a concept (so editing its domain regenerates nothing).
@@ -99,30 +116,33 @@ def concept_row(concept):
     return GENERATION_FIELDS[concept]
 
 
-def sentence_file(concept):
-    return paths.sentence_file(RESULTS, concept)
+def sentence_file(source, concept):
+    return paths.sentence_file(RESULTS, source, concept)
 
 
-def bank_file():
-    return paths.bank_file(RESULTS, config["negatives"]["bank_version"])
+def bank_file(source="{source}"):
+    return paths.bank_file(RESULTS, source, config["negatives"]["bank_version"])
 
 
 def bank_sources(wildcards):
     n = config["negatives"]["bank_source_concepts"]
-    return [sentence_file(c) for c in CONCEPT_IDS[:n]]
+    return [sentence_file(wildcards.source, c) for c in CONCEPT_IDS[:n]]
 
 
 def shard_sentences(wildcards):
-    return [sentence_file(c) for c in shard_concepts(wildcards.shard)]
+    return [sentence_file(wildcards.source, c) for c in shard_concepts(wildcards.shard)]
+
+
+def expert_shard(source, model, revision, shard):
+    return paths.expert_shard(RESULTS, source, model, revision, shard)
 
 
 def expert_shards(wildcards):
-    return expand(
-        f"{RESULTS}/experts/{{model}}/{{revision}}/shard-{{shard}}.arrow",
-        model=wildcards.model,
-        revision=wildcards.revision,
-        shard=shard_ids(),
-    )
+    source = getattr(wildcards, "source", PRIMARY_SOURCE)
+    return [
+        expert_shard(source, wildcards.model, wildcards.revision, shard)
+        for shard in shard_ids()
+    ]
 
 
 def model_spec(wildcards):
@@ -139,30 +159,212 @@ def model_load_spec(wildcards):
     return {key: spec[key] for key in MODEL_LOAD_KEYS if key in spec}
 
 
-# Config keys that change what a job computes. Speed settings (`experts.max_tokens`,
-# `sentences.batch_size`) are read by the scripts from the config instead, so that tuning
-# them for a site reruns nothing; tau reaches only the reductions.
+# Config keys that change what an expert job computes. Speed settings (`experts.max_tokens`)
+# are read by the script from the config instead, so that tuning them for a site reruns
+# nothing; tau reaches only the reductions. Sentence jobs are planned by the fingerprint of
+# what shapes the sentences (sentence_fingerprints below), which leaves out the speed settings.
 EXPERT_SETTINGS = ("max_length", "unit_stats")
-GENERATION_SETTINGS_IGNORED = (
-    "batch_size",
-    "openai_api_key_env",
-    "openai_allow_insecure_http",
-    # where the server runs, not which model: a restarted server on another node changes it
-    "openai_base_url",
-)
 
 
 def expert_settings():
-    return {key: config["experts"][key] for key in EXPERT_SETTINGS}
+    settings = {key: config["experts"][key] for key in EXPERT_SETTINGS}
+    negatives = config["negatives"]
+    if negatives["mode"] != "shared":
+        # only outside the default mode, so shared-mode outputs keep their recorded params
+        settings["negatives_mode"] = negatives["mode"]
+        settings["negatives_seed"] = negatives["seed"]
+    return settings
 
 
-def generation_settings(wildcards):
-    """The sentence settings that shape a concept's sentences: for a provided file only how
-    many are taken; for generation every setting except the speed ones."""
-    settings = config["sentences"]
-    if provided_sentences(wildcards.concept):
-        return {"n_positives": settings["n_positives"]}
-    return {k: v for k, v in settings.items() if k not in GENERATION_SETTINGS_IGNORED}
+@functools.cache
+def sentence_sets():
+    """What the sentence jobs make: each source's sentence files, and the pilot's own pools
+    (the first source's settings with pilot.pool_size sentences). Name -> settings, the
+    output file of each concept, provided files and fallback files."""
+    sets = {
+        source: {
+            "settings": settings,
+            "outputs": {c: sentence_file(source, c) for c in CONCEPT_IDS},
+            "provided": PROVIDED[source],
+            "fallback": (
+                {c: sentence_file(settings["fallback"], c) for c in CONCEPT_IDS}
+                if settings["backend"] == "corpus" and settings.get("fallback")
+                else {}
+            ),
+        }
+        for source, settings in SENTENCE_SOURCES.items()
+    }
+    if config["pilot"]["enabled"] and config["pilot"].get("pool_size"):
+        primary = sets[PRIMARY_SOURCE]
+        sets[PILOT_POOLS] = {
+            "settings": {
+                **primary["settings"],
+                "n_positives": config["pilot"]["pool_size"],
+            },
+            "outputs": {c: pilot_sentence_file(c) for c in pilot_concepts()},
+            "provided": primary["provided"],
+            # a fallback source's files hold n_positives sentences, not a pool's
+            "fallback": {},
+        }
+    return sets
+
+
+# The name of the pilot's pools among the sentence sets (a hyphen, which source names lack).
+PILOT_POOLS = "pilot-pools"
+
+
+@functools.cache
+def sentence_fingerprints(sentence_set, fallback=False):
+    """Concept -> digest of its row and the settings its sentences depend on (see
+    expertalign.sentence_plan.shaping_settings); with ``fallback``, the digest a corpus concept
+    has when it takes its fallback source's sentences (only concepts that may)."""
+    spec = sentence_sets()[sentence_set]
+    if fallback and not spec["fallback"]:
+        return {}
+    fallback_prints = (
+        sentence_fingerprints(spec["settings"]["fallback"]) if fallback else {}
+    )
+    return {
+        c: settings_fingerprint(
+            GENERATION_FIELDS[c],
+            shaping_settings(
+                spec["settings"],
+                provided=spec["provided"].get(c),
+                fallback_fingerprint=fallback_prints.get(c),
+            ),
+        )
+        for c in spec["outputs"]
+        if not fallback or c in spec["fallback"]
+    }
+
+
+@functools.cache
+def sentence_batches():
+    """Sentence set -> batch -> concepts: only the concepts whose file is missing or was made
+    with other settings (expertalign.sentence_plan), sentences.concepts_per_job per job, so a
+    job loads its generator once for many concepts and adding a concept plans only it.
+    """
+    plan = {}
+    for name, spec in sentence_sets().items():
+        prints = sentence_fingerprints(name)
+        fallback_prints = sentence_fingerprints(name, fallback=True)
+        accepted = {c: {prints[c], fallback_prints.get(c, prints[c])} for c in prints}
+        todo = stale_concepts(spec["outputs"], accepted)
+        plan[name] = {}
+        for k, members in enumerate(
+            batches(todo, config["sentences"]["concepts_per_job"])
+        ):
+            digest = hashlib.sha256(
+                "".join(prints[c] for c in members).encode()
+            ).hexdigest()
+            device = "gpu" if batch_needs_gpu(spec, members) else "cpu"
+            plan[name][f"{device}-{k:03d}-{digest[:10]}"] = members
+    return plan
+
+
+def batch_needs_gpu(spec, members):
+    """Only a local generator needs a GPU: a batch of provided files, of corpus sentences or
+    from an OpenAI-compatible server runs as a CPU job (collect_sentences)."""
+    return spec["settings"]["backend"] == "transformers" and any(
+        c not in spec["provided"] for c in members
+    )
+
+
+def sentence_batch_dir(sentence_set, batch):
+    return f"{RESULTS}/sentences/.batches/{sentence_set}/{batch}"
+
+
+def batch_of(sentence_set, concept):
+    for batch, members in sentence_batches()[sentence_set].items():
+        if concept in members:
+            return batch
+    raise ValueError(f"{sentence_set}: {concept} is in no planned sentence batch")
+
+
+def batch_members(wildcards):
+    return sentence_batches()[wildcards.sentence_set][wildcards.batch]
+
+
+def batch_params(wildcards):
+    """Everything the sentence job needs of its batch."""
+    spec = sentence_sets()[wildcards.sentence_set]
+    members = batch_members(wildcards)
+    prints = sentence_fingerprints(wildcards.sentence_set)
+    fallback_prints = sentence_fingerprints(wildcards.sentence_set, fallback=True)
+    return {
+        "concepts": [GENERATION_FIELDS[c] for c in members],
+        "fingerprints": {c: prints[c] for c in members},
+        "fallback_fingerprints": {
+            c: fallback_prints[c] for c in members if c in fallback_prints
+        },
+        "provided": {c: spec["provided"][c] for c in members if c in spec["provided"]},
+        "fallback": {c: spec["fallback"][c] for c in members if c in spec["fallback"]},
+        "resume_dir": f"{RESULTS}/sentences/.unfinished/{wildcards.sentence_set}",
+    }
+
+
+def batch_provided(wildcards):
+    """Provided files of a batch, as inputs (a missing one fails the dry run by name)."""
+    return list(batch_params(wildcards)["provided"].values())
+
+
+def batch_fallback(wildcards):
+    return list(batch_params(wildcards)["fallback"].values())
+
+
+def batch_generator(wildcards):
+    spec = sentence_sets()[wildcards.sentence_set]
+    settings = spec["settings"]
+    generated = [c for c in batch_members(wildcards) if c not in spec["provided"]]
+    if not generated or settings["backend"] != "transformers":
+        return []
+    return prefetched(settings["generator"], "main")
+
+
+def planned_concepts_pattern(sentence_sets_of_folder):
+    """A {concept} constraint that matches only planned concepts, each only after its own
+    folder (``"sentences/brown/"``): the rule that moves a concept out of its batch must
+    match nothing else, or every up-to-date sentence file would get a producing job."""
+    alternatives = [
+        f"(?<={re.escape(folder)})(?:{'|'.join(map(re.escape, members))})"
+        for folder, members in sentence_sets_of_folder.items()
+        if members
+    ]
+    return "|".join(alternatives) or "(?!)"
+
+
+def planned_sentence_files():
+    return planned_concepts_pattern(
+        {
+            f"sentences/{source}/": [
+                c for members in sentence_batches()[source].values() for c in members
+            ]
+            for source in SENTENCE_SOURCES
+        }
+    )
+
+
+def planned_pilot_pools():
+    return planned_concepts_pattern(
+        {
+            "pilot/sentences/": [
+                c
+                for members in sentence_batches().get(PILOT_POOLS, {}).values()
+                for c in members
+            ]
+        }
+    )
+
+
+def all_sentence_files():
+    return [
+        sentence_file(source, c) for source in SENTENCE_SOURCES for c in CONCEPT_IDS
+    ]
+
+
+def batch_of_sentence_file(wildcards):
+    source = getattr(wildcards, "source", PILOT_POOLS)
+    return sentence_batch_dir(source, batch_of(source, wildcards.concept))
 
 
 # Used for a model whose architecture is neither cached nor a reference model (see
@@ -184,7 +386,10 @@ def expert_job_resources(model, n_concepts):
         return UNSIZED_EXPERT_JOB
     n_positives = config["sentences"]["n_positives"]
     negatives = config["negatives"]
-    bank_rows = min(negatives["bank_size"], negatives["n_negatives"] + n_positives)
+    if negatives["mode"] == "per_concept":  # each concept samples from the whole pool
+        bank_rows = negatives["bank_size"]
+    else:
+        bank_rows = min(negatives["bank_size"], negatives["n_negatives"] + n_positives)
     dtype = "float32" if spec.get("dtype") == "float32" else "bfloat16"
     gpu = expert_job_memory(
         shape,
@@ -201,6 +406,18 @@ def expert_job_resources(model, n_concepts):
     }
 
 
+def needs_large_gpu(model):
+    """Whether a model's expert jobs need more GPU memory than experts.standard_gpu_mem_mb."""
+    needed = expert_job_resources(model, SHARD_SIZE)["gpu_mem_mb"]
+    return needed > config["experts"]["standard_gpu_mem_mb"]
+
+
+def expert_models_pattern(large):
+    """The {model} constraint of `experts` (large=False) or `experts_large` (large=True)."""
+    names = [name for name in MODELS if needs_large_gpu(name) == large]
+    return "|".join(map(re.escape, names)) or "(?!)"
+
+
 def expert_resource(name):
     def resource(wildcards, attempt):
         sizes = expert_job_resources(
@@ -209,11 +426,6 @@ def expert_resource(name):
         return sizes[name] * attempt
 
     return resource
-
-
-def provided_input(wildcards):
-    """A concept's provided sentence file as an input, so that editing it reruns the concept."""
-    return provided_sentences(wildcards.concept) or []
 
 
 # One list of what a config loads, shared with `expertalign prefetch --configfile`
@@ -235,15 +447,6 @@ def prefetched(source, revision):
 
 def prefetched_model(wildcards):
     return prefetched(MODELS[wildcards.model]["source"], wildcards.revision)
-
-
-def prefetched_generator(wildcards):
-    if (
-        provided_sentences(wildcards.concept)
-        or config["sentences"]["backend"] != "transformers"
-    ):
-        return []
-    return prefetched(config["sentences"]["generator"], "main")
 
 
 def prefetched_pilot(wildcards):
@@ -281,7 +484,8 @@ def spp_files():
 
 def alignment_tables(suffix=""):
     return [
-        f"{RESULTS}/alignment/{judgment}/{model}/{revision}{suffix}.parquet"
+        f"{RESULTS}/alignment/{source}/{judgment}/{model}/{revision}{suffix}.parquet"
+        for source in SENTENCE_SOURCES
         for judgment in JUDGMENTS
         for model, revision in model_revisions()
     ]
@@ -293,8 +497,9 @@ def per_run(pattern):
 
 
 def all_expert_shards():
+    """Every shard of the first sentence source (the development analysis)."""
     return [
-        f"{RESULTS}/experts/{model}/{revision}/shard-{shard}.arrow"
+        expert_shard(PRIMARY_SOURCE, model, revision, shard)
         for model, revision in model_revisions()
         for shard in shard_ids()
     ]
@@ -302,7 +507,8 @@ def all_expert_shards():
 
 def all_expert_benchmarks():
     return [
-        f"{RESULTS}/benchmarks/experts/{model}/{revision}/shard-{shard}.tsv"
+        paths.expert_benchmark(RESULTS, source, model, revision, shard)
+        for source in SENTENCE_SOURCES
         for model, revision in model_revisions()
         for shard in shard_ids()
     ]
@@ -359,25 +565,17 @@ def pilot_sentence_files():
     """The pilot's own pools (pilot.pool_size), else the main sentence files."""
     if config["pilot"].get("pool_size"):
         return [pilot_sentence_file(c) for c in pilot_concepts()]
-    return [sentence_file(c) for c in pilot_concepts()]
+    return [sentence_file(PRIMARY_SOURCE, c) for c in pilot_concepts()]
 
 
 def pilot_bank():
     """The negative bank, only when the pilot has no pools of its own."""
-    return [] if config["pilot"].get("pool_size") else [bank_file()]
+    return [] if config["pilot"].get("pool_size") else [bank_file(PRIMARY_SOURCE)]
 
 
 def pilot_disjoint():
     disjoint = config["pilot"].get("disjoint")
     return bool(config["pilot"].get("pool_size")) if disjoint is None else disjoint
-
-
-def pilot_generation_settings(wildcards):
-    """A pilot pool's sentence settings: the concept's, with pilot.pool_size sentences."""
-    return {
-        **generation_settings(wildcards),
-        "n_positives": config["pilot"]["pool_size"],
-    }
 
 
 def spp_final_checkpoints():
@@ -395,7 +593,7 @@ def spp_final_checkpoints():
 
 def spp_expert_shards():
     return [
-        f"{RESULTS}/experts/{model}/{revision}/shard-{shard}.arrow"
+        expert_shard(PRIMARY_SOURCE, model, revision, shard)
         for model, revision in spp_final_checkpoints().items()
         for shard in shard_ids()
     ]
@@ -416,6 +614,7 @@ def final_outputs():
         f"{RESULTS}/figures/baselines.png",
         f"{RESULTS}/tables/set_sizes.csv",
         f"{RESULTS}/tables/cost.csv",
+        f"{RESULTS}/tables/sentence_diversity.csv",
         *(f"{RESULTS}/units/{model}.parquet" for model in MODELS),
     ]
     if CONCEPTS["domain"].astype(bool).any():

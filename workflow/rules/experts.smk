@@ -25,11 +25,13 @@ rule experts:
         bank=bank_file(),
         model=prefetched_model,
     output:
-        experts=f"{RESULTS}/experts/{{model}}/{{revision}}/shard-{{shard}}.arrow",
+        experts=expert_shard("{source}", "{model}", "{revision}", "{shard}"),
     log:
-        f"{RESULTS}/logs/experts/{{model}}/{{revision}}/shard-{{shard}}.log",
+        f"{RESULTS}/logs/experts/{{source}}/{{model}}/{{revision}}/shard-{{shard}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/experts/{{model}}/{{revision}}/shard-{{shard}}.tsv"
+        paths.expert_benchmark(RESULTS, "{source}", "{model}", "{revision}", "{shard}")
+    wildcard_constraints:
+        model=expert_models_pattern(large=False),
     conda:
         "../../envs/expertalign.yaml"
     threads: 2
@@ -44,3 +46,10 @@ rule experts:
         settings=expert_settings(),
     script:
         "../scripts/experts.py"
+
+
+# The same job for models that need more GPU memory than experts.standard_gpu_mem_mb (Pythia-12b
+# on A100 40 GB cards): a rule of its own, so that a profile can send it to larger cards.
+use rule experts as experts_large with:
+    wildcard_constraints:
+        model=expert_models_pattern(large=True),

@@ -13,4 +13,5 @@ steps.alignment(
     seed=snakemake.params.seed,
     model=snakemake.wildcards.model,
     revision=snakemake.wildcards.revision,
+    source=snakemake.wildcards.source,
 )

@@ -19,6 +19,7 @@ steps.pilot(
     seed=settings["seed"],
     disjoint=snakemake.params.disjoint,
     settings=snakemake.params.settings,
+    negatives_mode=snakemake.params.negatives_mode,
     summary_out=snakemake.output.summary,
     sizes_out=snakemake.output.sizes,
     figure_out=snakemake.output.figure,

@@ -9,6 +9,7 @@ Usage::
     # ... or PackedMasks (expertalign.apmatrix), which never unpacks more than a domain's rows
     null = domains.keep_broader_domains(masks, domains.parse_domains(concepts, table),
                                         n_perm=10000, seed=0)
+    # or whole pseudo-domains: domains.random_domains_matched(masks, parsed, 10000, 0, candidates)
     result = domains.permutation_pvalues(observed, null)      # adds p_core_share, p_broader_share
     mean = domains.mean_over_domains(observed, null)          # the paper's averages, with p
     # the graph figure: expertalign.analysis.domain_graph.plot_domain_graph
@@ -24,11 +25,15 @@ Definitions (the paper's Table 2 reports the % of experts shared by all 4 specif
 - ``broader_share`` = |core ∩ experts(broader concept)| / |core| (nan when the core is empty).
 
 Baselines. The paper's (:func:`keep_broader_domains`, the default): every domain keeps its real
-broader concept, and its ``n_specific`` specific concepts are drawn from all concepts; one draw
+broader concept, and as many specific concepts as it has are drawn from all concepts; one draw
 per domain per permutation, so the mean over domains gets a p-value too. The alternative
-(:func:`random_domains`): whole pseudo-domains, the "broader" concept drawn as well, from the
-concepts in no domain. The permutation p-value of an observed share is
-(1 + #{null ≥ observed}) / (1 + #null), over the null draws where the share is defined.
+(:func:`random_domains_matched`, built on :func:`random_domains`): whole pseudo-domains, the
+"broader" concept drawn as well, from the concepts in no domain, again one per domain per
+permutation with that domain's number of specific concepts. The number matters: the core of 2
+random sets is far larger than the core of 4, so a domain must be compared with pseudo-domains of
+its own size (a 2-specific domain against 4-specific draws looks significant when it is not).
+The permutation p-value of an observed share is (1 + #{null ≥ observed}) / (1 + #null), over the
+null draws where the share is defined.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ __all__ = [
     "non_domain_rows",
     "domain_shares",
     "random_domains",
+    "random_domains_matched",
     "keep_broader_domains",
     "permutation_pvalues",
     "mean_over_domains",
@@ -201,28 +207,42 @@ def random_domains(
     n_perm: int = 10000,
     seed: int = 0,
     candidates: ArrayLike | None = None,
-    n_specific: int = 4,
+    n_specific: int | Sequence[int] = 4,
 ) -> pd.DataFrame:
     """Shares of ``n_perm`` random pseudo-domains (``n_specific`` specific + 1 broader concept).
 
     ``candidates`` are the mask rows to draw from (default: all rows; pass
-    :func:`non_domain_rows` to draw from concepts in no domain). Returns ``perm, specific_rows,
-    broader_row, n_union, n_core, core_share, n_core_in_broader, broader_share``.
+    :func:`non_domain_rows` to draw from concepts in no domain). ``n_specific`` is one number for
+    every draw or one per draw (``n_perm`` numbers), e.g. the sizes of the domains the draws are
+    compared with. Returns ``perm, n_specific, specific_rows, broader_row, n_union, n_core,
+    core_share, n_core_in_broader, broader_share``.
+
+    Every draw takes ``max(n_specific) + 1`` distinct candidates in random order (so the draws
+    with a single ``n_specific`` are what they were before per-draw sizes existed); a draw with
+    ``k`` specific concepts keeps the first ``k`` as specific and the last as broader, a uniform
+    draw of ``k + 1`` distinct candidates.
     """
     m = _packed(masks)
     if n_perm < 1:
         raise ValueError(f"n_perm must be >= 1, not {n_perm}")
-    if n_specific < 2:
-        raise ValueError(f"n_specific must be >= 2, not {n_specific}")
+    ks = np.asarray(n_specific, dtype=np.intp)
+    if ks.ndim == 0:
+        ks = np.full(n_perm, ks, dtype=np.intp)
+    if ks.shape != (n_perm,):
+        raise ValueError(f"n_specific must be one number or {n_perm} (one per draw), "
+                         f"has {ks.size}")
+    if ks.min() < 2:
+        raise ValueError(f"n_specific must be >= 2, not {int(ks.min())}")
+    kmax = int(ks.max())
     cand = np.arange(m.shape[0]) if candidates is None else np.asarray(candidates, dtype=np.intp)
-    k = n_specific + 1
+    k = kmax + 1
     if cand.size < k:
         raise ValueError(
             f"need at least {k} candidate concepts for a pseudo-domain, have {cand.size}"
         )
     rng = np.random.default_rng(seed)
     # argsort of uniform keys = a uniform random permutation; its first k entries are a uniform
-    # draw of k distinct candidates (first n_specific specific, last broader)
+    # draw of k distinct candidates (first kmax specific, last broader)
     draws = np.empty((n_perm, k), dtype=np.intp)
     for start in range(0, n_perm, 1000):
         stop = min(n_perm, start + 1000)
@@ -232,15 +252,60 @@ def random_domains(
         # shuffle so the role (specific vs broader) is not tied to the partition order
         draws[start:stop] = rng.permuted(draws[start:stop], axis=1)
 
-    counts = _count_draws(m, draws, n_specific)
+    counts = _count_sized_draws(m, draws, ks)
     return pd.DataFrame(
         {
             "perm": np.arange(n_perm),
-            "specific_rows": [tuple(int(x) for x in r) for r in draws[:, :n_specific]],
-            "broader_row": draws[:, n_specific],
+            "n_specific": ks.copy(),
+            "specific_rows": [tuple(int(x) for x in r[:n]) for r, n in zip(draws, ks)],
+            "broader_row": draws[:, kmax],
             **counts,
         }
     )
+
+
+def random_domains_matched(
+    masks: ArrayLike,
+    domains: Sequence[Domain],
+    n_perm: int = 10000,
+    seed: int = 0,
+    candidates: ArrayLike | None = None,
+) -> pd.DataFrame:
+    """Whole pseudo-domains (:func:`random_domains`), one per domain per permutation, each with as
+    many specific concepts as its domain has, so the mean over the domains of each permutation is
+    the null of the observed mean (:func:`mean_over_domains`).
+
+    Returns :func:`random_domains`' columns plus ``domain``; rows are permutation-major (perm 0's
+    draw for every domain, then perm 1's, ...). Draws for domains of one size are exchangeable
+    (nothing of the domain is kept), so :func:`permutation_pvalues` of the frame without its
+    ``domain`` column compares each domain with every draw of its size.
+    """
+    if not domains:
+        raise ValueError("no domains to draw for")
+    sizes = [len(d.specific) for d in domains]
+    draws = random_domains(masks, n_perm=n_perm * len(domains), seed=seed,
+                           candidates=candidates, n_specific=sizes * n_perm)
+    draws["perm"] = np.repeat(np.arange(n_perm), len(domains))
+    draws.insert(1, "domain", [d.name for d in domains] * n_perm)
+    return draws
+
+
+def _count_sized_draws(m: PackedMasks, draws: NDArray[np.intp],
+                       ks: NDArray[np.intp]) -> dict[str, NDArray]:
+    """:func:`_count_draws` for draws of ``max(ks)`` specific rows then the broader row, of which
+    draw i uses its first ``ks[i]`` specific rows."""
+    kmax = draws.shape[1] - 1
+    if (ks == kmax).all():
+        return _count_draws(m, draws, kmax)
+    out: dict[str, NDArray] = {}
+    for k in np.unique(ks):
+        idx = np.flatnonzero(ks == k)
+        sub = np.concatenate([draws[idx, :k], draws[idx, kmax:]], axis=1)
+        for name, values in _count_draws(m, sub, int(k)).items():
+            if name not in out:
+                out[name] = np.empty(len(ks), dtype=values.dtype)
+            out[name][idx] = values
+    return out
 
 
 def _count_draws(m: PackedMasks, draws: NDArray[np.intp],
@@ -273,27 +338,30 @@ def keep_broader_domains(
     domains: Sequence[Domain],
     n_perm: int = 10000,
     seed: int = 0,
-    n_specific: int = 4,
 ) -> pd.DataFrame:
-    """The paper's baseline: each domain keeps its real broader concept and gets ``n_specific``
-    specific concepts drawn uniformly from all concepts (distinct, never the broader itself),
-    e.g. "animal" with jacket, liver, doctor, red. Every permutation draws one pseudo-domain per
-    domain, so the mean over domains has a null too (:func:`mean_over_domains`).
+    """The paper's baseline: each domain keeps its real broader concept and gets as many specific
+    concepts as it has (``len(d.specific)``; the paper's domains have 4) drawn uniformly from all
+    concepts (distinct, never the broader itself), e.g. "animal" with jacket, liver, doctor, red.
+    Every permutation draws one pseudo-domain per domain, so the mean over domains has a null
+    too (:func:`mean_over_domains`), made of draws of the domains' own sizes.
 
-    Returns ``perm, domain, specific_rows, broader_row, n_union, n_core, core_share,
+    Returns ``perm, domain, n_specific, specific_rows, broader_row, n_union, n_core, core_share,
     n_core_in_broader, broader_share`` (n_perm rows per domain).
     """
     m = _packed(masks)  # once, not per domain
     if n_perm < 1:
         raise ValueError(f"n_perm must be >= 1, not {n_perm}")
     n = m.shape[0]
-    if n < n_specific + 1:
-        raise ValueError(f"need at least {n_specific + 1} concepts, have {n}")
     rng = np.random.default_rng(seed)
     frames = []
     for d in domains:
+        n_specific = len(d.specific)
         broader = -1 if d.broader is None else int(d.broader)
         cand = np.array([i for i in range(n) if i != broader], dtype=np.intp)
+        if cand.size < n_specific:
+            raise ValueError(f"domain {d.name!r}: need at least {n_specific} concepts to draw "
+                             f"its specific ones from, have {cand.size}")
+        # the keys do not depend on n_specific: every domain consumes the generator alike
         draws = np.empty((n_perm, n_specific + 1), dtype=np.intp)
         draws[:, n_specific] = broader
         for start in range(0, n_perm, 1000):
@@ -305,6 +373,7 @@ def keep_broader_domains(
             {
                 "perm": np.arange(n_perm),
                 "domain": d.name,
+                "n_specific": n_specific,
                 "specific_rows": [tuple(int(x) for x in r) for r in draws[:, :n_specific]],
                 "broader_row": draws[:, n_specific],
                 **_count_draws(m, draws, n_specific),
@@ -325,18 +394,31 @@ def permutation_pvalues(observed: pd.DataFrame, null: pd.DataFrame) -> pd.DataFr
     """Add one-sided permutation p-values and null summaries to :func:`domain_shares` output.
 
     For each share: ``p_<share>`` = (1 + #{null ≥ observed}) / (1 + #null with a defined share),
-    ``null_mean_<share>``, ``null_q95_<share>``, ``null_n_<share>``.
+    ``null_mean_<share>``, ``null_q95_<share>``, ``null_n_<share>``. Each domain is compared with
+    the null rows of its ``domain`` when the null has that column, else with the rows of its
+    ``n_specific`` when both tables have that column (a domain of 2 specific concepts is never
+    compared with draws of 4), else with every row.
     """
     out = observed.copy()
     per_domain = "domain" in null.columns
+    per_size = (not per_domain and "n_specific" in null.columns
+                and "n_specific" in observed.columns)
     for col in ("core_share", "broader_share"):
         if col not in observed.columns or col not in null.columns:
             raise ValueError(f"both tables need column {col!r}")
         ps, ns, means, q95s = [], [], [], []
         for _, row in observed.iterrows():
-            mine = null[null["domain"] == row["domain"]] if per_domain else null
+            if per_domain:
+                mine = null[null["domain"] == row["domain"]]
+            elif per_size:
+                mine = null[null["n_specific"] == row["n_specific"]]
+            else:
+                mine = null
             if per_domain and mine.empty:
                 raise ValueError(f"the null has no draws for domain {row['domain']!r}")
+            if per_size and mine.empty:
+                raise ValueError(f"the null has no draws of {row['n_specific']} specific "
+                                 f"concepts (domain {row['domain']!r})")
             nv = mine[col].to_numpy(dtype=np.float64)
             fin = nv[np.isfinite(nv)]
             p, n = _perm_p(float(row[col]), nv)

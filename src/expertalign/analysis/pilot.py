@@ -27,8 +27,10 @@ sentences, 8 folds, stability between disjoint folds. Draws:
   extends a smaller one (nested sizes), which makes the size sweep less noisy.
 - negatives: the negative pool is permuted once; with ``disjoint=True`` it is cut into k equal
   chunks and fold f uses chunk f, otherwise each fold has its own permutation. A concept's
-  negatives are the first N rows of that ordering that are not in its own pool, as for the shared
-  negative bank of the main workflow.
+  negatives are chosen from the rows of that ordering that are not in its own pool by the rule of
+  the main workflow (:func:`expertalign.negatives.pick_negatives`): ``negatives_mode="shared"``
+  takes the first N (all concepts of a fold share them), ``"per_concept"`` a sample seeded by
+  ``seed``, the fold and the concept (the paper's per-concept negatives; nested sizes stay nested).
 
 Within-concept Jaccard compares one concept's expert sets from two different folds (same
 configuration); across-concept Jaccard compares two different concepts in the same fold. A useful
@@ -45,6 +47,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
+from expertalign.negatives import pick_negatives
 from expertalign.stats import jaccard_matrix
 
 __all__ = ["PilotResult", "fold_rows", "concept_fold_ap", "pilot_stability",
@@ -106,9 +109,11 @@ def fold_rows(
     k: int = 5,
     seed: int = 0,
     disjoint: bool = True,
+    negatives_mode: str = "shared",
 ) -> dict[tuple[str, int], tuple[NDArray[np.intp], NDArray[np.intp]]]:
     """(concept, fold) -> (positive rows, negative rows) for one configuration, as drawn by
-    :func:`pilot_stability` with the same seed and a sweep whose largest size is ``n_positives``."""
+    :func:`pilot_stability` with the same seed, mode and a sweep whose largest sizes are
+    ``n_positives`` and ``n_negatives``."""
     p = {c: np.asarray(v, dtype=np.intp) for c, v in pools.items()}
     neg_pool = np.asarray(negative_pool, dtype=np.intp)
     o = _draw(p, neg_pool, k, n_positives, disjoint, np.random.default_rng(seed))
@@ -116,22 +121,25 @@ def fold_rows(
     for c in p:
         own = set(p[c].tolist())
         for f in range(k):
-            negs = _first_not_in(o.negatives[f], own, n_negatives, c, f)
+            negs = _fold_negatives(o.negatives[f], own, n_negatives, c, f, negatives_mode, seed)
             out[(c, f)] = (o.positives[c][f][:n_positives], negs)
     return out
 
 
-def _first_not_in(
-    order: NDArray[np.intp], own: set[int], n: int, concept: str, fold: int
+def _fold_negatives(
+    order: NDArray[np.intp], own: set[int], n: int, concept: str, fold: int, mode: str, seed: int
 ) -> NDArray[np.intp]:
+    """``n`` negatives of ``concept`` in fold ``fold`` in draw order (a prefix is a smaller draw)."""
     keep = np.fromiter((r not in own for r in order.tolist()), dtype=bool, count=order.size)
-    rows = order[keep][:n]
-    if rows.size < n:
+    eligible = order[keep]
+    if eligible.size < n:
         raise ValueError(
-            f"concept {concept!r}, fold {fold}: only {rows.size} negatives available outside its "
-            f"pool, need {n}; enlarge the negative pool, use fewer folds or disjoint=False"
+            f"concept {concept!r}, fold {fold}: only {eligible.size} negatives available outside "
+            f"its pool, need {n}; enlarge the negative pool, use fewer folds or disjoint=False"
         )
-    return rows
+    picked = pick_negatives(eligible.tolist(), n, concept, mode=mode, seed=seed,
+                            draw=("pilot-fold", fold))
+    return np.asarray(picked, dtype=np.intp)
 
 
 RowResponses = Callable[[NDArray[np.intp]], Any]
@@ -181,6 +189,7 @@ def pilot_stability(
     k: int = 5,
     seed: int = 0,
     disjoint: bool = True,
+    negatives_mode: str = "shared",
 ) -> PilotResult:
     """Repeat expert extraction over ``k`` folds for every (n_positives, n_negatives) pair.
 
@@ -191,7 +200,9 @@ def pilot_stability(
     sentence runs twice and memory holds one fold's negatives and one concept's positives.
     ``pools`` maps each sampled concept to the rows of its own sentences; ``negative_pool`` lists
     the rows that may serve as negatives (it may include the concepts' own rows, which are skipped
-    for that concept). See the module docstring for how folds are drawn.
+    for that concept). ``negatives_mode`` (``shared`` or ``per_concept``) chooses each concept's
+    negatives among them as the main workflow does. See the module docstring for how folds are
+    drawn.
     """
     from expertalign.ap import SortedNegatives
 
@@ -222,7 +233,8 @@ def pilot_stability(
     packed: NDArray[np.uint8] | None = None
     n_units = 0
     for f in range(k):
-        negs = {c: _first_not_in(o.negatives[f], own[c], neg_sizes[-1], c, f) for c in concepts}
+        negs = {c: _fold_negatives(o.negatives[f], own[c], neg_sizes[-1], c, f, negatives_mode,
+                                   seed) for c in concepts}
         union = np.unique(np.concatenate(list(negs.values())))
         bank = SortedNegatives(get_rows(union))
         for j, c in enumerate(concepts):

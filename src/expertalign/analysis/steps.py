@@ -11,7 +11,6 @@ its outputs atomically; the Snakemake scripts only unpack ``snakemake``.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import pandas as pd
 import pyarrow as pa
 
 from expertalign.apmatrix import APMatrix
+from expertalign.paths import parse_run
 from expertalign.storage import write_table_atomic
 
 __all__ = [
@@ -57,8 +57,10 @@ def domains(expert_files: Sequence[str], concept_table: str, table_out: str, fig
     """Shared domain cores vs a random baseline, per domain and as the mean over the domains
     (row ``domain`` = "mean"), at every τ; graph figure at the first τ.
 
-    ``null``: "keep_broader" (the paper's: real broader concept, 4 specific concepts drawn from
-    all concepts) or "random" (whole pseudo-domains from the concepts in no domain)."""
+    ``null``: "keep_broader" (the paper's: real broader concept, as many specific concepts as the
+    domain has drawn from all concepts) or "random" (whole pseudo-domains of the domain's size
+    from the concepts in no domain). Either way each domain, and each permutation's mean over
+    the domains, is compared with draws of the domains' own sizes."""
     from expertalign.analysis import domains as dom
     from expertalign.analysis.domain_graph import plot_domain_graph
     from expertalign.concepts import load_concepts
@@ -79,13 +81,12 @@ def domains(expert_files: Sequence[str], concept_table: str, table_out: str, fig
             per_domain = dom.permutation_pvalues(observed, draws)  # each against its own draws
         elif null == "random":
             candidates = dom.non_domain_rows(concepts, table)
-            if len(candidates) < 5:  # too few concepts outside domains: draw from all concepts
-                candidates = None
-            draws = dom.random_domains(masks, n_perm=n_perm * len(parsed), seed=seed,
-                                       candidates=candidates)
-            # consecutive blocks of one draw per domain make the null of the mean
-            draws["domain"] = [d.name for d in parsed] * n_perm
-            draws["perm"] = np.repeat(np.arange(n_perm), len(parsed))
+            if len(candidates) < max(len(d.specific) for d in parsed) + 1:
+                candidates = None  # too few concepts outside domains: draw from all concepts
+            # one draw of the domain's size per domain per permutation: the null of the mean
+            draws = dom.random_domains_matched(masks, parsed, n_perm=n_perm, seed=seed,
+                                               candidates=candidates)
+            # each domain against every draw of its size (draws keep nothing of the domain)
             per_domain = dom.permutation_pvalues(observed, draws.drop(columns="domain"))
         else:
             raise ValueError(f"null must be 'keep_broader' or 'random', not {null!r}")
@@ -108,13 +109,11 @@ def domains(expert_files: Sequence[str], concept_table: str, table_out: str, fig
 
 
 def _runs(expert_files: Sequence[str]) -> dict[tuple[str, str], list[str]]:
-    """Group shard files by (model, revision) from their paths .../experts/{model}/{revision}/."""
+    """Group shard files (of one sentence source) by (model, revision), read from their paths."""
     runs: dict[tuple[str, str], list[str]] = {}
     for path in expert_files:
-        match = re.search(r"experts/([^/]+)/([^/]+)/shard-\d+\.arrow$", str(path))
-        if not match:
-            raise ValueError(f"not an expert shard path: {path}")
-        runs.setdefault((match.group(1), match.group(2)), []).append(str(path))
+        run = parse_run(path)
+        runs.setdefault((run.model, run.revision), []).append(str(path))
     return runs
 
 
@@ -269,16 +268,14 @@ def cost_table(benchmark_files: Sequence[str], shard_sizes: Mapping[str, int],
     """Seconds per concept per (model, checkpoint) from the expert rules' benchmark files."""
     rows = []
     for path in benchmark_files:
-        match = re.search(r"experts/([^/]+)/([^/]+)/shard-(\d+)\.tsv$", str(path))
-        if not match:
-            raise ValueError(f"not an expert benchmark path: {path}")
+        run = parse_run(path)
         bench = pd.read_csv(path, sep="\t")
-        n = shard_sizes[match.group(3)]
-        rows.append({"model": match.group(1), "checkpoint": match.group(2),
-                     "shard": match.group(3), "concepts": n, "seconds": bench["s"].mean(),
+        n = shard_sizes[run.shard]
+        rows.append({"source": run.source, "model": run.model, "checkpoint": run.revision,
+                     "shard": run.shard, "concepts": n, "seconds": bench["s"].mean(),
                      "max_rss_mb": bench["max_rss"].mean()})
     frame = pd.DataFrame(rows)
-    summary = frame.groupby(["model", "checkpoint"], sort=False).agg(
+    summary = frame.groupby(["source", "model", "checkpoint"], sort=False).agg(
         concepts=("concepts", "sum"), seconds=("seconds", "sum"), max_rss_mb=("max_rss_mb", "max")
     ).reset_index()
     summary["seconds_per_concept"] = summary["seconds"] / summary["concepts"]
@@ -303,7 +300,9 @@ def baseline_figure(alignment_table: str, output: str, *, tau: float,
     others = frame[frame["measure"] != "jaccard"]
     both = pd.concat([experts.assign(method=f"experts (Jaccard, τ={tau:g})"),
                       others.assign(method=others["measure"])])
-    both["model"] = both["model"] + " " + both["checkpoint"]
+    from expertalign.steps import with_source
+
+    both["model"] = with_source(both) + " " + both["checkpoint"]
     plot_baselines(both, output, reference=human_reference,
                    title=f"Expert overlap vs baselines ({frame['judgment'].iloc[0]})")
 
@@ -312,7 +311,7 @@ def pilot(sentence_files: Sequence[str], bank_file: str | None, *, spec: Mapping
           revision: str, concepts: Sequence[str], n_positives: Sequence[int],
           n_negatives: Sequence[int], taus: Sequence[float], k: int, seed: int,
           disjoint: bool, settings: Mapping, summary_out: str, sizes_out: str,
-          figure_out: str) -> None:
+          figure_out: str, negatives_mode: str = "shared") -> None:
     """Expert stability across folds and set sizes (paper Sec. 4, Fig. 1, App. C).
 
     ``bank_file`` None: the sentence files are the pilot concepts' own pools, and each concept's
@@ -355,6 +354,7 @@ def pilot(sentence_files: Sequence[str], bank_file: str | None, *, spec: Mapping
     result = pilot_analysis.pilot_stability(
         run, pools, negative_pool, n_positives=tuple(n_positives),
         n_negatives=tuple(n_negatives), taus=tuple(taus), k=k, seed=seed, disjoint=disjoint,
+        negatives_mode=negatives_mode,
     )
     log.info("pilot: %d sentence responses computed", n_run[0])
     summary = result.summary.assign(model=spec["name"], checkpoint=revision)
