@@ -76,8 +76,13 @@ def test_profile_is_plain_and_names_the_workflow_rules():
         assert "gpu" not in resources[rule]
     rules_in_workflow = set()
     for smk in (REPO / "workflow" / "rules").glob("*.smk"):
-        rules_in_workflow |= set(re.findall(r"^rule (\w+):", smk.read_text(), flags=re.M))
+        text = smk.read_text()
+        rules_in_workflow |= set(re.findall(r"^rule (\w+):", text, flags=re.M))
+        rules_in_workflow |= set(re.findall(r"^use rule \w+ as (\w+)", text, flags=re.M))
     assert gpu_rules | cpu_rules <= rules_in_workflow, "rules not found in workflow/rules/*.smk"
+    # the expert jobs of models beyond experts.standard_gpu_mem_mb go to the larger cards
+    large = resources["experts_large"]
+    assert large["gpu"] == 1 and large["gpu_model"] == config["cluster-specific"]["large_gpu_model"]
     unknown = set(resources) - rules_in_workflow
     assert not unknown, f"set-resources for rules the workflow lacks: {unknown}"
 
