@@ -172,7 +172,12 @@ def test_cli_experts_of_a_workflow_concept_on_the_gpu_partition(local_slurm, tmp
         capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     summary = json.loads(run.stdout.strip().splitlines()[-1])
-    negatives = bank["text"].iloc[concept_negatives(bank, "cat", 5)].tolist()
+    # the negatives the workflow's expert job would pick: its config extends config/config.yaml
+    from expertalign.config import load_config
+
+    rule = load_config(config)["negatives"]
+    rows = concept_negatives(bank, "cat", 5, mode=rule["mode"], seed=rule["seed"])
+    negatives = bank["text"].iloc[rows].tolist()
     assert "a cat sat" not in negatives and len(negatives) == 5
     local = compute_experts(ExpertsRequest(model=str(model_dir), positives=cat,
                                            negatives=negatives))
