@@ -207,10 +207,10 @@ def test_preempted_expert_job_leaves_nothing_finished_and_reruns(local_slurm, ti
     from expertalign.storage import read_expertise
 
     results, logs, args, _ = tiny_slurm_run
-    shard = results / "experts" / "tiny-smollm2" / "final" / "shard-0001.arrow"
+    shard = results / "experts" / "generated" / "tiny-smollm2" / "final" / "shard-0001.arrow"
     _, before = read_expertise([shard])
     shard.unlink()
-    job_log = results / "logs" / "experts" / "tiny-smollm2" / "final" / "shard-0001.log"
+    job_log = results / "logs" / "experts" / "generated" / "tiny-smollm2" / "final" / "shard-0001.log"
     job_log.unlink()
     cancelled: list[str] = []
 
