@@ -101,9 +101,6 @@ def model_revisions():
     ]
 
 
-def provided_sentences(source, concept):
-    return PROVIDED[source].get(concept)
-
 
 # What sentence generation needs of a concept (so editing its domain regenerates nothing).
 GENERATION_FIELDS = {
@@ -111,9 +108,6 @@ GENERATION_FIELDS = {
     for row in CONCEPTS.to_dict("records")
 }
 
-
-def concept_row(concept):
-    return GENERATION_FIELDS[concept]
 
 
 def sentence_file(source, concept):
