@@ -101,13 +101,11 @@ def model_revisions():
     ]
 
 
-
 # What sentence generation needs of a concept (so editing its domain regenerates nothing).
 GENERATION_FIELDS = {
     row["concept"]: {k: row[k] for k in ("concept", "word", "pos", "definition")}
     for row in CONCEPTS.to_dict("records")
 }
-
 
 
 def sentence_file(source, concept):
