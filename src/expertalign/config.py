@@ -34,7 +34,9 @@ __all__ = [
     "sentence_sources",
 ]
 
-SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+# Shipped inside the package (workflow/schemas/config.schema.yaml links here), so a
+# non-editable install finds it too.
+SCHEMA = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"
 EMBEDDED_REVISIONS = ("main", "final")
 
 
