@@ -14,6 +14,7 @@ include: "workflow/rules/sentences.smk"
 include: "workflow/rules/experts.smk"
 include: "workflow/rules/alignment.smk"
 include: "workflow/rules/analysis.smk"
+include: "workflow/rules/pilot.smk"
 
 
 rule all:

@@ -67,8 +67,10 @@ def _read_sentences(args: argparse.Namespace, words: dict[str, str]) -> dict[str
     folder = Path(args.results) / "sentences"
     paths = sorted(folder.glob("*.parquet"))
     if not paths:
-        raise SystemExit(f"no sentence files in {folder}/: run the workflow first, or give "
-                         "--results of a finished run or --sentences PATTERN")
+        raise SystemExit(
+            f"no sentence files in {folder}/: run the workflow first, or give "
+            "--results of a finished run or --sentences PATTERN"
+        )
     out = {}
     for path in paths:
         frame = pd.read_parquet(path, columns=["text"])
@@ -102,22 +104,27 @@ def load_inputs(args: argparse.Namespace) -> Inputs:
         chosen: list[str] = []
         if men is not None and len(men):
             for i in rng.permutation(len(men)):
-                pair = {concept_of[men["word1"].iat[i].lower()],
-                        concept_of[men["word2"].iat[i].lower()]}
+                pair = {
+                    concept_of[men["word1"].iat[i].lower()],
+                    concept_of[men["word2"].iat[i].lower()],
+                }
                 new = [c for c in sorted(pair) if c not in chosen]
                 if len(chosen) + len(new) <= args.max_concepts:
                     chosen += new
         rest = [c for c in concepts if c not in chosen]
         rest = [rest[i] for i in rng.permutation(len(rest))]
         chosen += rest[: args.max_concepts - len(chosen)]
-        notes.append(f"subsampled {len(chosen)} of {len(concepts)} concepts (--max-concepts; "
-                     f"concepts of MEN pairs first, seed {args.seed})")
+        notes.append(
+            f"subsampled {len(chosen)} of {len(concepts)} concepts (--max-concepts; "
+            f"concepts of MEN pairs first, seed {args.seed})"
+        )
         concepts = sorted(chosen)
     positives = {c: sentences[c] for c in concepts}
     longest = max(len(s) for s in positives.values())
     if longest > args.max_positives:
-        notes.append(f"first {args.max_positives} of up to {longest} sentences per concept "
-                     "(--max-positives)")
+        notes.append(
+            f"first {args.max_positives} of up to {longest} sentences per concept (--max-positives)"
+        )
         positives = {c: s[: args.max_positives] for c, s in positives.items()}
     if men is not None:
         kept = {words[c].lower() for c in concepts}
@@ -135,8 +142,14 @@ def negative_bank(inputs: Inputs, seed: int) -> tuple[list[str], list[str]]:
     return [ids[i] for i in order], [texts[i] for i in order]
 
 
-def expertise(model: str, dtype: str, inputs: Inputs, bank: tuple[list[str], list[str]],
-              n_negatives: int, max_tokens: int) -> tuple[np.ndarray, float]:
+def expertise(
+    model: str,
+    dtype: str,
+    inputs: Inputs,
+    bank: tuple[list[str], list[str]],
+    n_negatives: int,
+    max_tokens: int,
+) -> tuple[np.ndarray, float]:
     """AP [concepts, units] with the model in `dtype` on the CPU, and the seconds it took."""
     from expertalign.extract import ConceptSentences, shard_expertise
     from expertalign.models import load_model
@@ -144,12 +157,16 @@ def expertise(model: str, dtype: str, inputs: Inputs, bank: tuple[list[str], lis
 
     lm = load_model(model, dtype=dtype, device="cpu")
     layout = find_units(lm.model)
-    shard = [ConceptSentences(c, inputs.positives[c],
-                              {f"{c}:{i}" for i in range(len(inputs.positives[c]))})
-             for c in inputs.concepts]
+    shard = [
+        ConceptSentences(
+            c, inputs.positives[c], {f"{c}:{i}" for i in range(len(inputs.positives[c]))}
+        )
+        for c in inputs.concepts
+    ]
     start = time.perf_counter()
-    result = shard_expertise(lm, layout, shard, bank[0], bank[1], n_negatives,
-                             max_tokens=max_tokens)
+    result = shard_expertise(
+        lm, layout, shard, bank[0], bank[1], n_negatives, max_tokens=max_tokens
+    )
     return result.ap, time.perf_counter() - start
 
 
@@ -167,28 +184,40 @@ def _men_rhos(ap: np.ndarray, inputs: Inputs, taus: list[float]) -> dict[str, fl
     return {name: spearman_ci(m[a, b], score, n_boot=10).rho for name, m in measures.items()}
 
 
-def compare(ap32: np.ndarray, ap16: np.ndarray, inputs: Inputs,
-            taus: list[float]) -> tuple[dict[str, float], pd.DataFrame, pd.DataFrame | None]:
+def compare(
+    ap32: np.ndarray, ap16: np.ndarray, inputs: Inputs, taus: list[float]
+) -> tuple[dict[str, float], pd.DataFrame, pd.DataFrame | None]:
     """AP summary, per-τ expert-set table, and MEN table (None without enough pairs)."""
     diff = np.abs(ap16.astype(np.float64) - ap32.astype(np.float64))
-    summary = {"max": float(diff.max()), "mean": float(diff.mean()),
-               "p99.9": float(np.quantile(diff, 0.999)), "over_0.01": float((diff > 0.01).mean())}
+    summary = {
+        "max": float(diff.max()),
+        "mean": float(diff.mean()),
+        "p99.9": float(np.quantile(diff, 0.999)),
+        "over_0.01": float((diff > 0.01).mean()),
+    }
     rows = []
     for tau in taus:
         s32, s16 = ap32 > tau, ap16 > tau
         inter = (s32 & s16).sum(axis=1)
         union = (s32 | s16).sum(axis=1)
         jac = np.where(union > 0, inter / np.maximum(union, 1), 1.0)
-        rows.append({"tau": tau, "experts_fp32": s32.sum(axis=1).mean(),
-                     "experts_bf16": s16.sum(axis=1).mean(),
-                     "changed": (s32 != s16).sum(axis=1).mean(),
-                     "jaccard_mean": jac.mean(), "jaccard_min": jac.min()})
+        rows.append(
+            {
+                "tau": tau,
+                "experts_fp32": s32.sum(axis=1).mean(),
+                "experts_bf16": s16.sum(axis=1).mean(),
+                "changed": (s32 != s16).sum(axis=1).mean(),
+                "jaccard_mean": jac.mean(),
+                "jaccard_min": jac.min(),
+            }
+        )
     sets = pd.DataFrame(rows)
     if inputs.men is None or len(inputs.men) < 3:
         return summary, sets, None
     r32, r16 = _men_rhos(ap32, inputs, taus), _men_rhos(ap16, inputs, taus)
-    men = pd.DataFrame({"measure": list(r32), "rho_fp32": list(r32.values()),
-                        "rho_bf16": [r16[m] for m in r32]})
+    men = pd.DataFrame(
+        {"measure": list(r32), "rho_fp32": list(r32.values()), "rho_bf16": [r16[m] for m in r32]}
+    )
     men["delta"] = men["rho_bf16"] - men["rho_fp32"]
     return summary, sets, men
 
@@ -197,15 +226,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--results", default="results", help="a workflow's results folder")
     parser.add_argument("--sentences", help="sentence file pattern with {concept} instead")
-    parser.add_argument("--concepts", default="config/concepts.tsv",
-                        help="concept table (words for MEN); '' to use concept ids as words")
+    parser.add_argument(
+        "--concepts",
+        default="config/concepts.tsv",
+        help="concept table (words for MEN); '' to use concept ids as words",
+    )
     parser.add_argument("--data-dir", default="../shared/data", help="holds MEN/ ('' = no MEN)")
     parser.add_argument("--men-split", default="full", choices=["test", "dev", "full"])
     parser.add_argument("--model", default="embedded")
     parser.add_argument("--max-concepts", type=int, default=80)
     parser.add_argument("--max-positives", type=int, default=50)
-    parser.add_argument("--n-negatives", type=int, default=None,
-                        help="default: 2.5 x the largest positive set, within the bank")
+    parser.add_argument(
+        "--n-negatives",
+        type=int,
+        default=None,
+        help="default: 2.5 x the largest positive set, within the bank",
+    )
     parser.add_argument("--taus", type=float, nargs="+", default=list(TAUS))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
@@ -229,31 +265,47 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("not enough other concepts' sentences for negatives")
     source = f"--sentences {args.sentences}" if args.sentences else f"{args.results}/sentences"
     n_pos = sum(len(s) for s in inputs.positives.values())
-    print(f"inputs: {len(inputs.concepts)} concepts from {source}, {n_pos} positives "
-          f"(up to {largest} per concept), {n_negatives} negatives per concept from the other "
-          f"concepts' sentences (seed {args.seed}); model {args.model} on CPU, "
-          f"{torch.get_num_threads()} threads")
+    print(
+        f"inputs: {len(inputs.concepts)} concepts from {source}, {n_pos} positives "
+        f"(up to {largest} per concept), {n_negatives} negatives per concept from the other "
+        f"concepts' sentences (seed {args.seed}); model {args.model} on CPU, "
+        f"{torch.get_num_threads()} threads"
+    )
     for note in inputs.notes:
         print(f"note: {note}")
     ap32, t32 = expertise(args.model, "float32", inputs, bank, n_negatives, args.max_tokens)
     ap16, t16 = expertise(args.model, "bfloat16", inputs, bank, n_negatives, args.max_tokens)
-    print(f"units: {ap32.shape[1]:,}; seconds (responses + AP): float32 {t32:.1f}, "
-          f"bfloat16 {t16:.1f}")
+    print(
+        f"units: {ap32.shape[1]:,}; seconds (responses + AP): float32 {t32:.1f}, bfloat16 {t16:.1f}"
+    )
     summary, sets, men = compare(ap32, ap16, inputs, list(args.taus))
-    print(f"\n|AP(bf16) - AP(fp32)| over {ap32.size:,} (concept, unit): max "
-          f"{summary['max']:.4f}, mean {summary['mean']:.2e}, 99.9th pct {summary['p99.9']:.4f};"
-          f" {summary['over_0.01']:.2%} above 0.01")
+    print(
+        f"\n|AP(bf16) - AP(fp32)| over {ap32.size:,} (concept, unit): max "
+        f"{summary['max']:.4f}, mean {summary['mean']:.2e}, 99.9th pct {summary['p99.9']:.4f};"
+        f" {summary['over_0.01']:.2%} above 0.01"
+    )
     print("\nexpert sets per concept (mean over concepts; changed = units in one set only):")
-    print(sets.to_string(index=False, formatters={
-        "tau": "{:.2f}".format, "experts_fp32": "{:,.1f}".format, "experts_bf16": "{:,.1f}".format,
-        "changed": "{:,.1f}".format, "jaccard_mean": "{:.4f}".format,
-        "jaccard_min": "{:.4f}".format}))
+    print(
+        sets.to_string(
+            index=False,
+            formatters={
+                "tau": "{:.2f}".format,
+                "experts_fp32": "{:,.1f}".format,
+                "experts_bf16": "{:,.1f}".format,
+                "changed": "{:,.1f}".format,
+                "jaccard_mean": "{:.4f}".format,
+                "jaccard_min": "{:.4f}".format,
+            },
+        )
+    )
     if men is None:
         n = 0 if inputs.men is None else len(inputs.men)
         print(f"\nMEN: {n} judged pairs among the concepts, too few for a Spearman correlation")
     else:
-        print(f"\nMEN ({args.men_split} split, {len(inputs.men)} pairs among the concepts): "
-              "Spearman rho with the human scores")
+        print(
+            f"\nMEN ({args.men_split} split, {len(inputs.men)} pairs among the concepts): "
+            "Spearman rho with the human scores"
+        )
         print(men.to_string(index=False, float_format=lambda v: f"{v:+.4f}"))
     return 0
 

@@ -47,17 +47,23 @@ def _texts(rng: random.Random, n: int, seen: set[str]) -> list[str]:
 
 def _shard(lm, layout, n_concepts: int, n_positives: int, n_bank: int, seed: int) -> None:
     rng, seen = random.Random(seed), set()
-    concepts = [ConceptSentences(f"c{i}", _texts(rng, n_positives, seen))
-                for i in range(n_concepts)]
+    concepts = [
+        ConceptSentences(f"c{i}", _texts(rng, n_positives, seen)) for i in range(n_concepts)
+    ]
     bank = _texts(rng, n_bank, seen)
     shard_expertise(lm, layout, concepts, [f"b{i}" for i in range(n_bank)], bank, n_bank)
 
 
 def main() -> None:
     n_concepts, n_positives, n_bank = (int(x) for x in sys.argv[1:4])
-    config = GPTNeoXConfig(hidden_size=HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=4,
-                           intermediate_size=INTERMEDIATE, max_position_embeddings=64,
-                           vocab_size=64)
+    config = GPTNeoXConfig(
+        hidden_size=HIDDEN,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=4,
+        intermediate_size=INTERMEDIATE,
+        max_position_embeddings=64,
+        vocab_size=64,
+    )
     config._attn_implementation = "eager"
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(config).eval()
@@ -68,9 +74,17 @@ def main() -> None:
     baseline = _status("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # resets the peak (VmHWM) to the current RSS
     _shard(lm, layout, n_concepts, n_positives, n_bank, seed=2)
-    print(json.dumps({"baseline": baseline, "peak": _status("VmHWM"),
-                      "n_units": layout.n_units, "n_parameters": model.num_parameters(),
-                      "widest": INTERMEDIATE}))
+    print(
+        json.dumps(
+            {
+                "baseline": baseline,
+                "peak": _status("VmHWM"),
+                "n_units": layout.n_units,
+                "n_parameters": model.num_parameters(),
+                "widest": INTERMEDIATE,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

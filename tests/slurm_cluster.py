@@ -1,6 +1,12 @@
-"""A real one-node SLURM cluster for tests: the session fixture ``local_slurm`` and helpers.
+"""A real one-node SLURM cluster for tests: what the session fixture ``local_slurm`` runs, and
+helpers.
 
-Use it in a test module with ``from slurm_cluster import local_slurm  # noqa: F401``.
+A test asks for the cluster by naming the fixture (defined in ``tests/conftest.py``):
+
+    from slurm_cluster import profile_for_local_cluster, run_snakemake
+
+    def test_something(local_slurm, tmp_path):
+        profile = profile_for_local_cluster(tmp_path / "profile", local_slurm)
 
 The fixture installs SLURM and munge from Debian's packages (``tools/slurm/local-cluster.sh
 install``), starts munged, slurmctld and slurmd by hand (``start``: no systemd needed), yields a
@@ -27,7 +33,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from prerequisites import in_ci
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,8 +63,14 @@ class LocalSlurm:
 def _run(cmd: list[str], timeout: float = 60, check: bool = False) -> subprocess.CompletedProcess:
     # Output through a file, not a pipe: a daemon that kept the pipe open would hang us.
     with tempfile.TemporaryFile(mode="w+") as out:
-        proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, text=True,
-                              timeout=timeout, stdin=subprocess.DEVNULL)
+        proc = subprocess.run(
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
         out.seek(0)
         text = out.read()
     if check and proc.returncode != 0:
@@ -124,13 +135,9 @@ def _node_facts() -> tuple[str, int, int, str, int, list[str]]:
     return node, int(cpus), int(mem), gpu_type, int(n), partitions
 
 
-# The same fixture function may be imported into several test modules, and pytest then makes
-# one session fixture per module: count users so that the cluster starts and stops once.
-_STATE: dict = {"users": 0, "cluster": None}
-
-
-@pytest.fixture(scope="session")
-def local_slurm():
+def skip_unless_startable() -> None:
+    """Skip the calling fixture or test, saying why, when the cluster cannot start here; in CI
+    fail instead, unless ``EXPERTALIGN_SKIP_SLURM=1``."""
     reason = _skip_reason()
     if reason:
         # .ci/run runs as root on Debian, where the cluster starts: in CI a skip would hide that
@@ -138,35 +145,43 @@ def local_slurm():
         if in_ci() and os.environ.get("EXPERTALIGN_SKIP_SLURM") != "1":
             pytest.fail(f"the local SLURM cluster cannot start in CI: {reason}")
         pytest.skip(reason)
-    if _STATE["cluster"] is None:
-        t0 = time.monotonic()
-        _run(["bash", str(SCRIPT), "install"], timeout=900, check=True)
-        t_install = time.monotonic() - t0
-        was_running = _run(["bash", str(SCRIPT), "status"]).returncode == 0
-        t1 = time.monotonic()
-        started = _run(["bash", str(SCRIPT), "start"], timeout=300, check=True)
-        t_start = time.monotonic() - t1
-        print(started.stdout, file=sys.stderr)
-        node, cpus, mem, gpu_type, n_gpus, partitions = _node_facts()
-        _STATE["cluster"] = LocalSlurm(
-            node=node, cpus=cpus, mem_mb=mem, gpu_type=gpu_type, n_gpus=n_gpus,
-            partitions=partitions, start_seconds=t_start, started_here=not was_running,
-            timings={"install_s": round(t_install, 2), "start_s": round(t_start, 2)},
-        )
-        print(f"[local_slurm] install {t_install:.1f} s, start {t_start:.1f} s", file=sys.stderr)
-    _STATE["users"] += 1
-    try:
-        yield _STATE["cluster"]
-    finally:
-        _STATE["users"] -= 1
-        if _STATE["users"] == 0 and _STATE["cluster"] is not None:
-            cluster, _STATE["cluster"] = _STATE["cluster"], None
-            if cluster.started_here and os.environ.get("EXPERTALIGN_KEEP_SLURM") != "1":
-                _run(["bash", str(SCRIPT), "stop"], timeout=120)
 
 
-def profile_for_local_cluster(dst: Path, cluster: LocalSlurm, source: Path = SLURM_PROFILE,
-                              fast_polling: bool = True) -> Path:
+def start_cluster() -> LocalSlurm:
+    """Install SLURM and munge if needed, start the daemons (a running, healthy cluster is
+    reused) and describe the node."""
+    t0 = time.monotonic()
+    _run(["bash", str(SCRIPT), "install"], timeout=900, check=True)
+    t_install = time.monotonic() - t0
+    was_running = _run(["bash", str(SCRIPT), "status"]).returncode == 0
+    t1 = time.monotonic()
+    started = _run(["bash", str(SCRIPT), "start"], timeout=300, check=True)
+    t_start = time.monotonic() - t1
+    print(started.stdout, file=sys.stderr)
+    node, cpus, mem, gpu_type, n_gpus, partitions = _node_facts()
+    print(f"[local_slurm] install {t_install:.1f} s, start {t_start:.1f} s", file=sys.stderr)
+    return LocalSlurm(
+        node=node,
+        cpus=cpus,
+        mem_mb=mem,
+        gpu_type=gpu_type,
+        n_gpus=n_gpus,
+        partitions=partitions,
+        start_seconds=t_start,
+        started_here=not was_running,
+        timings={"install_s": round(t_install, 2), "start_s": round(t_start, 2)},
+    )
+
+
+def stop_cluster(cluster: LocalSlurm) -> None:
+    """Stop the daemons if this session started them (``EXPERTALIGN_KEEP_SLURM=1`` keeps them)."""
+    if cluster.started_here and os.environ.get("EXPERTALIGN_KEEP_SLURM") != "1":
+        _run(["bash", str(SCRIPT), "stop"], timeout=120)
+
+
+def profile_for_local_cluster(
+    dst: Path, cluster: LocalSlurm, source: Path = SLURM_PROFILE, fast_polling: bool = True
+) -> Path:
     """Copy the real SLURM profile to ``dst`` and adapt only what this one node needs.
 
     Kept as is: executor and plugin options, partitions, GPU model, rule names, logs dir.
@@ -184,8 +199,10 @@ def profile_for_local_cluster(dst: Path, cluster: LocalSlurm, source: Path = SLU
     # The cluster enforces memory (OverMemoryKill): the cap must hold the largest tiny job
     # (two Python processes with torch, the embedded model: about 2 GB).
     mem_cap = max(256, min(4000, cluster.mem_mb // 4))
-    for resources in [config.get("default-resources", {}),
-                      *config.get("set-resources", {}).values()]:
+    for resources in [
+        config.get("default-resources", {}),
+        *config.get("set-resources", {}).values(),
+    ]:
         if isinstance(resources.get("mem_mb"), int):
             resources["mem_mb"] = min(resources["mem_mb"], mem_cap)
         if isinstance(resources.get("cpus_per_task"), int):
@@ -203,8 +220,9 @@ def profile_for_local_cluster(dst: Path, cluster: LocalSlurm, source: Path = SLU
     return dst
 
 
-def run_snakemake(args: list[str], cwd: Path, timeout: float,
-                  env: dict | None = None) -> subprocess.CompletedProcess:
+def run_snakemake(
+    args: list[str], cwd: Path, timeout: float, env: dict | None = None
+) -> subprocess.CompletedProcess:
     """``snakemake ARGS`` in ``cwd``; SIGINT on timeout (SIGTERM would leave jobs and locks)."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
     # The local cluster's GPUs are fake (/dev/fakegpu*) and torch here is a CPU build: the GPU
@@ -212,8 +230,15 @@ def run_snakemake(args: list[str], cwd: Path, timeout: float,
     # environment on to the jobs).
     full_env.update({"HF_HUB_OFFLINE": "1", "EXPERTALIGN_ALLOW_NO_GPU": "1", **(env or {})})
     with tempfile.TemporaryFile(mode="w+") as out:
-        proc = subprocess.Popen([SNAKEMAKE, *args], cwd=cwd, env=full_env, text=True,
-                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [SNAKEMAKE, *args],
+            cwd=cwd,
+            env=full_env,
+            text=True,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
         timed_out = False
         try:
             proc.wait(timeout=timeout)
@@ -229,6 +254,8 @@ def run_snakemake(args: list[str], cwd: Path, timeout: float,
         text = out.read()
     if timed_out:
         queue = _run(["squeue", "--states=all"]).stdout
-        raise AssertionError(f"snakemake {' '.join(args)} timed out after {timeout} s\n"
-                             f"squeue:\n{queue}\n{text[-8000:]}")
+        raise AssertionError(
+            f"snakemake {' '.join(args)} timed out after {timeout} s\n"
+            f"squeue:\n{queue}\n{text[-8000:]}"
+        )
     return subprocess.CompletedProcess(proc.args, proc.returncode, text, "")

@@ -3,7 +3,7 @@
 The glue between the AP vectors and a reported ρ: similarity_frame's values and pair labels
 (Jaccard of the expert sets, AP cosines, centred at 0.5), the embedding baselines, the mapping of
 judged words to concepts (case, reversed pairs, a word with two concepts) and the Spearman
-statistics written by ``steps.alignment``. The expected values here come from Python sets,
+statistics written by ``jobs.alignment.alignment``. The expected values here come from Python sets,
 explicit loops and scipy, never from the package's own helpers.
 """
 
@@ -16,12 +16,11 @@ import pandas as pd
 import pytest
 import torch
 from scipy.stats import spearmanr
-
-from expertalign import steps
-from expertalign.baselines import baseline_pairs, word_vectors
-from expertalign.similarity import pairwise_similarity, similarity_frame
-
 from tiny_models import tiny_model, word_tokenizer
+
+from expertalign.baselines import baseline_pairs, word_vectors
+from expertalign.jobs import alignment as jobs
+from expertalign.similarity import pairwise_similarity, similarity_frame
 
 CONCEPTS = ["cat", "dog", "car", "road", "chair", "table", "mat", "postman"]
 
@@ -65,15 +64,24 @@ def test_similarity_frame_values_and_pair_labels():
         tau = None if np.isnan(row.tau) else row.tau
         expected = _expected_measure(ap, i, j, row.measure, tau)
         assert row.value == pytest.approx(expected, abs=2e-6), row
-    for measure, tau in [("jaccard", 0.5), ("jaccard", 0.8), ("cosine_ap", None),
-                         ("cosine_ap_centered", None)]:
-        part = frame[(frame["measure"] == measure)
-                     & (frame["tau"].isna() if tau is None else frame["tau"] == tau)]
+    for measure, tau in [
+        ("jaccard", 0.5),
+        ("jaccard", 0.8),
+        ("cosine_ap", None),
+        ("cosine_ap_centered", None),
+    ]:
+        part = frame[
+            (frame["measure"] == measure)
+            & (frame["tau"].isna() if tau is None else frame["tau"] == tau)
+        ]
         assert sorted(zip(part["concept_a"], part["concept_b"])) == sorted(
-            (CONCEPTS[i], CONCEPTS[j]) for i, j in itertools.combinations(range(8), 2))
+            (CONCEPTS[i], CONCEPTS[j]) for i, j in itertools.combinations(range(8), 2)
+        )
     # centring matters: cosine_ap and cosine_ap_centered are different numbers
-    assert not np.allclose(frame.loc[frame["measure"] == "cosine_ap", "value"],
-                           frame.loc[frame["measure"] == "cosine_ap_centered", "value"])
+    assert not np.allclose(
+        frame.loc[frame["measure"] == "cosine_ap", "value"],
+        frame.loc[frame["measure"] == "cosine_ap_centered", "value"],
+    )
 
 
 def test_baselines_are_mean_pooled_word_vectors_and_their_cosines():
@@ -112,18 +120,24 @@ def test_judged_words_map_to_concepts_by_case_order_and_first_sense():
     ap_all = np.vstack([ap, ap[:1] * 0 + 0.9])
     table = similarity_frame(pairwise_similarity(ap_all, taus, concepts))
     judgments = pd.DataFrame(
-        [("dog", "cat", 9.0),        # stored as (cat, dog): reversed
-         ("CAR", "Road", 7.0),       # case differs from the table
-         ("postman", "mat", 3.0),    # the table's word is "Postman"
-         ("table", "chair", 8.0),    # reversed again
-         ("cat", "unicorn", 5.0),    # not a concept: dropped
-         ("cat", "CAT", 1.0),        # a self-pair: dropped
-         ("cat", "dog", 2.0)],       # the same pair again: dropped (first kept)
-        columns=["word1", "word2", "score"])
-    got = steps.word_pair_similarities(table, judgments, words)
+        [
+            ("dog", "cat", 9.0),  # stored as (cat, dog): reversed
+            ("CAR", "Road", 7.0),  # case differs from the table
+            ("postman", "mat", 3.0),  # the table's word is "Postman"
+            ("table", "chair", 8.0),  # reversed again
+            ("cat", "unicorn", 5.0),  # not a concept: dropped
+            ("cat", "CAT", 1.0),  # a self-pair: dropped
+            ("cat", "dog", 2.0),  # the same pair again: dropped (first kept)
+        ],
+        columns=["word1", "word2", "score"],
+    )
+    got = jobs.word_pair_similarities(table, judgments, words)
     assert got[["word1", "word2", "score"]].values.tolist() == [
-        ["dog", "cat", 9.0], ["CAR", "Road", 7.0], ["postman", "mat", 3.0],
-        ["table", "chair", 8.0]]
+        ["dog", "cat", 9.0],
+        ["CAR", "Road", 7.0],
+        ["postman", "mat", 3.0],
+        ["table", "chair", 8.0],
+    ]
     assert got["concept_a"].tolist() == ["dog", "car", "postman", "table"]
     assert got["concept_b"].tolist() == ["cat", "road", "mat", "chair"]
     index = {c: i for i, c in enumerate(concepts)}
@@ -132,7 +146,8 @@ def test_judged_words_map_to_concepts_by_case_order_and_first_sense():
         assert row["jaccard@0.5"] == pytest.approx(_jaccard(ap_all[i], ap_all[j], 0.5))
         assert row["cosine_ap"] == pytest.approx(_cosine(ap_all[i], ap_all[j]), abs=2e-6)
         assert row["cosine_ap_centered"] == pytest.approx(
-            _cosine(ap_all[i] - 0.5, ap_all[j] - 0.5), abs=2e-6)
+            _cosine(ap_all[i] - 0.5, ap_all[j] - 0.5), abs=2e-6
+        )
 
 
 def _bootstrap_ci(x, y, n_boot, seed, level=0.95):
@@ -143,7 +158,7 @@ def _bootstrap_ci(x, y, n_boot, seed, level=0.95):
 
 
 def test_alignment_step_recomputed_from_scratch(tmp_path):
-    """steps.alignment's ρ, CI, p and n for every measure, and its experts-vs-baseline rows,
+    """jobs.alignment's ρ, CI, p and n for every measure, and its experts-vs-baseline rows,
     against values built here from the AP vectors, a judgment file and scipy."""
     ap = _ap(3)
     taus = [0.5, 0.7]
@@ -152,8 +167,7 @@ def test_alignment_step_recomputed_from_scratch(tmp_path):
     rng = np.random.default_rng(4)
     baseline = rng.normal(size=(len(CONCEPTS), 5))
     baseline_path = tmp_path / "baselines.parquet"
-    baseline_pairs(CONCEPTS, {"input": baseline, "hidden": baseline ** 2}).to_parquet(
-        baseline_path)
+    baseline_pairs(CONCEPTS, {"input": baseline, "hidden": baseline**2}).to_parquet(baseline_path)
     # every pair judged once, half of them in reversed order and in upper case
     lines = ["word1\tword2\tscore"]
     judged = []
@@ -166,10 +180,20 @@ def test_alignment_step_recomputed_from_scratch(tmp_path):
     judgment_file.write_text("\n".join(lines) + "\n")
     out, comparison = tmp_path / "alignment.parquet", tmp_path / "vs.parquet"
     n_boot, seed = 300, 5
-    steps.alignment([str(pairs_path), str(baseline_path)], str(out), str(comparison),
-                    judgment={"path": str(judgment_file)}, judgment_name="mine", data_dir="",
-                    words={c: c for c in CONCEPTS}, n_boot=n_boot, seed=seed, model="m",
-                    revision="r", source="s")
+    jobs.alignment(
+        [str(pairs_path), str(baseline_path)],
+        str(out),
+        str(comparison),
+        judgment={"path": str(judgment_file)},
+        judgment_name="mine",
+        data_dir="",
+        words={c: c for c in CONCEPTS},
+        n_boot=n_boot,
+        seed=seed,
+        model="m",
+        revision="r",
+        source="s",
+    )
 
     scores = np.array([s for _, _, s in judged])
 
@@ -182,13 +206,15 @@ def test_alignment_step_recomputed_from_scratch(tmp_path):
         ("cosine_ap", None): [_cosine(ap[i], ap[j]) for i, j, _ in judged],
         ("cosine_ap_centered", None): [_cosine(ap[i] - 0.5, ap[j] - 0.5) for i, j, _ in judged],
         ("cosine_input_embedding", None): [cos(baseline, i, j) for i, j, _ in judged],
-        ("cosine_last_hidden", None): [cos(baseline ** 2, i, j) for i, j, _ in judged],
+        ("cosine_last_hidden", None): [cos(baseline**2, i, j) for i, j, _ in judged],
     }
     table = pd.read_parquet(out)
     assert len(table) == len(expected)
     for (measure, tau), values in expected.items():
-        row = table[(table["measure"] == measure)
-                    & (table["tau"].isna() if tau is None else table["tau"] == tau)]
+        row = table[
+            (table["measure"] == measure)
+            & (table["tau"].isna() if tau is None else table["tau"] == tau)
+        ]
         assert len(row) == 1, (measure, tau)
         row = row.iloc[0]
         x = np.asarray(values)

@@ -11,14 +11,26 @@ from prerequisites import DATA, require
 from scipy import stats as sps
 
 from expertalign.analysis import development as dev
-from expertalign.analysis import development_figures, domain_graph, domains, figures, pilot, spp
+from expertalign.analysis import (
+    development_figures,
+    domain_graph,
+    domain_null,
+    domains,
+    figures,
+    pilot,
+    spp,
+    spp_model,
+)
+from expertalign.jobs import analysis as steps
 
 
 @pytest.fixture
 def spp_data():
     """The shared SPP exports: skipped without them locally, a failure in CI."""
-    require(any((DATA / "SPP").glob("spp_assoc-related_*.csv")),
-            f"SPP under {DATA} (set EXPERTALIGN_DATA)")
+    require(
+        any((DATA / "SPP").glob("spp_assoc-related_*.csv")),
+        f"SPP under {DATA} (set EXPERTALIGN_DATA)",
+    )
 
 
 needs_spp = pytest.mark.usefixtures("spp_data")
@@ -77,7 +89,7 @@ def _random_masks(n: int, n_units: int, density: float, seed: int) -> np.ndarray
 
 def test_random_domains_counts_match_direct_computation() -> None:
     masks = _random_masks(30, 803, 0.3, 1)  # 803: packed bits have padding
-    null = domains.random_domains(masks, n_perm=50, seed=3, candidates=np.arange(5, 30))
+    null = domain_null.random_domains(masks, n_perm=50, seed=3, candidates=np.arange(5, 30))
     for _, r in null.iterrows():
         spec = masks[list(r["specific_rows"])]
         core = spec.all(axis=0)
@@ -86,7 +98,7 @@ def test_random_domains_counts_match_direct_computation() -> None:
         assert r["n_core_in_broader"] == (core & masks[r["broader_row"]]).sum()
         rows = [*r["specific_rows"], r["broader_row"]]
         assert len(set(rows)) == 5 and min(rows) >= 5
-    again = domains.random_domains(masks, n_perm=50, seed=3, candidates=np.arange(5, 30))
+    again = domain_null.random_domains(masks, n_perm=50, seed=3, candidates=np.arange(5, 30))
     pd.testing.assert_frame_equal(null, again)
 
 
@@ -97,8 +109,8 @@ def test_permutation_p_small_for_planted_domain() -> None:
     all_names = names + [f"x{i}" for i in range(40)]
     cand = domains.non_domain_rows(all_names, table)
     assert list(cand) == list(range(5, 45))
-    null = domains.random_domains(masks, n_perm=999, seed=0, candidates=cand)
-    res = domains.permutation_pvalues(domains.domain_shares(masks, all_names, table), null)
+    null = domain_null.random_domains(masks, n_perm=999, seed=0, candidates=cand)
+    res = domain_null.permutation_pvalues(domains.domain_shares(masks, all_names, table), null)
     assert res["p_core_share"].iloc[0] == pytest.approx(1 / 1000)
     assert res["null_mean_core_share"].iloc[0] < 0.05
 
@@ -115,10 +127,10 @@ def test_permutation_p_roughly_uniform_for_random_domains() -> None:
             "broader": [i % 5 == 4 for i in range(5 * n_dom)],
         }
     )
-    null = domains.random_domains(
+    null = domain_null.random_domains(
         masks, n_perm=1000, seed=1, candidates=domains.non_domain_rows(names, table)
     )
-    res = domains.permutation_pvalues(domains.domain_shares(masks, names, table), null)
+    res = domain_null.permutation_pvalues(domains.domain_shares(masks, names, table), null)
     p = res["p_core_share"].to_numpy()
     assert 0.3 < p.mean() < 0.7
     assert sps.kstest(p, "uniform").pvalue > 0.01
@@ -132,7 +144,7 @@ def test_keep_broader_null_keeps_the_real_broader_concept() -> None:
     masks = np.vstack([m, _random_masks(25, 1000, 0.2, 4)])
     all_names = names + [f"x{i}" for i in range(25)]
     parsed = domains.parse_domains(all_names, table)
-    null = domains.keep_broader_domains(masks, parsed, n_perm=400, seed=1)
+    null = domain_null.keep_broader_domains(masks, parsed, n_perm=400, seed=1)
     assert len(null) == 400 and set(null["domain"]) == {"animals"}
     assert (null["broader_row"] == all_names.index("animal")).all()
     drawn = np.array(null["specific_rows"].tolist())
@@ -144,7 +156,7 @@ def test_keep_broader_null_keeps_the_real_broader_concept() -> None:
         core = spec.all(axis=0)
         assert r["n_core"] == core.sum() and r["n_union"] == spec.any(axis=0).sum()
         assert r["n_core_in_broader"] == (core & masks[4]).sum()
-    again = domains.keep_broader_domains(masks, parsed, n_perm=400, seed=1)
+    again = domain_null.keep_broader_domains(masks, parsed, n_perm=400, seed=1)
     pd.testing.assert_frame_equal(null, again)
 
 
@@ -152,18 +164,18 @@ def test_mean_over_domains_and_its_permutation_p() -> None:
     m, names, table = _planted_domain()
     m2 = m[:, ::-1].copy()  # a second planted domain on other units
     names2 = [f"{c}2" for c in names]
-    table2 = pd.concat([table, table.assign(concept=names2, domain="animals2")],
-                       ignore_index=True)
+    table2 = pd.concat([table, table.assign(concept=names2, domain="animals2")], ignore_index=True)
     masks = np.vstack([m, m2, _random_masks(40, 1000, 0.15, 2)])
     all_names = names + names2 + [f"x{i}" for i in range(40)]
     observed = domains.domain_shares(masks, all_names, table2)
-    null = domains.keep_broader_domains(masks, domains.parse_domains(all_names, table2),
-                                        n_perm=999, seed=0)
-    per_domain = domains.permutation_pvalues(observed, null)
+    null = domain_null.keep_broader_domains(
+        masks, domains.parse_domains(all_names, table2), n_perm=999, seed=0
+    )
+    per_domain = domain_null.permutation_pvalues(observed, null)
     assert (per_domain["p_core_share"] < 0.01).all()
     # each domain is compared with its own draws (its own broader concept)
     assert per_domain["null_n_core_share"].tolist() == [999, 999]
-    mean = domains.mean_over_domains(observed, null).iloc[0]
+    mean = domain_null.mean_over_domains(observed, null).iloc[0]
     assert mean["domain"] == "mean" and mean["n_domains"] == 2
     assert mean["core_share"] == pytest.approx(observed["core_share"].mean())
     assert mean["broader_share"] == pytest.approx(0.6)
@@ -171,33 +183,52 @@ def test_mean_over_domains_and_its_permutation_p() -> None:
     assert mean["null_mean_core_share"] < 0.05 and mean["null_n_core_share"] == 999
 
 
-def test_domains_step_writes_per_domain_and_mean_rows(tmp_path: Path) -> None:
-    from expertalign.analysis import steps
+def _domains_step(
+    tmp_path: Path, masks: np.ndarray, names: list[str], table: pd.DataFrame, **kwargs
+) -> dict[str, pd.DataFrame]:
+    """Write ``masks`` as one expert shard (AP 0.8 for an expert, 0.3 otherwise) and ``table`` as
+    a concept table of ``names``, run the domains step with each null (``kwargs``: taus, n_perm)
+    and return its table per null."""
     from expertalign.storage import expertise_table, write_table_atomic
 
-    m, names, table = _planted_domain()
-    masks = np.vstack([m, _random_masks(20, 1000, 0.15, 3)])
-    all_names = names + [f"x{i}" for i in range(20)]
     ap = np.where(masks, 0.8, 0.3).astype(np.float32)
     shard = tmp_path / "experts" / "generated" / "m" / "final" / "shard-0000.arrow"
     shard.parent.mkdir(parents=True)
-    n = len(all_names)
-    write_table_atomic(expertise_table(all_names, ap, n_pos=[4] * n, n_neg=[10] * n), shard)
+    n = len(names)
+    write_table_atomic(expertise_table(names, ap, n_pos=[4] * n, n_neg=[10] * n), shard)
     concept_table = tmp_path / "concepts.tsv"
-    full = pd.DataFrame({"concept": all_names, "word": all_names, "pos": "noun"}).merge(
-        table, on="concept", how="left")
+    full = pd.DataFrame({"concept": names, "word": names, "pos": "noun"}).merge(
+        table, on="concept", how="left"
+    )
     full.fillna({"domain": "", "broader": "false"}).to_csv(concept_table, sep="\t", index=False)
+    results = {}
     for null in ("keep_broader", "random"):
         out = tmp_path / f"{null}.parquet"
-        steps.domains([str(shard)], str(concept_table), str(out), str(tmp_path / "g.png"),
-                      taus=[0.5, 0.7], n_perm=200, seed=0, model="m", revision="final",
-                      null=null)
-        res = pd.read_parquet(out)
+        steps.domains(
+            [str(shard)],
+            str(concept_table),
+            str(out),
+            str(tmp_path / "g.png"),
+            seed=0,
+            model="m",
+            revision="final",
+            null=null,
+            **kwargs,
+        )
+        results[null] = pd.read_parquet(out)
+    return results
+
+
+def test_domains_step_writes_per_domain_and_mean_rows(tmp_path: Path) -> None:
+    m, names, table = _planted_domain()
+    masks = np.vstack([m, _random_masks(20, 1000, 0.15, 3)])
+    all_names = names + [f"x{i}" for i in range(20)]
+    results = _domains_step(tmp_path, masks, all_names, table, taus=[0.5, 0.7], n_perm=200)
+    for null, res in results.items():
         assert res["domain"].tolist() == ["animals", "mean"] * 2
         assert (res["null"] == null).all()
         mean = res[res.domain == "mean"]
         assert (mean["p_core_share"] < 0.02).all()
-
 
 
 # domains of unequal size (the Brown-qualified default table has domains of 2, 3 and 4 specific
@@ -205,8 +236,9 @@ def test_domains_step_writes_per_domain_and_mean_rows(tmp_path: Path) -> None:
 _SIZES = (2, 3, 4, 2, 3)
 
 
-def _unequal_domains(n_other: int = 40, seed: int = 0, n_units: int = 500,
-                     density: float = 0.3) -> tuple[np.ndarray, list[str], pd.DataFrame]:
+def _unequal_domains(
+    n_other: int = 40, seed: int = 0, n_units: int = 500, density: float = 0.3
+) -> tuple[np.ndarray, list[str], pd.DataFrame]:
     """Random masks (no structure at all) for domains of ``_SIZES`` specific concepts + 1
     broader each, then ``n_other`` concepts in no domain."""
     rows = []
@@ -222,7 +254,7 @@ def test_keep_broader_null_draws_as_many_specific_as_the_domain_has() -> None:
     masks, names, table = _unequal_domains()
     parsed = domains.parse_domains(names, table)
     assert [len(d.specific) for d in parsed] == list(_SIZES)
-    null = domains.keep_broader_domains(masks, parsed, n_perm=300, seed=2)
+    null = domain_null.keep_broader_domains(masks, parsed, n_perm=300, seed=2)
     for d in parsed:
         mine = null[null["domain"] == d.name]
         assert len(mine) == 300 and (mine["n_specific"] == len(d.specific)).all()
@@ -245,10 +277,12 @@ def test_keep_broader_null_of_four_specific_domains_is_unchanged_by_smaller_doma
     the sizes of the other domains (a table of 4-specific domains keeps its draws)."""
     masks, names, table = _unequal_domains()
     parsed = domains.parse_domains(names, table)
-    null = domains.keep_broader_domains(masks, parsed, n_perm=200, seed=5)
-    as_four = [domains.Domain(d.name, tuple(range(4)) if len(d.specific) != 4 else d.specific,
-                              d.broader) for d in parsed]
-    null4 = domains.keep_broader_domains(masks, as_four, n_perm=200, seed=5)
+    null = domain_null.keep_broader_domains(masks, parsed, n_perm=200, seed=5)
+    as_four = [
+        domains.Domain(d.name, tuple(range(4)) if len(d.specific) != 4 else d.specific, d.broader)
+        for d in parsed
+    ]
+    null4 = domain_null.keep_broader_domains(masks, as_four, n_perm=200, seed=5)
     pd.testing.assert_frame_equal(null[null["domain"] == "d2"], null4[null4["domain"] == "d2"])
 
 
@@ -256,7 +290,7 @@ def test_random_domains_matched_draws_each_domain_size() -> None:
     masks, names, table = _unequal_domains()
     parsed = domains.parse_domains(names, table)
     cand = domains.non_domain_rows(names, table)
-    null = domains.random_domains_matched(masks, parsed, n_perm=200, seed=3, candidates=cand)
+    null = domain_null.random_domains_matched(masks, parsed, n_perm=200, seed=3, candidates=cand)
     assert len(null) == 200 * len(parsed)
     assert null["domain"].tolist()[: len(parsed)] == [d.name for d in parsed]
     assert (null.groupby("perm")["domain"].count() == len(parsed)).all()
@@ -273,15 +307,15 @@ def test_random_domains_matched_draws_each_domain_size() -> None:
         assert r["n_core_in_broader"] == (core & masks[r["broader_row"]]).sum()
     # with one size, the draws are random_domains' with that size (as before sizes per draw)
     four = [d for d in parsed if len(d.specific) == 4]
-    plain = domains.random_domains(masks, n_perm=200, seed=3, candidates=cand)
-    matched = domains.random_domains_matched(masks, four, n_perm=200, seed=3, candidates=cand)
+    plain = domain_null.random_domains(masks, n_perm=200, seed=3, candidates=cand)
+    matched = domain_null.random_domains_matched(masks, four, n_perm=200, seed=3, candidates=cand)
     pd.testing.assert_frame_equal(matched.drop(columns="domain"), plain)
     # a domain is compared with draws of its own size only
     observed = domains.domain_shares(masks, names, table)
-    res = domains.permutation_pvalues(observed, null.drop(columns="domain"))
+    res = domain_null.permutation_pvalues(observed, null.drop(columns="domain"))
     assert res["null_n_core_share"].tolist() == [200 * _SIZES.count(k) for k in _SIZES]
     with pytest.raises(ValueError, match="no draws of 2 specific"):
-        domains.permutation_pvalues(observed, plain)
+        domain_null.permutation_pvalues(observed, plain)
 
 
 @pytest.mark.parametrize("null_kind", ["keep_broader", "random"])
@@ -295,15 +329,19 @@ def test_unequal_domain_sizes_give_calibrated_p_values(null_kind: str) -> None:
         parsed = domains.parse_domains(names, table)
         observed = domains.domain_shares(masks, names, table)
         if null_kind == "keep_broader":
-            null = domains.keep_broader_domains(masks, parsed, n_perm=400, seed=seed)
-            res = domains.permutation_pvalues(observed, null)
+            null = domain_null.keep_broader_domains(masks, parsed, n_perm=400, seed=seed)
+            res = domain_null.permutation_pvalues(observed, null)
         else:
-            null = domains.random_domains_matched(
-                masks, parsed, n_perm=400, seed=seed,
-                candidates=domains.non_domain_rows(names, table))
-            res = domains.permutation_pvalues(observed, null.drop(columns="domain"))
+            null = domain_null.random_domains_matched(
+                masks,
+                parsed,
+                n_perm=400,
+                seed=seed,
+                candidates=domains.non_domain_rows(names, table),
+            )
+            res = domain_null.permutation_pvalues(observed, null.drop(columns="domain"))
         per_domain.append(res[["n_specific", "p_core_share", "p_broader_share"]])
-        means.append(domains.mean_over_domains(observed, null).iloc[0])
+        means.append(domain_null.mean_over_domains(observed, null).iloc[0])
     p = pd.concat(per_domain, ignore_index=True)
     assert len(p) == 8 * len(_SIZES)
     for col in ("p_core_share", "p_broader_share"):
@@ -319,24 +357,9 @@ def test_unequal_domain_sizes_give_calibrated_p_values(null_kind: str) -> None:
 
 
 def test_domains_step_matches_null_sizes_to_domain_sizes(tmp_path: Path) -> None:
-    from expertalign.analysis import steps
-    from expertalign.storage import expertise_table, write_table_atomic
-
     masks, names, table = _unequal_domains(n_other=20, seed=11)
-    ap = np.where(masks, 0.8, 0.3).astype(np.float32)
-    shard = tmp_path / "experts" / "generated" / "m" / "final" / "shard-0000.arrow"
-    shard.parent.mkdir(parents=True)
-    n = len(names)
-    write_table_atomic(expertise_table(names, ap, n_pos=[4] * n, n_neg=[10] * n), shard)
-    concept_table = tmp_path / "concepts.tsv"
-    full = pd.DataFrame({"concept": names, "word": names, "pos": "noun"}).merge(
-        table, on="concept", how="left")
-    full.fillna({"domain": "", "broader": "false"}).to_csv(concept_table, sep="\t", index=False)
-    for null in ("keep_broader", "random"):
-        out = tmp_path / f"{null}.parquet"
-        steps.domains([str(shard)], str(concept_table), str(out), str(tmp_path / "g.png"),
-                      taus=[0.5], n_perm=300, seed=0, model="m", revision="final", null=null)
-        res = pd.read_parquet(out)
+    results = _domains_step(tmp_path, masks, names, table, taus=[0.5], n_perm=300)
+    for null, res in results.items():
         per = res[res.domain != "mean"].set_index("domain")
         assert per["n_specific"].tolist() == list(_SIZES)
         # each domain's null is of its own size: its null mean is near its observed share
@@ -346,6 +369,7 @@ def test_domains_step_matches_null_sizes_to_domain_sizes(tmp_path: Path) -> None
             assert ((ratio > 0.6) & (ratio < 1.6)).all(), (null, k, rows)
         assert not (per["p_core_share"] < 0.01).any()
         assert res.loc[res.domain == "mean", "p_core_share"].iloc[0] > 0.01
+
 
 def test_reciprocal_overlap() -> None:
     m = np.array([[1, 1, 1, 1, 0], [1, 1, 0, 0, 0], [0, 0, 0, 0, 0]], dtype=bool)
@@ -378,22 +402,27 @@ def test_domain_graph_figure(tmp_path: Path) -> None:
         [table, table.assign(concept=[f"{c}2" for c in names], domain="animals2")],
         ignore_index=True,
     )
-    out = domain_graph.plot_domain_graph(m2, names + [f"{c}2" for c in names], t2,
-                                         tmp_path / "g.png")
+    out = domain_graph.plot_domain_graph(
+        m2, names + [f"{c}2" for c in names], t2, tmp_path / "g.png"
+    )
     _assert_png(out)
 
 
 # ------------------------------------------------------------------------------------- development
 def test_checkpoint_order() -> None:
     assert dev.checkpoint_order(["step1000", "main", "step2", "step143000", "step2"]) == [
-        "step2", "step1000", "step143000", "main"
+        "step2",
+        "step1000",
+        "step143000",
+        "main",
     ]
 
 
 def test_set_sizes_and_summary() -> None:
     ap = np.array([[0.95, 0.75, 0.55, 0.1], [0.1, 0.1, 0.1, 0.1]], dtype=np.float32)
-    s = dev.concept_set_sizes(ap, taus=(0.5, 0.7, 0.9), concepts=["a", "b"], model="m",
-                              checkpoint="step1")
+    s = dev.concept_set_sizes(
+        ap, taus=(0.5, 0.7, 0.9), concepts=["a", "b"], model="m", checkpoint="step1"
+    )
     assert s.loc[s.concept == "a", "size"].tolist() == [3, 2, 1]
     assert s.loc[s.concept == "b", "size"].tolist() == [0, 0, 0]
     summ = dev.summarise_set_sizes(s, n_boot=200, seed=0)
@@ -434,7 +463,8 @@ def test_consecutive_jaccard_identical_and_disjoint() -> None:
     order = dev.checkpoint_order(["step8", "step1", "step4"])
     stab = dev.development_stability(lambda m, c: runs[(m, c)], {"m": order}, taus=(0.5,))
     assert list(dict.fromkeys(zip(stab.checkpoint_from, stab.checkpoint_to))) == [
-        ("step1", "step4"), ("step4", "step8")
+        ("step1", "step4"),
+        ("step4", "step8"),
     ]
     assert (stab["jaccard"] == 0.0).all()
 
@@ -452,7 +482,6 @@ def _units(n_layers: int = 4, attn: int = 10, mlp: int = 30) -> pd.DataFrame:
 
 def test_development_step_splits_broader_and_specific_concepts(tmp_path: Path) -> None:
     """Planted: broader concepts' experts are all MLP units, specific ones' all attention."""
-    from expertalign.analysis import steps
     from expertalign.storage import expertise_table, write_table_atomic
 
     units = _units(n_layers=2, attn=10, mlp=30)  # 80 units
@@ -466,12 +495,31 @@ def test_development_step_splits_broader_and_specific_concepts(tmp_path: Path) -
     write_table_atomic(expertise_table(concepts, ap, n_pos=[4] * 4, n_neg=[10] * 4), shard)
     units_file = tmp_path / "units.parquet"
     units.to_parquet(units_file)
-    out = {k: tmp_path / f"{k}.{'png' if 'figure' in k else 'csv'}" for k in (
-        "sizes_out", "stability_out", "distribution_out", "sizes_figure", "distribution_figure")}
-    steps.development([str(shard)], {"m": str(units_file)}, taus=(0.5, 0.9),
-                      revisions={"m": ["final"]}, n_boot=50, seed=0,
-                      concept_groups={"animal": "broader", "cat": "specific", "dog": "specific",
-                                      "horse": "specific"}, **{k: str(v) for k, v in out.items()})
+    out = {
+        k: tmp_path / f"{k}.{'png' if 'figure' in k else 'csv'}"
+        for k in (
+            "sizes_out",
+            "stability_out",
+            "distribution_out",
+            "sizes_figure",
+            "distribution_figure",
+        )
+    }
+    steps.development(
+        [str(shard)],
+        {"m": str(units_file)},
+        taus=(0.5, 0.9),
+        revisions={"m": ["final"]},
+        n_boot=50,
+        seed=0,
+        concept_groups={
+            "animal": "broader",
+            "cat": "specific",
+            "dog": "specific",
+            "horse": "specific",
+        },
+        **{k: str(v) for k, v in out.items()},
+    )
     dist = pd.read_csv(out["distribution_out"])
     kinds = dist[dist["grouping"] == "kind"].set_index(["concepts", "tau", "kind"])
     for tau in (0.5, 0.9):
@@ -483,11 +531,9 @@ def test_development_step_splits_broader_and_specific_concepts(tmp_path: Path) -
     _assert_png(Path(out["distribution_figure"]))
 
 
-def test_development_step_across_checkpoints_writes_figures_and_layer_table(
-        tmp_path: Path) -> None:
+def test_development_step_across_checkpoints_writes_figures_and_layer_table(tmp_path: Path) -> None:
     """Two checkpoints, planted: at step1 every concept's experts are 5 attention units of
     layer 0, at step143000 they are 10 MLP units of layer 1 (the same units for every concept)."""
-    from expertalign.analysis import steps
     from expertalign.storage import expertise_table, write_table_atomic
 
     units = _units(n_layers=2, attn=10, mlp=30)
@@ -504,15 +550,40 @@ def test_development_step_across_checkpoints_writes_figures_and_layer_table(
         files.append(str(shard))
     units_file = tmp_path / "units.parquet"
     units.to_parquet(units_file)
-    out = {k: str(tmp_path / f"{k}.{'png' if 'figure' in k else 'csv'}") for k in (
-        "sizes_out", "stability_out", "distribution_out", "sizes_figure", "distribution_figure",
-        "stability_figure", "development_figure", "layer_submodule_out",
-        "layer_submodule_figure")}
-    steps.development(files, {"m": str(units_file)}, taus=(0.5, 0.9),
-                      revisions={"m": ["step1", "step143000"]}, n_boot=50, seed=0, **out)
+    out = {
+        k: str(tmp_path / f"{k}.{'png' if 'figure' in k else 'csv'}")
+        for k in (
+            "sizes_out",
+            "stability_out",
+            "distribution_out",
+            "sizes_figure",
+            "distribution_figure",
+            "stability_figure",
+            "development_figure",
+            "layer_submodule_out",
+            "layer_submodule_figure",
+        )
+    }
+    steps.development(
+        files,
+        {"m": str(units_file)},
+        taus=(0.5, 0.9),
+        revisions={"m": ["step1", "step143000"]},
+        n_boot=50,
+        seed=0,
+        **out,
+    )
     table = pd.read_csv(out["layer_submodule_out"])
-    assert {"model", "checkpoint", "tau", "layer", "kind", "submodule",
-            "mean_experts_per_concept", "concepts"} <= set(table.columns)
+    assert {
+        "model",
+        "checkpoint",
+        "tau",
+        "layer",
+        "kind",
+        "submodule",
+        "mean_experts_per_concept",
+        "concepts",
+    } <= set(table.columns)
     at = table.set_index(["checkpoint", "tau", "layer", "submodule"])["mean_experts_per_concept"]
     assert at[("step1", 0.5, 0, "query_key_value")] == 5
     assert at[("step143000", 0.9, 1, "dense_h_to_4h")] == 10
@@ -530,10 +601,16 @@ def test_transition_labels_and_stability_figure(tmp_path: Path) -> None:
     assert devfig.transition_label("step1", "step512") == "1_to_512"
     rng = np.random.default_rng(0)
     steps_ = ["step1", "step512", "step1000", "step4000"]
-    rows = [(m, a, b, t, c, rng.random()) for m in ("m1", "m2") for a, b in zip(steps_, steps_[1:])
-            for t in (0.5, 0.9) for c in range(10)]
-    df = pd.DataFrame(rows, columns=["model", "checkpoint_from", "checkpoint_to", "tau",
-                                     "concept", "jaccard"])
+    rows = [
+        (m, a, b, t, c, rng.random())
+        for m in ("m1", "m2")
+        for a, b in zip(steps_, steps_[1:])
+        for t in (0.5, 0.9)
+        for c in range(10)
+    ]
+    df = pd.DataFrame(
+        rows, columns=["model", "checkpoint_from", "checkpoint_to", "tau", "concept", "jaccard"]
+    )
     _assert_png(devfig.plot_checkpoint_stability(df, tmp_path / "stab.png"))
     _assert_png(devfig.plot_message(tmp_path / "none.png", "nothing to show"), min_size=1000)
 
@@ -601,12 +678,15 @@ def _synthetic_spp(effects: dict[str, float], n_per_level: int, seed: int) -> pd
 
 def test_mixed_model_recovers_sliding_differences() -> None:
     df = _synthetic_spp({"none": 0.10, "weak": 0.14, "strong": 0.22}, 60, 0)
-    fit = spp.fit_mixed_model(df)
+    fit = spp_model.fit_mixed_model(df)
     t = fit.coefficients.set_index("term")
     assert list(fit.coefficients.columns) == ["term", "estimate", "se", "z", "p", "structure"]
     # planted: weak - none = 0.04, strong - weak = 0.08, intercept = mean of level means
-    for term, true in (("weak - none", 0.04), ("strong - weak", 0.08),
-                       ("Intercept", (0.10 + 0.14 + 0.22) / 3)):
+    for term, true in (
+        ("weak - none", 0.04),
+        ("strong - weak", 0.08),
+        ("Intercept", (0.10 + 0.14 + 0.22) / 3),
+    ):
         assert t.loc[term, "se"] < 0.01
         assert abs(t.loc[term, "estimate"] - true) < 3 * t.loc[term, "se"]
     assert t.loc["strong - weak", "p"] < 1e-6
@@ -618,11 +698,14 @@ def test_mixed_model_model_size_term_and_null() -> None:
     base = _synthetic_spp({"none": 0.1, "weak": 0.1, "strong": 0.1}, 30, 1)
     rng = np.random.default_rng(2)
     df = pd.concat(
-        [base.assign(model="small"),
-         base.assign(model="large",
-                     overlap=base.overlap + 0.05 + rng.normal(0, 0.01, len(base)))]
+        [
+            base.assign(model="small"),
+            base.assign(
+                model="large", overlap=base.overlap + 0.05 + rng.normal(0, 0.01, len(base))
+            ),
+        ]
     )
-    fit = spp.fit_mixed_model(df, size_order=["small", "large"], caption="Levels: test.")
+    fit = spp_model.fit_mixed_model(df, size_order=["small", "large"], caption="Levels: test.")
     t = fit.coefficients.set_index("term")
     assert t.loc["large - small", "estimate"] == pytest.approx(0.05, abs=0.005)
     assert t.loc["weak - none", "p"] > 0.01 and t.loc["strong - weak", "p"] > 0.01
@@ -635,13 +718,13 @@ def test_mixed_model_input_errors() -> None:
     three = _synthetic_spp({"none": 0.1, "weak": 0.2, "strong": 0.3}, 10, 0)
     clash = pd.concat([three, three.iloc[[0]].assign(level="strong")], ignore_index=True)
     with pytest.raises(ValueError, match="several levels"):
-        spp.fit_mixed_model(clash)
+        spp_model.fit_mixed_model(clash)
     with pytest.raises(ValueError, match="three levels"):
-        spp.fit_mixed_model(df)
+        spp_model.fit_mixed_model(df)
     with pytest.raises(ValueError, match="unknown level"):
-        spp.fit_mixed_model(df.assign(level="medium"))
+        spp_model.fit_mixed_model(df.assign(level="medium"))
     with pytest.raises(ValueError, match="lacks column"):
-        spp.fit_mixed_model(df.drop(columns="overlap"))
+        spp_model.fit_mixed_model(df.drop(columns="overlap"))
 
 
 # ------------------------------------------------------------------------------------------- pilot
@@ -661,8 +744,9 @@ def _pilot_data(seed: int = 0) -> tuple[np.ndarray, dict[str, np.ndarray], np.nd
 
 def test_pilot_within_beats_across_and_folds_are_disjoint() -> None:
     r, pools, neg = _pilot_data()
-    res = pilot.pilot_stability(r, pools, neg, n_positives=(10, 20), n_negatives=(60,),
-                                taus=(0.6,), k=3, seed=0)
+    res = pilot.pilot_stability(
+        r, pools, neg, n_positives=(10, 20), n_negatives=(60,), taus=(0.6,), k=3, seed=0
+    )
     s = res.summary.set_index(["n_positives", "comparison"])
     assert s.loc[(20, "within"), "mean_jaccard"] > 0.8
     assert s.loc[(20, "across"), "mean_jaccard"] < 0.05
@@ -698,8 +782,16 @@ def test_pilot_matches_sklearn_ap_and_identical_folds() -> None:
     np.testing.assert_allclose(ap, ref, atol=1e-6)
     # a pool exactly as large as one fold: every (non-disjoint) fold draws the same sentences
     small = {c: v[:15] for c, v in pools.items()}
-    res = pilot.pilot_stability(r, small, np.arange(240, r.shape[0]), n_positives=(15,),
-                                n_negatives=(300,), taus=(0.5,), k=2, disjoint=False)
+    res = pilot.pilot_stability(
+        r,
+        small,
+        np.arange(240, r.shape[0]),
+        n_positives=(15,),
+        n_negatives=(300,),
+        taus=(0.5,),
+        k=2,
+        disjoint=False,
+    )
     within = res.pairs[res.pairs.comparison == "within"]
     assert (within["jaccard"] == 1.0).all()
 
@@ -733,15 +825,26 @@ def test_pilot_on_demand_responses_run_each_sentence_once_with_disjoint_folds() 
 
 
 def test_men_pilot_concepts_from_training_pairs() -> None:
-    men = pd.DataFrame({"word1": ["cat", "sun", "car", "dog", "x", "tea"],
-                        "word2": ["dog", "moon", "bus", "cat", "cat", "tea"], "score": 1.0})
+    men = pd.DataFrame(
+        {
+            "word1": ["cat", "sun", "car", "dog", "x", "tea"],
+            "word2": ["dog", "moon", "bus", "cat", "cat", "tea"],
+            "score": 1.0,
+        }
+    )
     concept_of = {w: f"c_{w}" for w in ("cat", "dog", "sun", "moon", "car", "bus", "tea")}
     chosen = pilot.men_pilot_concepts(men, concept_of, n_pairs=3, seed=0)
     # eligible: rows 0-3 (row 4 has an unknown word, row 5 a self-pair); 3 of them drawn
     assert len(chosen) == len(set(chosen)) and set(chosen) <= set(concept_of.values())
     assert pilot.men_pilot_concepts(men, concept_of, n_pairs=3, seed=0) == chosen
     assert set(pilot.men_pilot_concepts(men, concept_of, n_pairs=4)) == {
-        "c_cat", "c_dog", "c_sun", "c_moon", "c_car", "c_bus"}
+        "c_cat",
+        "c_dog",
+        "c_sun",
+        "c_moon",
+        "c_car",
+        "c_bus",
+    }
     with pytest.raises(ValueError, match="only 4 MEN pairs"):
         pilot.men_pilot_concepts(men, concept_of, n_pairs=5)
 
@@ -749,11 +852,15 @@ def test_men_pilot_concepts_from_training_pairs() -> None:
 def test_pilot_errors() -> None:
     r, pools, neg = _pilot_data()
     with pytest.raises(ValueError, match="disjoint folds"):
-        pilot.pilot_stability(r, pools, neg, n_positives=(30,), n_negatives=(10,), k=3)
-    with pytest.raises(ValueError, match="negatives available"):
-        pilot.pilot_stability(r, pools, neg[:100], n_positives=(10,), n_negatives=(90,), k=2)
+        pilot.pilot_stability(r, pools, neg, n_positives=(30,), n_negatives=(10,), taus=(0.5,), k=3)
+    with pytest.raises(ValueError, match="leaving"):
+        pilot.pilot_stability(
+            r, pools, neg[:100], n_positives=(10,), n_negatives=(90,), taus=(0.5,), k=2
+        )
     with pytest.raises(ValueError, match="outside"):
-        pilot.pilot_stability(r, pools, np.array([0, 10_000]), n_positives=(10,), k=2)
+        pilot.pilot_stability(
+            r, pools, np.array([0, 10_000]), n_positives=(10,), n_negatives=(1,), taus=(0.5,), k=2
+        )
 
 
 # ----------------------------------------------------------------------------------------- figures
@@ -771,38 +878,58 @@ def test_figures_write_pngs(tmp_path: Path) -> None:
             for tau in (0.5, 0.9):
                 rho = 0.1 * i + (0.1 if model.endswith("410m") else 0.0)
                 rows.append((model, ckpt, tau, rho, rho - 0.05, rho + 0.05, 10.0 ** (i + 1)))
-    align = pd.DataFrame(rows, columns=["model", "checkpoint", "tau", "rho", "ci_low", "ci_high",
-                                        "mean_size"])
-    _assert_png(figures.plot_alignment_by_checkpoint(align, tmp_path / "a" / "align.png"))
+    align = pd.DataFrame(
+        rows, columns=["model", "checkpoint", "tau", "rho", "ci_low", "ci_high", "mean_size"]
+    )
+    _assert_png(
+        figures.plot_alignment_by_checkpoint(align, tmp_path / "a" / "align.png", reference=0.84)
+    )
     sizes = align.assign(ci_low=align.mean_size * 0.8, ci_high=align.mean_size * 1.2)
     _assert_png(figures.plot_set_sizes(sizes, tmp_path / "sizes.png"))
     base = pd.DataFrame(
-        {"model": ["m1", "m1", "m1", "m2", "m2", "m2"],
-         "method": ["experts", "input embedding", "AP cosine"] * 2,
-         "rho": [0.5, 0.3, 0.4, 0.6, 0.35, 0.45]}
+        {
+            "model": ["m1", "m1", "m1", "m2", "m2", "m2"],
+            "method": ["experts", "input embedding", "AP cosine"] * 2,
+            "rho": [0.5, 0.3, 0.4, 0.6, 0.35, 0.45],
+        }
     ).assign(ci_low=lambda d: d.rho - 0.04, ci_high=lambda d: d.rho + 0.04)
-    _assert_png(figures.plot_baselines(base, tmp_path / "base.png"))
+    _assert_png(figures.plot_baselines(base, tmp_path / "base.png", reference=0.84))
     spp_df = _synthetic_spp({"none": 0.1, "weak": 0.14, "strong": 0.22}, 20, 0)
     _assert_png(figures.plot_spp_overlap(spp_df, tmp_path / "spp.png", caption="levels ..."))
     units = _units()
-    counts = dev.unit_expert_counts(np.random.default_rng(0).random((5, len(units))),
-                                    taus=(0.5, 0.9))
-    dist = pd.concat([
-        dev.expert_distribution(counts, units, 5, by=by).assign(
-            model=model, checkpoint="step143000", concepts=group, grouping="+".join(by))
-        for model in ("m1", "m2") for group in ("all", "broader", "specific")
-        for by in (("layer", "kind"), ("kind", "submodule"))
-    ])
+    counts = dev.unit_expert_counts(
+        np.random.default_rng(0).random((5, len(units))), taus=(0.5, 0.9)
+    )
+    dist = pd.concat(
+        [
+            dev.expert_distribution(counts, units, 5, by=by).assign(
+                model=model, checkpoint="step143000", concepts=group, grouping="+".join(by)
+            )
+            for model in ("m1", "m2")
+            for group in ("all", "broader", "specific")
+            for by in (("layer", "kind"), ("kind", "submodule"))
+        ]
+    )
     _assert_png(development_figures.plot_expert_distribution(dist, tmp_path / "dist.png"))
     r, pools, neg = _pilot_data()
-    res = pilot.pilot_stability(r.T.copy().T, pools, neg, n_positives=(5, 10), n_negatives=(40, 80),
-                                taus=(0.5, 0.8), k=2, seed=0)
+    res = pilot.pilot_stability(
+        r.T.copy().T,
+        pools,
+        neg,
+        n_positives=(5, 10),
+        n_negatives=(40, 80),
+        taus=(0.5, 0.8),
+        k=2,
+        seed=0,
+    )
     _assert_png(figures.plot_pilot(res.summary.assign(model="m"), tmp_path / "pilot.png"))
 
 
 def test_figure_input_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="lacks column"):
-        figures.plot_baselines(pd.DataFrame({"method": ["x"], "rho": [0.1]}), tmp_path / "x.png")
+        figures.plot_baselines(
+            pd.DataFrame({"method": ["x"], "rho": [0.1]}), tmp_path / "x.png", reference=None
+        )
     no_groups = pd.DataFrame({"layer": [0], "kind": ["mlp"], "share_of_units": [0.1]})
     with pytest.raises(ValueError, match="lacks column"):
         development_figures.plot_expert_distribution(no_groups, tmp_path / "h.png")

@@ -106,11 +106,17 @@ def test_production_call_with_rows_and_exclude_equals_sklearn(backend):
     responses[:, positive_columns] += 2.0
     bank = SortedNegatives(responses.T, rows=torch.from_numpy(bank_columns), backend=backend)
     for exclude in ([], [0, 5, 5, 599], list(range(0, 600, 3))):
-        ours = bank.average_precision(responses.T, exclude=exclude,
-                                      rows=torch.from_numpy(positive_columns))
+        ours = bank.average_precision(
+            responses.T, exclude=exclude, rows=torch.from_numpy(positive_columns)
+        )
         kept = np.delete(bank_columns, np.unique(np.asarray(exclude, dtype=int)))
         columns = np.r_[positive_columns, kept]
         scores = responses[:, torch.from_numpy(columns)].T.numpy()
         labels = np.r_[np.ones(len(positive_columns), bool), np.zeros(len(kept), bool)]
-        np.testing.assert_allclose(ours.numpy(), _sklearn_ap(scores, labels), rtol=0,
-                                   atol=1e-12, err_msg=f"exclude={exclude[:6]}...")
+        np.testing.assert_allclose(
+            ours.numpy(),
+            _sklearn_ap(scores, labels),
+            rtol=0,
+            atol=1e-12,
+            err_msg=f"exclude={exclude[:6]}...",
+        )

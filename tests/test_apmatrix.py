@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from expertalign.analysis import development as dev
-from expertalign.analysis import domains as dom
+from expertalign.analysis import domain_null
 from expertalign.apmatrix import APMatrix
 from expertalign.similarity import pairwise_similarity
 from expertalign.storage import expertise_table, read_expertise, write_table_atomic
@@ -49,8 +49,10 @@ def test_reductions_agree_with_the_loaded_matrix(tmp_path):
     paths = _shards(tmp_path, [5, 5], 700, seed=1)
     _, full = read_expertise(paths)
     ap = APMatrix(paths)
-    lazy, loaded = pairwise_similarity(ap, [0.5, 0.8], chunk_units=128), pairwise_similarity(
-        full, [0.5, 0.8])
+    lazy, loaded = (
+        pairwise_similarity(ap, [0.5, 0.8], chunk_units=128),
+        pairwise_similarity(full, [0.5, 0.8]),
+    )
     for tau in (0.5, 0.8):
         assert np.array_equal(lazy.intersections[tau], loaded.intersections[tau])
     np.testing.assert_allclose(lazy.cosine_ap, loaded.cosine_ap, rtol=1e-6)
@@ -67,8 +69,8 @@ def test_reductions_agree_with_the_loaded_matrix(tmp_path):
     np.testing.assert_allclose(lazy_stab["jaccard"], loaded_stab["jaccard"])
     assert lazy_stab["size_to"].tolist() == loaded_stab["size_to"].tolist()
     masks = full > 0.5
-    draws_lazy = dom.random_domains(ap.packed_masks(0.5), n_perm=30, seed=3)
-    draws_loaded = dom.random_domains(masks, n_perm=30, seed=3)
+    draws_lazy = domain_null.random_domains(ap.packed_masks(0.5), n_perm=30, seed=3)
+    draws_loaded = domain_null.random_domains(masks, n_perm=30, seed=3)
     assert draws_lazy["n_core"].tolist() == draws_loaded["n_core"].tolist()
 
 

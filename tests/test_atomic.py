@@ -33,8 +33,9 @@ def test_every_writer_gives_the_umasks_mode(tmp_path, umask):
     table = expertise_table(["cat"], np.zeros((1, 3), np.float32), n_pos=[1], n_neg=[1])
     write_table_atomic(table, tmp_path / "shard.arrow")
     write_table_atomic(pa.Table.from_pandas(pd.DataFrame({"a": [1]})), tmp_path / "t.csv")
-    write_sentences_atomic(sentences_frame("cat", ["A cat sat."], "facts", "test"),
-                           tmp_path / "cat.parquet")
+    write_sentences_atomic(
+        sentences_frame("cat", ["A cat sat."], "facts", "test"), tmp_path / "cat.parquet"
+    )
     fig, _ = plt.subplots()
     save_figure(fig, tmp_path / "figure.png")
     for name in ("shard.arrow", "t.csv", "cat.parquet", "figure.png"):
@@ -57,8 +58,9 @@ def test_the_file_is_flushed_before_it_appears(tmp_path, monkeypatch):
     events: list[str] = []
     real_fsync, real_replace = os.fsync, os.replace
     monkeypatch.setattr(os, "fsync", lambda fd: (events.append("fsync"), real_fsync(fd))[1])
-    monkeypatch.setattr(os, "replace",
-                        lambda a, b: (events.append("replace"), real_replace(a, b))[1])
+    monkeypatch.setattr(
+        os, "replace", lambda a, b: (events.append("replace"), real_replace(a, b))[1]
+    )
     with atomic_path(tmp_path / "x.txt") as tmp:
         tmp.write_text("data")
     assert events[:2] == ["fsync", "replace"]

@@ -10,17 +10,37 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "benchmark.py"
 REQUIRED = {
-    "ours_s_per_concept", "reference_s_per_concept", "floor_s_per_concept", "reference_over_ours",
-    "ours_over_floor", "sklearn_over_kernel", "ap_max_abs_diff", "peak_rss_mb",
+    "ours_s_per_concept",
+    "reference_s_per_concept",
+    "floor_s_per_concept",
+    "reference_over_ours",
+    "ours_over_floor",
+    "sklearn_over_kernel",
+    "ap_max_abs_diff",
+    "peak_rss_mb",
 }
 
 
 def test_quick_benchmark_prints_a_json_summary_last():
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     proc = subprocess.run(
-        [sys.executable, str(BENCH), "--quick", "--model-shape", "tiny-neox", "--device", "cpu",
-         "--positives", "24", "--negatives", "60"],
-        capture_output=True, text=True, env=env, timeout=600,
+        [
+            sys.executable,
+            str(BENCH),
+            "--quick",
+            "--model-shape",
+            "tiny-neox",
+            "--device",
+            "cpu",
+            "--positives",
+            "24",
+            "--negatives",
+            "60",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.strip().splitlines()

@@ -7,15 +7,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from prerequisites import DATA, require
 
 from expertalign.concepts import (
     ConceptTableError,
-    fill_definitions,
     load_concepts,
     wordnet_definition,
 )
-
-from prerequisites import DATA, require
 
 ROOT = Path(__file__).resolve().parents[1]
 WORDNET = Path("/usr/share/wordnet")
@@ -30,6 +28,8 @@ def require_wordnet() -> None:
 def require_men_and_spp() -> None:
     require((MEN / "MEN_dataset_natural_form_full").is_file(), f"the MEN data in {MEN}")
     require(any(SPP.glob("spp_assoc-related_*.csv")), f"the SPP data in {SPP}")
+
+
 HEADER = "concept\tword\tpos\tdefinition\tdomain\tbroader\n"
 
 
@@ -40,11 +40,10 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def test_valid_table_fills_defaults_and_keeps_order(tmp_path):
-    path = write(tmp_path, "concept\tword\tpos\textra\n"
-                           "dog\tdog\tnoun\tx\n"
-                           "cat\tcat\tnoun\t\n"
-                           "\n"
-                           "run\trun\tverb\ty\n")
+    path = write(
+        tmp_path,
+        "concept\tword\tpos\textra\ndog\tdog\tnoun\tx\ncat\tcat\tnoun\t\n\nrun\trun\tverb\ty\n",
+    )
     df = load_concepts(path)
     assert df["concept"].tolist() == ["dog", "cat", "run"]
     assert df["definition"].tolist() == ["", "", ""]
@@ -67,8 +66,12 @@ def test_broader_and_short_rows(tmp_path):
     [
         ("cat\tcat\tnoun\t\t\t\nCat\tcat\tnoun\t\t\t\n", 3, "concept", "bad concept id 'Cat'"),
         ("cat\tcat\tnoun\t\t\t\n\nx y\tx\tnoun\t\t\t\n", 4, "concept", "bad concept id 'x y'"),
-        ("cat\tcat\tnoun\t\t\t\ndog\tdog\tnoun\t\t\t\ncat\tcat\tnoun\t\t\t\n", 4, "concept",
-         "duplicate concept id 'cat' (first on line 2)"),
+        (
+            "cat\tcat\tnoun\t\t\t\ndog\tdog\tnoun\t\t\t\ncat\tcat\tnoun\t\t\t\n",
+            4,
+            "concept",
+            "duplicate concept id 'cat' (first on line 2)",
+        ),
         ("cat\tcat\tNoun\t\t\t\n", 2, "pos", "bad pos 'Noun'"),
         ("cat\tcat\tnoun\t\tanimals\tyes\n", 2, "broader", "bad broader value 'yes'"),
         ("cat\t\tnoun\t\t\t\n", 2, "word", "empty word"),
@@ -107,7 +110,7 @@ def fake_wordnet(tmp_path: Path) -> Path:
     wn.mkdir()
     licence = "  1 This software and database is being provided\n"
     lines = [
-        "{off} 05 n 01 table 0 000 | a piece of furniture with a flat top; \"the table was set\"\n",
+        '{off} 05 n 01 table 0 000 | a piece of furniture with a flat top; "the table was set"\n',
         "{off} 14 n 01 table 1 000 | a set of data arranged in rows and columns\n",
     ]
     data, offsets = licence, []
@@ -117,7 +120,8 @@ def fake_wordnet(tmp_path: Path) -> Path:
         data += template.format(off=f"{offset:08d}")
     (wn / "data.noun").write_text(data)
     (wn / "index.noun").write_text(
-        licence + f"table n 2 1 @ 2 1 {offsets[0]:08d} {offsets[1]:08d}  \n")
+        licence + f"table n 2 1 @ 2 1 {offsets[0]:08d} {offsets[1]:08d}  \n"
+    )
     (wn / "noun.exc").write_text("")
     return wn
 
@@ -126,7 +130,8 @@ def test_wordnet_definition_reads_index_and_data(tmp_path):
     wn = fake_wordnet(tmp_path)
     assert wordnet_definition("table", "noun", wn) == "a piece of furniture with a flat top"
     assert wordnet_definition("table", "noun", wn, sense=2) == (
-        "a set of data arranged in rows and columns")
+        "a set of data arranged in rows and columns"
+    )
     assert wordnet_definition("Tables", "noun", wn) == "a piece of furniture with a flat top"
     assert wordnet_definition("table", "noun", wn, sense=3) is None
     assert wordnet_definition("chair", "noun", wn) is None
@@ -134,24 +139,13 @@ def test_wordnet_definition_reads_index_and_data(tmp_path):
         wordnet_definition("run", "verb", wn)
 
 
-def test_fill_definitions_only_fills_empty_ones(tmp_path):
-    wn = fake_wordnet(tmp_path)
-    path = write(tmp_path, HEADER + "table\ttable\tnoun\t\t\t\nmine\tdesk\tnoun\tmy own\t\t\n")
-    df = fill_definitions(load_concepts(path), wn)
-    assert df["definition"].tolist() == ["a piece of furniture with a flat top", "my own"]
-    path = write(tmp_path, HEADER + "chair\tchair\tnoun\t\t\t\n")
-    with pytest.raises(ValueError, match=r"no entry for: chair \(noun\)"):
-        fill_definitions(load_concepts(path), wn)
-    kept = fill_definitions(load_concepts(path), wn, missing="keep")
-    assert kept["definition"].tolist() == [""]
-
-
 def test_real_wordnet_first_senses():
     require_wordnet()
     assert wordnet_definition("cat", "noun", WORDNET).startswith("feline mammal")
     assert wordnet_definition("subjects", "noun", WORDNET, sense=3) == "a branch of knowledge"
     assert wordnet_definition("purple", "adjective", WORDNET) == (
-        "of a color intermediate between red and blue")
+        "of a color intermediate between red and blue"
+    )
     assert "one's feet" in wordnet_definition("ran", "verb", WORDNET)
 
 
@@ -204,8 +198,10 @@ def test_default_concept_table_has_the_men_pairs_and_spp_levels_it_promises():
     require_men_and_spp()
     df = load_concepts(ROOT / "config" / "concepts.tsv")
     words = set(df["word"])
-    pairs = [line.split()[:2] for line in
-             (MEN / "MEN_dataset_natural_form_full").read_text().splitlines()]
+    pairs = [
+        line.split()[:2]
+        for line in (MEN / "MEN_dataset_natural_form_full").read_text().splitlines()
+    ]
     assert sum(a in words and b in words for a, b in pairs) >= 150  # the minimum
     from expertalign.analysis.spp import relation_levels
 
@@ -224,11 +220,29 @@ def test_make_concepts_reproduces_the_committed_table(tmp_path):
     sys.modules["make_concepts"] = module
     spec.loader.exec_module(module)
     out = tmp_path / "concepts.tsv"
-    assert module.main(["--men-dir", str(MEN), "--wordnet-dir", str(WORDNET),
-                        "--spp-dir", str(SPP), "--corpus", "brown",
-                        "--corpus-min", str(BROWN_MIN), "--data-dir", str(DATA),
-                        "--out", str(out)]) == 0
+    assert (
+        module.main(
+            [
+                "--men-dir",
+                str(MEN),
+                "--wordnet-dir",
+                str(WORDNET),
+                "--spp-dir",
+                str(SPP),
+                "--corpus",
+                "brown",
+                "--corpus-min",
+                str(BROWN_MIN),
+                "--data-dir",
+                str(DATA),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert out.read_text() == (ROOT / "config" / "concepts.tsv").read_text()
     # and the SPP pairs it was built for (written next to --out)
-    assert ((tmp_path / "spp_pairs.tsv").read_text()
-            == (ROOT / "config" / "spp_pairs.tsv").read_text())
+    assert (tmp_path / "spp_pairs.tsv").read_text() == (
+        ROOT / "config" / "spp_pairs.tsv"
+    ).read_text()

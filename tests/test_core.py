@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from sklearn.metrics import average_precision_score
+from tiny_models import tiny_model, word_tokenizer
 
 import expertalign
 from expertalign.ap import (
@@ -24,8 +25,6 @@ from expertalign.similarity import pairwise_similarity, similarity_frame
 from expertalign.storage import expertise_table, read_expertise, write_table_atomic
 from expertalign.units import UnitSpec, UnknownArchitectureError, find_units
 
-from tiny_models import tiny_model, word_tokenizer
-
 SENTENCES = [
     "the cat sat on the mat",
     "dogs barked loudly at the postman this morning and the cat was purring",
@@ -39,8 +38,15 @@ EXPECTED_UNITS = {
     "gpt_neox": ({"query_key_value": 48, "dense": 16, "dense_h_to_4h": 64, "dense_4h_to_h": 16}, 2),
     "gpt2": ({"c_attn": 48, "c_proj": 16 + 16, "c_fc": 64}, 3),
     "llama": (
-        {"q_proj": 16, "k_proj": 8, "v_proj": 8, "o_proj": 16, "gate_proj": 40, "up_proj": 40,
-         "down_proj": 16},
+        {
+            "q_proj": 16,
+            "k_proj": 8,
+            "v_proj": 8,
+            "o_proj": 16,
+            "gate_proj": 40,
+            "up_proj": 40,
+            "down_proj": 16,
+        },
         2,
     ),
 }
@@ -69,7 +75,10 @@ def test_gpt_neox_module_names_are_the_papers():
     layout = find_units(tiny_model("gpt_neox"))
     suffixes = [m.name.split("layers.0.", 1)[1] for m in layout.modules if m.layer == 0]
     assert suffixes == [
-        "attention.query_key_value", "attention.dense", "mlp.dense_h_to_4h", "mlp.dense_4h_to_h",
+        "attention.query_key_value",
+        "attention.dense",
+        "mlp.dense_h_to_4h",
+        "mlp.dense_4h_to_h",
     ]
 
 
@@ -93,7 +102,9 @@ def _naive_responses(model, tokenizer, sentences, layout):
         captured = {}
         handles = [
             modules[m.name].register_forward_hook(
-                lambda _m, _i, out, name=m.name: captured.__setitem__(name, out.detach())
+                lambda _m, _i, out, name=m.name, store=captured: store.__setitem__(
+                    name, out.detach()
+                )
             )
             for m in layout.modules
         ]
@@ -103,9 +114,7 @@ def _naive_responses(model, tokenizer, sentences, layout):
         finally:
             for h in handles:
                 h.remove()
-        columns.append(
-            torch.cat([captured[m.name][0][keep].amax(dim=0) for m in layout.modules])
-        )
+        columns.append(torch.cat([captured[m.name][0][keep].amax(dim=0) for m in layout.modules]))
     return torch.stack(columns, dim=1)
 
 
@@ -130,12 +139,15 @@ def test_hooks_are_removed_even_when_forward_fails():
     layout = find_units(model)
     with pytest.raises(ValueError, match="no sentences"):
         max_pooled_responses(model, tokenizer, [], layout)
+
     class Broken:  # a token id beyond the vocabulary makes the embedding lookup fail
         pad_token_id = 0
 
         def __call__(self, sentences, **kw):
-            return {"input_ids": [[999] for _ in sentences],
-                    "special_tokens_mask": [[0] for _ in sentences]}
+            return {
+                "input_ids": [[999] for _ in sentences],
+                "special_tokens_mask": [[0] for _ in sentences],
+            }
 
     with pytest.raises(IndexError):
         max_pooled_responses(model, Broken(), ["x"], layout)
@@ -262,8 +274,9 @@ def test_pairwise_similarity_matches_sets_and_numpy():
 
 def test_expertise_files_round_trip_and_write_atomically(tmp_path):
     ap = np.random.default_rng(1).random((3, 50)).astype(np.float32)
-    table = expertise_table(["a", "b", "c"], ap, n_pos=[4] * 3, n_neg=[10] * 3,
-                            metadata={"model": "m"})
+    table = expertise_table(
+        ["a", "b", "c"], ap, n_pos=[4] * 3, n_neg=[10] * 3, metadata={"model": "m"}
+    )
     path = tmp_path / "x" / "shard-0000.arrow"
     write_table_atomic(table, path)
     concepts, back = read_expertise([path])
@@ -278,12 +291,14 @@ def test_expertise_files_round_trip_and_write_atomically(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x"]  # no temp file left behind
 
 
-@pytest.mark.parametrize("suffix, writer", [(".arrow", "feather.write_feather"),
-                                            (".parquet", "pq.write_table"),
-                                            (".csv", "to_csv")])
+@pytest.mark.parametrize(
+    "suffix, writer",
+    [(".arrow", "feather.write_feather"), (".parquet", "pq.write_table"), (".csv", "to_csv")],
+)
 @pytest.mark.parametrize("error", [OSError("No space left on device"), KeyboardInterrupt()])
-def test_a_write_failing_midway_leaves_the_old_file_intact(tmp_path, monkeypatch, suffix,
-                                                           writer, error):
+def test_a_write_failing_midway_leaves_the_old_file_intact(
+    tmp_path, monkeypatch, suffix, writer, error
+):
     """A write that dies after writing part of the file (disk full, a killed job) onto an existing
     shard: the old file is byte for byte what it was and no temporary file is left."""
     import pandas as pd
@@ -305,8 +320,9 @@ def test_a_write_failing_midway_leaves_the_old_file_intact(tmp_path, monkeypatch
         raise error
 
     if writer == "to_csv":
-        monkeypatch.setattr(pd.DataFrame, "to_csv",
-                            lambda self, target, **kw: half_then_fail(target))
+        monkeypatch.setattr(
+            pd.DataFrame, "to_csv", lambda self, target, **kw: half_then_fail(target)
+        )
     else:
         module, name = writer.split(".")
         monkeypatch.setattr(getattr(storage, module), name, half_then_fail)

@@ -65,13 +65,6 @@ def embedded(monkeypatch_module):
     return lm, find_units(lm.model)
 
 
-@pytest.fixture(scope="module")
-def monkeypatch_module():
-    mp = pytest.MonkeyPatch()
-    yield mp
-    mp.undo()
-
-
 def test_embedded_model_loads_offline_with_llama_units(embedded):
     lm, layout = embedded
     assert lm.model.config.model_type == "llama"

@@ -12,13 +12,12 @@ import numpy as np
 import pytest
 import torch
 from sklearn.metrics import average_precision_score
+from tiny_models import tiny_model, word_tokenizer
 
 from expertalign import extract
 from expertalign.extract import ConceptSentences, concept_expertise, shard_expertise
 from expertalign.models import LoadedModel
 from expertalign.units import find_units
-
-from tiny_models import tiny_model, word_tokenizer
 
 CAT = ["the cat sat on the mat", "a cat was purring", "the cat and the dog"]
 BANK = [  # (sentence id, concept, text) in bank order
@@ -54,8 +53,7 @@ def fixed_responses(monkeypatch):
 def _sklearn(table, positives, negatives):
     scores = np.stack([table[t] for t in positives + negatives])
     labels = np.r_[np.ones(len(positives), bool), np.zeros(len(negatives), bool)]
-    return np.array([average_precision_score(labels, scores[:, u])
-                     for u in range(scores.shape[1])])
+    return np.array([average_precision_score(labels, scores[:, u]) for u in range(scores.shape[1])])
 
 
 def test_a_positive_text_in_the_bank_is_not_a_negative(fixed_responses):
@@ -63,19 +61,29 @@ def test_a_positive_text_in_the_bank_is_not_a_negative(fixed_responses):
     ids, texts = [i for i, _, _ in BANK], [t for _, _, t in BANK]
     cat = ConceptSentences("cat", CAT, own_bank_ids={"cat:9"})
     dog = ConceptSentences("dog", ["the dog barked loudly"], own_bank_ids={"dog:3"})
-    table["the dog barked loudly"] = np.random.default_rng(7).integers(
-        0, 4, layout.n_units).astype(np.float32)
+    table["the dog barked loudly"] = (
+        np.random.default_rng(7).integers(0, 4, layout.n_units).astype(np.float32)
+    )
     result = shard_expertise(lm, layout, [cat, dog], ids, texts, n_negatives=4)
     # cat: skips "a cat was purring" (its own text, under dog's id) and cat:9 (its own id)
-    cat_negatives = ["the red car drove fast", "she drove on the road", "blue chair",
-                     "the table is green"]
+    cat_negatives = [
+        "the red car drove fast",
+        "she drove on the road",
+        "blue chair",
+        "the table is green",
+    ]
     np.testing.assert_allclose(result.ap[0], _sklearn(table, CAT, cat_negatives), atol=1e-6)
     assert result.n_negatives[0] == 4 and result.n_positives[0] == 3
     # dog: its own id skipped; the text it shares with cat is nothing to dog
-    dog_negatives = ["the red car drove fast", "the cat is green", "she drove on the road",
-                     "blue chair"]
-    np.testing.assert_allclose(result.ap[1], _sklearn(table, ["the dog barked loudly"],
-                                                      dog_negatives), atol=1e-6)
+    dog_negatives = [
+        "the red car drove fast",
+        "the cat is green",
+        "she drove on the road",
+        "blue chair",
+    ]
+    np.testing.assert_allclose(
+        result.ap[1], _sklearn(table, ["the dog barked loudly"], dog_negatives), atol=1e-6
+    )
 
 
 def test_explicit_negatives_equal_to_a_positive_are_dropped(fixed_responses):

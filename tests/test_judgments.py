@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from prerequisites import DATA, require
 
 from expertalign.judgments import (
     JudgmentFileError,
@@ -14,14 +15,14 @@ from expertalign.judgments import (
     read_word_pairs,
 )
 
-from prerequisites import DATA, require
-
 
 @pytest.fixture
 def men_data():
     """The shared MEN files: skipped without them locally, a failure in CI."""
-    require((DATA / "MEN" / "MEN_dataset_natural_form_full").is_file(),
-            f"MEN under {DATA} (set EXPERTALIGN_DATA)")
+    require(
+        (DATA / "MEN" / "MEN_dataset_natural_form_full").is_file(),
+        f"MEN under {DATA} (set EXPERTALIGN_DATA)",
+    )
 
 
 needs_men = pytest.mark.usefixtures("men_data")

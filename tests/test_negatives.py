@@ -82,11 +82,11 @@ def test_ratio_check():
 def test_shard_expertise_uses_exactly_the_concepts_negatives():
     """The shared-bank path (one sort, excluded rows) equals AP on concept_negatives' rows."""
     import numpy as np
+    from tiny_models import WORDS, tiny_model, word_tokenizer
 
     from expertalign.extract import ConceptSentences, concept_expertise, shard_expertise
     from expertalign.models import LoadedModel
     from expertalign.units import find_units
-    from tiny_models import WORDS, tiny_model, word_tokenizer
 
     rng = np.random.default_rng(0)
 
@@ -101,15 +101,20 @@ def test_shard_expertise_uses_exactly_the_concepts_negatives():
     lm = LoadedModel(tiny_model("gpt2"), word_tokenizer(), "tiny", None)
     layout = find_units(lm.model)
     shard = [
-        ConceptSentences(f["concept"].iat[0], f["text"].tolist(),
-                         set(bank.loc[bank["concept"] == f["concept"].iat[0], "sentence_id"]))
+        ConceptSentences(
+            f["concept"].iat[0],
+            f["text"].tolist(),
+            set(bank.loc[bank["concept"] == f["concept"].iat[0], "sentence_id"]),
+        )
         for f in frames[:2]
     ]
-    result = shard_expertise(lm, layout, shard, bank["sentence_id"].tolist(),
-                             bank["text"].tolist(), n_negatives=10)
+    result = shard_expertise(
+        lm, layout, shard, bank["sentence_id"].tolist(), bank["text"].tolist(), n_negatives=10
+    )
     for i, concept in enumerate(shard):
         rows = concept_negatives(bank, concept.concept, 10)
-        expected = concept_expertise(lm, layout, concept.positives,
-                                     bank.iloc[rows]["text"].tolist())
+        expected = concept_expertise(
+            lm, layout, concept.positives, bank.iloc[rows]["text"].tolist()
+        )
         np.testing.assert_array_equal(result.ap[i], expected)
         assert result.n_negatives[i] == 10

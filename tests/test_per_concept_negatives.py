@@ -18,11 +18,13 @@ CONCEPTS = ("cat", "dog", "car", "sun", "tea", "red")
 
 
 def frame(concept: str, n: int) -> pd.DataFrame:
-    return pd.DataFrame({
-        "sentence_id": [f"{concept}:{i:04d}" for i in range(n)],
-        "concept": concept,
-        "text": [f"sentence {i} about the {concept}" for i in range(n)],
-    })
+    return pd.DataFrame(
+        {
+            "sentence_id": [f"{concept}:{i:04d}" for i in range(n)],
+            "concept": concept,
+            "text": [f"sentence {i} about the {concept}" for i in range(n)],
+        }
+    )
 
 
 POOL = build_negative_bank([frame(c, 12) for c in CONCEPTS], size=48, seed=0, version="v1")
@@ -42,8 +44,9 @@ def test_per_concept_negatives_are_never_the_concepts_own_by_id_or_text():
         foreign = next(t for i, t in zip(ids, texts) if i not in own)
         positives = {t for i, t in zip(ids, texts) if i in own} | {foreign}
         for seed in range(5):
-            keep, excluded = negative_rows(ids, texts, own, positives, 30, concept,
-                                           mode="per_concept", seed=seed)
+            keep, excluded = negative_rows(
+                ids, texts, own, positives, 30, concept, mode="per_concept", seed=seed
+            )
             assert len(keep) == 30 and keep == sorted(keep)
             assert sorted(keep + excluded) == list(range(len(ids)))
             assert not {ids[r] for r in keep} & own
@@ -78,8 +81,15 @@ def test_a_smaller_sample_is_a_prefix_of_a_larger_one():
 def test_errors_name_the_concept_and_the_mode():
     ids, texts = POOL["sentence_id"].tolist(), POOL["text"].tolist()
     with pytest.raises(ValueError, match="'cat'.*n_negatives=45.*bank_size"):
-        negative_rows(ids, texts, {i for i in ids if i.startswith("cat:")}, set(), 45, "cat",
-                      mode="per_concept")
+        negative_rows(
+            ids,
+            texts,
+            {i for i in ids if i.startswith("cat:")},
+            set(),
+            45,
+            "cat",
+            mode="per_concept",
+        )
     with pytest.raises(ValueError, match="mode 'random' is not one of shared, per_concept"):
         pick_negatives([1, 2, 3], 2, "cat", mode="random")
 
@@ -92,8 +102,10 @@ def test_shared_mode_is_the_old_rule():
         for n in (1, 20, 35):
             expected = old_shared_rule(ids, texts, own, positives, n)
             assert negative_rows(ids, texts, own, positives, n, concept) == expected
-            assert negative_rows(ids, texts, own, positives, n, concept, mode="shared",
-                                 seed=7) == expected
+            assert (
+                negative_rows(ids, texts, own, positives, n, concept, mode="shared", seed=7)
+                == expected
+            )
 
 
 def test_pilot_per_concept_negatives_skip_the_concepts_pool():
@@ -115,9 +127,10 @@ def test_pilot_per_concept_negatives_skip_the_concepts_pool():
 
 @pytest.fixture(scope="module")
 def tiny():
+    from tiny_models import WORDS, tiny_model, word_tokenizer
+
     from expertalign.models import LoadedModel
     from expertalign.units import find_units
-    from tiny_models import WORDS, tiny_model, word_tokenizer
 
     rng = np.random.default_rng(0)
     frames = []
@@ -139,8 +152,11 @@ def shard_of(frames, pool, extra_positive=None):
         positives = f["text"].tolist()
         if extra_positive and concept == "cat":
             positives = positives + [extra_positive]
-        shard.append(ConceptSentences(
-            concept, positives, set(pool.loc[pool["concept"] == concept, "sentence_id"])))
+        shard.append(
+            ConceptSentences(
+                concept, positives, set(pool.loc[pool["concept"] == concept, "sentence_id"])
+            )
+        )
     return shard
 
 
@@ -154,14 +170,22 @@ def test_shard_ap_equals_sklearn_on_exactly_the_sampled_negatives(tiny):
     # cat's positives also contain one of the pool's dog sentences: never its negative
     dog_text = pool.loc[pool["concept"] == "dog", "text"].iat[0]
     shard = shard_of(frames, pool, extra_positive=dog_text)
-    result = shard_expertise(lm, layout, shard, pool["sentence_id"].tolist(),
-                             pool["text"].tolist(), n_negatives=15,
-                             negatives_mode="per_concept", negatives_seed=4)
+    result = shard_expertise(
+        lm,
+        layout,
+        shard,
+        pool["sentence_id"].tolist(),
+        pool["text"].tolist(),
+        n_negatives=15,
+        negatives_mode="per_concept",
+        negatives_seed=4,
+    )
     rng = np.random.default_rng(1)
     units = rng.choice(layout.n_units, size=min(300, layout.n_units), replace=False)
     for i, concept in enumerate(shard):
-        rows = concept_negatives(pool, concept.concept, 15, concept.positives,
-                                 mode="per_concept", seed=4)
+        rows = concept_negatives(
+            pool, concept.concept, 15, concept.positives, mode="per_concept", seed=4
+        )
         negatives = pool.iloc[rows]["text"].tolist()
         assert not set(negatives) & set(concept.positives)
         assert result.n_negatives[i] == 15
@@ -179,10 +203,19 @@ def test_shard_shared_mode_is_unchanged_and_per_concept_differs(tiny):
     shard = shard_of(frames, pool)
     ids, texts = pool["sentence_id"].tolist(), pool["text"].tolist()
     default = shard_expertise(lm, layout, shard, ids, texts, n_negatives=15)
-    shared = shard_expertise(lm, layout, shard, ids, texts, n_negatives=15,
-                             negatives_mode="shared", negatives_seed=9)
-    per = shard_expertise(lm, layout, shard, ids, texts, n_negatives=15,
-                          negatives_mode="per_concept", negatives_seed=9)
+    shared = shard_expertise(
+        lm, layout, shard, ids, texts, n_negatives=15, negatives_mode="shared", negatives_seed=9
+    )
+    per = shard_expertise(
+        lm,
+        layout,
+        shard,
+        ids,
+        texts,
+        n_negatives=15,
+        negatives_mode="per_concept",
+        negatives_seed=9,
+    )
     np.testing.assert_array_equal(default.ap, shared.ap)
     assert not np.array_equal(default.ap, per.ap)
     for i, concept in enumerate(shard):

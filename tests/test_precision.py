@@ -58,10 +58,12 @@ def identical_sets(precision, ap):
 def test_men_rhos_match_pairs_to_concepts_by_word(precision):
     rng = np.random.default_rng(0)
     ap = rng.random((4, 50)).astype(np.float32)
-    men = pd.DataFrame({"word1": ["A", "a", "b"], "word2": ["b", "c", "d"],
-                        "score": [1.0, 2.0, 3.0]})
-    inputs = precision.Inputs(["ca", "cb", "cc", "cd"], {},
-                              {"ca": "a", "cb": "b", "cc": "c", "cd": "d"}, men, [])
+    men = pd.DataFrame(
+        {"word1": ["A", "a", "b"], "word2": ["b", "c", "d"], "score": [1.0, 2.0, 3.0]}
+    )
+    inputs = precision.Inputs(
+        ["ca", "cb", "cc", "cd"], {}, {"ca": "a", "cb": "b", "cc": "c", "cd": "d"}, men, []
+    )
     summary, _, table = precision.compare(ap, ap, inputs, [0.5])
     assert summary["max"] == 0
     assert set(table["measure"]) == {"jaccard@0.5", "cosine_ap", "cosine_ap_centered"}
@@ -71,10 +73,26 @@ def test_men_rhos_match_pairs_to_concepts_by_word(precision):
 def test_precision_script_on_the_tiny_sentences():
     """The embedded model in float32 and bfloat16 on 5 tiny concepts x 4 sentences (~20 s)."""
     run = subprocess.run(
-        [sys.executable, str(SCRIPT), "--sentences", "tests/data/sentences/{concept}.txt",
-         "--concepts", "tests/data/tiny_concepts.tsv", "--max-concepts", "5",
-         "--max-positives", "4", "--taus", "0.5", "0.9"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--sentences",
+            "tests/data/sentences/{concept}.txt",
+            "--concepts",
+            "tests/data/tiny_concepts.tsv",
+            "--max-concepts",
+            "5",
+            "--max-positives",
+            "4",
+            "--taus",
+            "0.5",
+            "0.9",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     out = run.stdout
     assert "inputs: 5 concepts from --sentences" in out
@@ -83,8 +101,12 @@ def test_precision_script_on_the_tiny_sentences():
     assert "10 negatives per concept" in out
     match = re.search(r"max (\d\.\d+), mean", out)
     assert match and 0 < float(match.group(1)) <= 1  # bf16 moves some AP, never out of [0, 1]
-    rows = re.findall(r"^\s*(0\.[59]0)\s+([\d,.]+)\s+([\d,.]+)\s+([\d,.]+)\s+(\d\.\d+)\s+"
-                      r"(\d\.\d+)$", out, re.MULTILINE)
+    rows = re.findall(
+        r"^\s*(0\.[59]0)\s+([\d,.]+)\s+([\d,.]+)\s+([\d,.]+)\s+(\d\.\d+)\s+"
+        r"(\d\.\d+)$",
+        out,
+        re.MULTILINE,
+    )
     assert [r[0] for r in rows] == ["0.50", "0.90"]
     for _, *numbers in rows:
         jaccard_mean, jaccard_min = float(numbers[3]), float(numbers[4])

@@ -12,7 +12,6 @@ import shutil
 
 import pytest
 import yaml
-
 from workflow_helpers import REPO, snakemake
 
 TINY = REPO / "tests/data/tiny_config.yaml"
@@ -127,8 +126,15 @@ def test_editing_a_provided_file_reruns_its_concept_and_what_reads_it(finished):
 
 def test_a_missing_judgment_file_fails_the_dry_run_by_name(tmp_path):
     """On a new run (alignment to compute) a missing MEN file fails the dry run, by name."""
-    plan = snakemake("-n", "--configfile", str(TINY), "--config",
-                     f"results={tmp_path / 'results'}", f"data_dir={tmp_path}", check=False)
+    plan = snakemake(
+        "-n",
+        "--configfile",
+        str(TINY),
+        "--config",
+        f"results={tmp_path / 'results'}",
+        f"data_dir={tmp_path}",
+        check=False,
+    )
     assert plan.returncode != 0
     assert str(tmp_path) in plan.stdout, plan.stdout[-3000:]
     assert "MEN_dataset_natural_form_full" in plan.stdout, plan.stdout[-3000:]

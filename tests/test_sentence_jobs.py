@@ -7,7 +7,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from expertalign import sentence_jobs
+from expertalign.jobs import sentences as sentence_jobs
 from expertalign.sentence_plan import (
     batches,
     recorded_fingerprint,
@@ -17,19 +17,35 @@ from expertalign.sentence_plan import (
 )
 from expertalign.sentences import SentenceGenerationError, sentences_frame, write_sentences_atomic
 
-ROWS = {c: {"concept": c, "word": c, "pos": "noun", "definition": f"a {c}"}
-        for c in ("cat", "dog", "fox")}
-GENERATED = {"backend": "transformers", "n_positives": 2, "seed": 0, "max_rounds": 1,
-             "prompts": "short", "temperature": 0.8, "batch_size": 8,
-             "openai_base_url": "http://a", "corpus": "brown", "corpus_min_words": 5,
-             "corpus_max_words": 40, "fallback": None, "provided": None}
+ROWS = {
+    c: {"concept": c, "word": c, "pos": "noun", "definition": f"a {c}"}
+    for c in ("cat", "dog", "fox")
+}
+GENERATED = {
+    "backend": "transformers",
+    "n_positives": 2,
+    "seed": 0,
+    "max_rounds": 1,
+    "prompts": "short",
+    "temperature": 0.8,
+    "batch_size": 8,
+    "openai_base_url": "http://a",
+    "corpus": "brown",
+    "corpus_min_words": 5,
+    "corpus_max_words": 40,
+    "fallback": None,
+    "provided": None,
+}
 CORPUS = {**GENERATED, "backend": "corpus", "fallback": "generated"}
 
 
 def test_speed_and_server_settings_do_not_shape_generated_sentences():
     base = shaping_settings(GENERATED)
-    for key, value in [("batch_size", 64), ("openai_base_url", "http://b"),
-                       ("corpus_min_words", 9)]:
+    for key, value in [
+        ("batch_size", 64),
+        ("openai_base_url", "http://b"),
+        ("corpus_min_words", 9),
+    ]:
         assert shaping_settings({**GENERATED, key: value}) == base, key
     for key, value in [("prompts", "paper"), ("temperature", 0.5), ("n_positives", 3)]:
         assert shaping_settings({**GENERATED, key: value}) != base, key
@@ -37,8 +53,12 @@ def test_speed_and_server_settings_do_not_shape_generated_sentences():
 
 def test_corpus_sentences_ignore_generator_settings_but_follow_their_fallback():
     base = shaping_settings(CORPUS, fallback_fingerprint="a")
-    assert shaping_settings({**CORPUS, "prompts": "paper", "temperature": 0.1},
-                            fallback_fingerprint="a") == base
+    assert (
+        shaping_settings(
+            {**CORPUS, "prompts": "paper", "temperature": 0.1}, fallback_fingerprint="a"
+        )
+        == base
+    )
     assert shaping_settings(CORPUS, fallback_fingerprint="b") != base
     assert shaping_settings({**CORPUS, "corpus_max_words": 20}, fallback_fingerprint="a") != base
     # a concept that has its corpus sentences does not depend on the fallback source at all
@@ -59,10 +79,12 @@ def test_a_provided_file_is_fingerprinted_by_its_content(tmp_path):
     one.write_text("A cat sat.\n")
     two.write_text("A cat sat.\n")
     assert shaping_settings(GENERATED, provided=str(one)) == shaping_settings(
-        GENERATED, provided=str(two))
+        GENERATED, provided=str(two)
+    )
     two.write_text("A cat ran.\n")
     assert shaping_settings(GENERATED, provided=str(one)) != shaping_settings(
-        GENERATED, provided=str(two))
+        GENERATED, provided=str(two)
+    )
 
 
 def test_only_missing_or_differently_made_files_are_planned(tmp_path):
@@ -95,12 +117,15 @@ class CountingBackend:
         self.calls += 1
         out = []
         for prompt in prompts:
-            word = next(w for w in ROWS if f"'{w}'" in prompt or f" {w} " in prompt
-                        or f'"{w}"' in prompt)
+            word = next(
+                w for w in ROWS if f"'{w}'" in prompt or f" {w} " in prompt or f'"{w}"' in prompt
+            )
             if word in self.fail:
                 raise SentenceGenerationError(f"no sentences for {word}")
-            out.append(f"1. The {word} walked to the river early.\n"
-                       f"2. A {word} slept on the warm roof all day.")
+            out.append(
+                f"1. The {word} walked to the river early.\n"
+                f"2. A {word} slept on the warm roof all day."
+            )
         return out
 
 
@@ -109,8 +134,11 @@ def _job(tmp_path, loads, backend, concepts=("cat", "dog", "fox")):
         loads.append(1)
         return backend
 
-    return load, dict(settings=GENERATED, resume_dir=tmp_path / "resume",
-                      fingerprints={c: f"fp-{c}" for c in concepts})
+    return load, dict(
+        settings=GENERATED,
+        resume_dir=tmp_path / "resume",
+        fingerprints={c: f"fp-{c}" for c in concepts},
+    )
 
 
 def test_one_generator_load_makes_every_concept_of_a_batch(tmp_path, monkeypatch):
@@ -148,35 +176,55 @@ def test_a_failed_concept_fails_the_job_by_name_and_loses_nothing(tmp_path, monk
     sentence_jobs.make_sentences([ROWS[c] for c in ROWS], tmp_path / "batch", **job)
     assert 0 < second.calls < made
     assert sorted(p.name for p in (tmp_path / "batch").iterdir()) == [
-        "cat.parquet", "dog.parquet", "fox.parquet"]
+        "cat.parquet",
+        "dog.parquet",
+        "fox.parquet",
+    ]
     assert not list((tmp_path / "resume").iterdir())
 
 
 def test_a_resumed_file_with_other_settings_is_made_again(tmp_path, monkeypatch):
     backend = CountingBackend()
     monkeypatch.setattr(sentence_jobs, "generation_backend", lambda settings: backend)
-    stale = sentences_frame("cat", ["An old cat sentence here.", "Another old cat one."],
-                            "facts", "x")
+    stale = sentences_frame(
+        "cat", ["An old cat sentence here.", "Another old cat one."], "facts", "x"
+    )
     write_sentences_atomic(stale, tmp_path / "resume" / "cat.parquet", fingerprint="old")
-    sentence_jobs.make_sentences([ROWS["cat"]], tmp_path / "batch", settings=GENERATED,
-                                 resume_dir=tmp_path / "resume", fingerprints={"cat": "new"})
+    sentence_jobs.make_sentences(
+        [ROWS["cat"]],
+        tmp_path / "batch",
+        settings=GENERATED,
+        resume_dir=tmp_path / "resume",
+        fingerprints={"cat": "new"},
+    )
     assert backend.calls > 0
     assert "old" not in " ".join(pd.read_parquet(tmp_path / "batch/cat.parquet")["text"])
 
 
 def test_corpus_source_takes_sentences_and_falls_back_where_it_has_too_few(tmp_path):
     corpus = tmp_path / "corpus.txt"
-    corpus.write_text("\n".join([f"The cat number {i} sat on the old mat today." for i in range(5)]
-                                + ["One dog barked at the moon all night long."]))
+    corpus.write_text(
+        "\n".join(
+            [f"The cat number {i} sat on the old mat today." for i in range(5)]
+            + ["One dog barked at the moon all night long."]
+        )
+    )
     fallback = tmp_path / "generated" / "dog.parquet"
-    write_sentences_atomic(sentences_frame("dog", ["A dog ran home fast.", "The dog slept."],
-                                           "facts", "generator"), fallback, fingerprint="g")
+    write_sentences_atomic(
+        sentences_frame("dog", ["A dog ran home fast.", "The dog slept."], "facts", "generator"),
+        fallback,
+        fingerprint="g",
+    )
     settings = {**CORPUS, "corpus": str(corpus)}
     sentence_jobs.make_sentences(
-        [ROWS["cat"], ROWS["dog"]], tmp_path / "batch", settings=settings,
-        resume_dir=tmp_path / "resume", fingerprints={"cat": "c", "dog": "d"},
+        [ROWS["cat"], ROWS["dog"]],
+        tmp_path / "batch",
+        settings=settings,
+        resume_dir=tmp_path / "resume",
+        fingerprints={"cat": "c", "dog": "d"},
         fallback={"cat": "unused", "dog": str(fallback)},
-        fallback_fingerprints={"cat": "c+g", "dog": "d+g"})
+        fallback_fingerprints={"cat": "c+g", "dog": "d+g"},
+    )
     # a concept that took its fallback's sentences records the fingerprint that includes them
     assert recorded_fingerprint(tmp_path / "batch/cat.parquet") == "c"
     assert recorded_fingerprint(tmp_path / "batch/dog.parquet") == "d+g"
@@ -188,19 +236,27 @@ def test_corpus_source_takes_sentences_and_falls_back_where_it_has_too_few(tmp_p
     assert (dog["source"] == "fallback:generated").all()
     # without a fallback the job fails, naming the concept and the count
     with pytest.raises(sentence_jobs.SentenceBatchError, match=r"dog.*1 sentence.*2 needed"):
-        sentence_jobs.make_sentences([ROWS["dog"]], tmp_path / "batch2",
-                                     settings={**settings, "fallback": None},
-                                     resume_dir=tmp_path / "resume2", fingerprints={"dog": "d"})
+        sentence_jobs.make_sentences(
+            [ROWS["dog"]],
+            tmp_path / "batch2",
+            settings={**settings, "fallback": None},
+            resume_dir=tmp_path / "resume2",
+            fingerprints={"dog": "d"},
+        )
 
 
 def test_diversity_table_has_each_concept_and_a_mean_per_source(tmp_path):
-    for source, texts in [("generated", ["the cat the cat", "the cat"]),
-                          ("brown", ["a black cat sat", "one cat ran off"])]:
-        write_sentences_atomic(sentences_frame("cat", texts, "facts", source),
-                               tmp_path / source / "cat.parquet")
+    for source, texts in [
+        ("generated", ["the cat the cat", "the cat"]),
+        ("brown", ["a black cat sat", "one cat ran off"]),
+    ]:
+        write_sentences_atomic(
+            sentences_frame("cat", texts, "facts", source), tmp_path / source / "cat.parquet"
+        )
     out = tmp_path / "diversity.csv"
-    sentence_jobs.diversity_table([str(tmp_path / s / "cat.parquet")
-                                   for s in ("generated", "brown")], str(out))
+    sentence_jobs.diversity_table(
+        [str(tmp_path / s / "cat.parquet") for s in ("generated", "brown")], str(out)
+    )
     table = pd.read_csv(out)
     rows = {(r.source, r.concept): r.type_token_ratio for r in table.itertuples()}
     assert rows[("generated", "cat")] == pytest.approx(2 / 6, abs=1e-4)

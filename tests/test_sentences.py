@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import http.server
-import importlib.metadata
 import json
 import os
 import re
@@ -13,29 +12,34 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from expertalign.backends.openai_chat import OpenAIChatBackend
+from expertalign.backends.transformers_sampler import TransformersBackend
+from expertalign.generation import generate_concept_sentences
+from expertalign.prompts import build_prompts
+from expertalign.sentence_filters import extract_sentences, word_pattern
 from expertalign.sentences import (
-    OpenAIChatBackend,
     SentenceGenerationError,
-    TransformersBackend,
-    build_prompts,
-    extract_sentences,
-    generate_concept_sentences,
     provided_concept_sentences,
     read_provided_sentences,
-    word_pattern,
     write_sentences_atomic,
 )
 
-CAT = {"concept": "cat", "word": "cat", "pos": "noun",
-       "definition": "feline mammal usually having thick soft fur"}
+CAT = {
+    "concept": "cat",
+    "word": "cat",
+    "pos": "noun",
+    "definition": "feline mammal usually having thick soft fur",
+}
 
 
 # --- prompts ------------------------------------------------------------------------------
 
+
 def test_short_prompts_carry_word_pos_definition_and_style():
     facts = build_prompts("cat", "noun", CAT["definition"], "facts", 3, prompt_set="short")
-    stories = build_prompts("cat", "noun", CAT["definition"], "short stories", 2,
-                            prompt_set="short")
+    stories = build_prompts(
+        "cat", "noun", CAT["definition"], "short stories", 2, prompt_set="short"
+    )
     assert len(facts) == 3 and len(set(facts)) == 1 and len(stories) == 2
     for prompt in (facts[0], stories[0]):
         assert "noun 'cat'" in prompt
@@ -50,14 +54,17 @@ def test_short_prompts_carry_word_pos_definition_and_style():
 
 # --- post-processing ----------------------------------------------------------------------
 
+
 def test_extract_strips_numbering_quotes_and_labels():
-    raw = ["Here are 10 facts about cats:\n"
-           "1. Cats sleep for most of the day.\n"
-           "2) \"A cat can jump five times its height.\"\n"
-           "- Sentence: My cat hides under the bed.\n"
-           "**Fact 4:** The cat purrs when it is happy.\n"
-           "5. Dog: a canine mammal with a tail.\n"
-           "6. “Every cat has whiskers on its face.”\n"]
+    raw = [
+        "Here are 10 facts about cats:\n"
+        "1. Cats sleep for most of the day.\n"
+        '2) "A cat can jump five times its height."\n'
+        "- Sentence: My cat hides under the bed.\n"
+        "**Fact 4:** The cat purrs when it is happy.\n"
+        "5. Dog: a canine mammal with a tail.\n"
+        "6. “Every cat has whiskers on its face.”\n"
+    ]
     assert extract_sentences(raw, "cat", "noun") == [
         "Cats sleep for most of the day.",
         "A cat can jump five times its height.",
@@ -68,11 +75,18 @@ def test_extract_strips_numbering_quotes_and_labels():
 
 
 def test_inflections_and_word_boundaries():
-    items = ["The cat sat here today.", "Two CATS sat here today.", "The category was long again.",
-             "A bobcat is not the concept.", "Many boxes stood in the hall.",
-             "Fresh berries grew there in June.", "She walked to the shop today.",
-             "He is walking to the shop.", "They stopped at the old gate.",
-             "The cat's toy was lost today."]
+    items = [
+        "The cat sat here today.",
+        "Two CATS sat here today.",
+        "The category was long again.",
+        "A bobcat is not the concept.",
+        "Many boxes stood in the hall.",
+        "Fresh berries grew there in June.",
+        "She walked to the shop today.",
+        "He is walking to the shop.",
+        "They stopped at the old gate.",
+        "The cat's toy was lost today.",
+    ]
     text = ["\n".join(items)]
     assert extract_sentences(text, "cat", "noun") == [items[0], items[1], items[9]]
     assert extract_sentences(text, "box", "noun") == [items[4]]
@@ -86,28 +100,39 @@ def test_inflections_and_word_boundaries():
 
 
 def test_multi_word_concepts():
-    raw = ["1. We ate ice cream at noon today.\n2. Two ice-creams melted in the sun.\n"
-           "3. The ice was cold and the cream was sweet.\n4. Ice  Creams are cold treats indeed."]
+    raw = [
+        "1. We ate ice cream at noon today.\n2. Two ice-creams melted in the sun.\n"
+        "3. The ice was cold and the cream was sweet.\n4. Ice  Creams are cold treats indeed."
+    ]
     assert extract_sentences(raw, "ice cream", "noun") == [
-        "We ate ice cream at noon today.", "Two ice-creams melted in the sun.",
-        "Ice Creams are cold treats indeed."]
+        "We ate ice cream at noon today.",
+        "Two ice-creams melted in the sun.",
+        "Ice Creams are cold treats indeed.",
+    ]
 
 
 def test_length_limits_dedupe_and_order():
     long = "The cat " + "ran far " * 30 + "away."
-    raw = ["1. The cat sat.\n2. The cat sat on the mat.\n3. " + long,
-           "1. the  CAT sat on the mat.\n2. A dog met the cat at noon.\n3. The cat sat on the mat."]
-    assert extract_sentences(raw, "cat", "noun") == ["The cat sat on the mat.",
-                                                     "A dog met the cat at noon."]
+    raw = [
+        "1. The cat sat.\n2. The cat sat on the mat.\n3. " + long,
+        "1. the  CAT sat on the mat.\n2. A dog met the cat at noon.\n3. The cat sat on the mat.",
+    ]
+    assert extract_sentences(raw, "cat", "noun") == [
+        "The cat sat on the mat.",
+        "A dog met the cat at noon.",
+    ]
 
 
 def test_items_about_the_task_are_dropped():
-    raw = ["1. The first story is about a cat.\n2. Each fact uses the word 'cat' once.\n"
-           "3. The cat told the story of her life.\n4. This sentence mentions a cat twice."]
+    raw = [
+        "1. The first story is about a cat.\n2. Each fact uses the word 'cat' once.\n"
+        "3. The cat told the story of her life.\n4. This sentence mentions a cat twice."
+    ]
     assert extract_sentences(raw, "cat", "noun") == ["The cat told the story of her life."]
 
 
 # --- rounds with a scripted backend -------------------------------------------------------
+
 
 class ScriptedBackend:
     """Answers each prompt with numbered sentences; how many mention the word is scripted."""
@@ -125,8 +150,10 @@ class ScriptedBackend:
         out = []
         for i, prompt in enumerate(prompts):
             kind = "fact" if "facts" in prompt else "tale"
-            lines = [f"{j + 1}. A {kind} {seed % 1000} {i} {j} about one {self.word} here."
-                     for j in range(self.per_call)]
+            lines = [
+                f"{j + 1}. A {kind} {seed % 1000} {i} {j} about one {self.word} here."
+                for j in range(self.per_call)
+            ]
             out.append("Sure! Here you go:\n" + "\n".join(lines) + "\n11. no word in this line")
         return out
 
@@ -185,6 +212,7 @@ def test_generate_passes_per_prompt_stop_flags():
 
 # --- the transformers backend on a tiny random model --------------------------------------
 
+
 @pytest.fixture
 def one_thread():
     """Tiny matmuls on a busy 2-core machine are much faster without OpenMP hand-offs."""
@@ -214,16 +242,16 @@ def test_sampling_loop_matches_greedy_generate_with_padding_and_shared_prefill(o
     import torch
 
     backend, tok = tiny_backend(max_new_tokens=6, batch_size=8, top_k=1, temperature=1.0)
-    prompts = ["the cat sat", "a dog barked loudly at the postman", "the cat sat",
-               "red car drove"]
+    prompts = ["the cat sat", "a dog barked loudly at the postman", "the cat sat", "red car drove"]
     got = backend.generate(prompts, seed=0)
     tok.padding_side = "left"
     rendered = [backend._render(p) for p in prompts]
     enc = tok(rendered, return_tensors="pt", padding=True, add_special_tokens=False)
     with torch.inference_mode():
-        ref = backend.model.generate(**enc, do_sample=False, max_new_tokens=6,
-                                     pad_token_id=tok.pad_token_id)
-    want = [" ".join(map(str, row)) for row in ref[:, enc["input_ids"].shape[1]:].tolist()]
+        ref = backend.model.generate(
+            **enc, do_sample=False, max_new_tokens=6, pad_token_id=tok.pad_token_id
+        )
+    want = [" ".join(map(str, row)) for row in ref[:, enc["input_ids"].shape[1] :].tolist()]
     assert got == want
     assert got[0] == got[2]
 
@@ -242,8 +270,7 @@ def test_sampling_is_seeded_and_stop_flags_prune_rows(one_thread):
 
 
 def test_rows_stop_after_max_lines_or_a_runaway_line(one_thread):
-    backend, tok = tiny_backend(max_new_tokens=40, batch_size=4, temperature=3.0,
-                                max_line_tokens=5)
+    backend, tok = tiny_backend(max_new_tokens=40, batch_size=4, temperature=3.0, max_line_tokens=5)
     out = backend.generate(["the cat sat"] * 3, seed=0)
     assert [len(t.split()) for t in out] == [6, 6, 6]  # the 6th token of one line stops it
     backend, tok = tiny_backend(max_new_tokens=40, batch_size=4, temperature=3.0, max_lines=2)
@@ -264,8 +291,9 @@ def test_word_bias_pulls_sampling_towards_the_concept_word(one_thread):
     wanted = {dog, tok.unk_token_id}
 
     def sampled(backend, **kwargs):
-        return [int(t) for text in backend.generate(prompts, seed=3, **kwargs)
-                for t in text.split()]
+        return [
+            int(t) for text in backend.generate(prompts, seed=3, **kwargs) for t in text.split()
+        ]
 
     assert set(sampled(biased, words=["dog"])) <= wanted
     assert not set(sampled(plain, words=["dog"])) <= wanted  # bias 0 leaves the model as is
@@ -273,25 +301,31 @@ def test_word_bias_pulls_sampling_towards_the_concept_word(one_thread):
 
 
 def test_loops_and_non_words_are_not_sentences():
-    raw = ["1. purple (purple) 6: 21\n2. There is no doctor, no doctor, no doctor here.\n"
-           "3. The purple sky glowed over the hills.\n"
-           "4. Purple is a color of kings. Purple is a color of dreams.\n"
-           "5. A purple coat, a purple hat and purple shoes.\n"
-           "6. A purple coat, a purple hat, purple shoes and a purple scarf.\n"
-           "7. The fifth story is about a purple kite.\n8. The purple purple kite flew away."]
+    raw = [
+        "1. purple (purple) 6: 21\n2. There is no doctor, no doctor, no doctor here.\n"
+        "3. The purple sky glowed over the hills.\n"
+        "4. Purple is a color of kings. Purple is a color of dreams.\n"
+        "5. A purple coat, a purple hat and purple shoes.\n"
+        "6. A purple coat, a purple hat, purple shoes and a purple scarf.\n"
+        "7. The fifth story is about a purple kite.\n8. The purple purple kite flew away."
+    ]
     assert extract_sentences(raw, "purple", "adjective") == [
-        "The purple sky glowed over the hills.", "A purple coat, a purple hat and purple shoes."]
+        "The purple sky glowed over the hills.",
+        "A purple coat, a purple hat and purple shoes.",
+    ]
 
 
 # --- the OpenAI-compatible backend --------------------------------------------------------
+
 
 class _ChatHandler(http.server.BaseHTTPRequestHandler):
     requests: list[dict] = []
 
     def do_POST(self):  # noqa: N802 (http.server API)
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        self.requests.append({"path": self.path, "auth": self.headers.get("Authorization"),
-                              "body": body})
+        self.requests.append(
+            {"path": self.path, "auth": self.headers.get("Authorization"), "body": body}
+        )
         if body["model"] == "broken":
             self.send_response(400)
             self.end_headers()
@@ -301,8 +335,9 @@ class _ChatHandler(http.server.BaseHTTPRequestHandler):
         # the word is quoted in the short prompts, "about the concept cat as" in the paper's
         word = re.search(r"'(\w+)'|the concept (\w+) as", prompt).group(1, 2)
         word = word[0] or word[1]
-        content = "\n".join(f"{i}. Seed {body['seed']} line {i} about a {word} today."
-                            for i in range(1, 11))
+        content = "\n".join(
+            f"{i}. Seed {body['seed']} line {i} about a {word} today." for i in range(1, 11)
+        )
         payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]})
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -340,7 +375,8 @@ def test_openai_backend_talks_to_a_chat_completions_endpoint(chat_server, monkey
     assert bodies[0]["seed"] != bodies[1]["seed"]
     # A bare host gets /v1/chat/completions appended too.
     assert OpenAIChatBackend(chat_server, "m", api_key_env="TEST_KEY").url.endswith(
-        "/v1/chat/completions")
+        "/v1/chat/completions"
+    )
 
 
 def test_openai_backend_errors(chat_server, monkeypatch):
@@ -355,18 +391,22 @@ def test_openai_backend_errors(chat_server, monkeypatch):
 
 # --- provided sentences and output --------------------------------------------------------
 
+
 def test_read_provided_sentences_formats(tmp_path):
     (tmp_path / "s.txt").write_text("The cat sat.\n\n  A cat ran.  \n")
     assert read_provided_sentences(tmp_path / "s.txt") == ["The cat sat.", "A cat ran."]
-    frame = pd.DataFrame({"concept": ["cat", "dog", "cat"],
-                          "text": ["The cat sat.", "A dog ran.", "A cat ran."]})
+    frame = pd.DataFrame(
+        {"concept": ["cat", "dog", "cat"], "text": ["The cat sat.", "A dog ran.", "A cat ran."]}
+    )
     frame.to_csv(tmp_path / "s.tsv", sep="\t", index=False)
     frame.to_csv(tmp_path / "s.csv", index=False)
     frame.to_parquet(tmp_path / "s.parquet")
     for name in ("s.tsv", "s.csv", "s.parquet"):
         assert read_provided_sentences(tmp_path / name) == frame["text"].tolist()
         assert read_provided_sentences(tmp_path / name, concept="cat") == [
-            "The cat sat.", "A cat ran."]
+            "The cat sat.",
+            "A cat ran.",
+        ]
     frame.rename(columns={"text": "sentence"}).to_csv(tmp_path / "bad.tsv", sep="\t")
     with pytest.raises(ValueError, match="no 'text' column"):
         read_provided_sentences(tmp_path / "bad.tsv")
@@ -408,6 +448,7 @@ def test_write_sentences_atomic(tmp_path):
 
 # --- the real embedded model --------------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_embedded_smollm2_generates_real_sentences():
     from expertalign.models import load_model
@@ -415,11 +456,20 @@ def test_embedded_smollm2_generates_real_sentences():
     lm = load_model("embedded", device="cpu")  # the workflow's own path to the GGUF
     model, tok = lm.model, lm.tokenizer
     # The generation settings of config/config.yaml.
-    backend = TransformersBackend(model, tok, max_new_tokens=320, batch_size=32, temperature=0.8,
-                                  max_lines=12, max_line_tokens=48, word_bias=2.0,
-                                  name="smollm2")
-    df = generate_concept_sentences(CAT, backend, n_sentences=6, seed=0, max_rounds=8,
-                                    prompts="short")
+    backend = TransformersBackend(
+        model,
+        tok,
+        max_new_tokens=320,
+        batch_size=32,
+        temperature=0.8,
+        max_lines=12,
+        max_line_tokens=48,
+        word_bias=2.0,
+        name="smollm2",
+    )
+    df = generate_concept_sentences(
+        CAT, backend, n_sentences=6, seed=0, max_rounds=8, prompts="short"
+    )
     assert len(df) == 6 and df["prompt"].tolist() == ["facts"] * 3 + ["stories"] * 3
     assert df["text"].str.contains(r"\bcats?\b", case=False).all()
     assert df["text"].str.split().str.len().ge(4).all()

@@ -15,19 +15,19 @@ import yaml
 from huggingface_hub import constants as hub_constants
 from huggingface_hub.errors import GatedRepoError
 from huggingface_hub.utils import hf_raise_for_status
+from tiny_models import tiny_model, word_tokenizer
+from workflow_helpers import REPO, snakemake
 
-from expertalign import cli, fetch, steps
+from expertalign import cli, fetch, paths
+from expertalign.config import load_config
+from expertalign.jobs import sentences as sentence_jobs
+from expertalign.jobs.runtime import NoGPUError, gpus_requested, require_gpu
 from expertalign.models import (
     ModelAccessError,
     ModelNotFoundError,
-    NoGPUError,
-    gpus_requested,
     hub_access_error,
     load_model,
-    require_gpu,
 )
-from tiny_models import tiny_model, word_tokenizer
-from workflow_helpers import REPO, snakemake
 
 GATED = "mistralai/Mistral-7B-Instruct-v0.2"
 TINY = "tests/data/tiny_config.yaml"
@@ -47,8 +47,11 @@ def _hub_error(status: int, headers: dict[str, str], repo: str = GATED) -> Excep
     raise AssertionError("hf_raise_for_status accepted an error response")
 
 
-GATED_401 = {"X-Error-Code": "GatedRepo", "X-Error-Message": f"Access to model {GATED} is "
-             "restricted. You must have access to it and be authenticated to access it."}
+GATED_401 = {
+    "X-Error-Code": "GatedRepo",
+    "X-Error-Message": f"Access to model {GATED} is "
+    "restricted. You must have access to it and be authenticated to access it.",
+}
 
 
 @pytest.mark.parametrize("status", [401, 403])
@@ -66,10 +69,16 @@ def test_prefetch_of_a_gated_model_says_how_to_log_in(status, monkeypatch, tmp_p
     monkeypatch.setattr("huggingface_hub.snapshot_download", refuse)
     marker = tmp_path / "prefetch" / "m.json"
     with pytest.raises(ModelAccessError) as caught:
-        steps.prefetch(GATED, "main", str(marker))
+        sentence_jobs.prefetch(GATED, "main", str(marker))
     message = str(caught.value)
-    for words in ("is gated", "hf auth login", "HF_TOKEN", f"https://huggingface.co/{GATED}",
-                  "accept its terms", "no valid token" if status == 401 else "not been granted"):
+    for words in (
+        "is gated",
+        "hf auth login",
+        "HF_TOKEN",
+        f"https://huggingface.co/{GATED}",
+        "accept its terms",
+        "no valid token" if status == 401 else "not been granted",
+    ):
         assert words in message, (words, message)
     assert not marker.exists() and not list(marker.parent.glob("*"))
 
@@ -91,6 +100,7 @@ def test_prefetch_of_a_gated_model_says_how_to_log_in(status, monkeypatch, tmp_p
 def test_loading_a_gated_model_says_how_to_log_in(monkeypatch):
     """transformers wraps the Hub's GatedRepoError in an OSError (transformers.utils.hub); the
     tokenizer loader is patched to raise that chain, as the Hub cannot be reached from here."""
+
     def gated(*args, **kwargs):
         try:
             raise _hub_error(401, GATED_401)
@@ -150,7 +160,7 @@ def test_prefetch_without_weights_names_the_model_and_writes_no_marker(offline_c
     _cached_snapshot(offline_cache, "org/tiny", "step512", {"config": _config_and_tokenizer})
     marker = tmp_path / "marker.json"
     with pytest.raises(ModelNotFoundError) as caught:
-        steps.prefetch("org/tiny", "step512", str(marker))
+        sentence_jobs.prefetch("org/tiny", "step512", str(marker))
     message = str(caught.value)
     assert "org/tiny@step512" in message and "lacks weights" in message, message
     assert "https://huggingface.co/org/tiny/tree/step512" in message
@@ -158,21 +168,37 @@ def test_prefetch_without_weights_names_the_model_and_writes_no_marker(offline_c
 
 
 def test_prefetch_without_network_or_cache_says_where_to_run_it(offline_cache):
-    with pytest.raises(ModelNotFoundError, match=r"org/absent@step9: the Hub cannot be reached "
-                       r"and the model is not in the cache .*login node"):
+    with pytest.raises(
+        ModelNotFoundError,
+        match=r"org/absent@step9: the Hub cannot be reached "
+        r"and the model is not in the cache .*login node",
+    ):
         fetch.prefetch([("org/absent", "step9")])
 
 
 def test_prefetch_names_a_missing_shard(offline_cache):
-    index = {"metadata": {}, "weight_map": {"a": "model-00001-of-00002.safetensors",
-                                            "b": "model-00002-of-00002.safetensors"}}
-    _cached_snapshot(offline_cache, "org/sharded", "main", {
-        "config": _config_and_tokenizer,
-        "model.safetensors.index.json": json.dumps(index).encode(),
-        "model-00001-of-00002.safetensors": b"x" * 16,
-    })
-    with pytest.raises(ModelNotFoundError, match=r"org/sharded@main.*model-00002-of-00002"
-                       r"\.safetensors \(listed in model\.safetensors\.index\.json\)"):
+    index = {
+        "metadata": {},
+        "weight_map": {
+            "a": "model-00001-of-00002.safetensors",
+            "b": "model-00002-of-00002.safetensors",
+        },
+    }
+    _cached_snapshot(
+        offline_cache,
+        "org/sharded",
+        "main",
+        {
+            "config": _config_and_tokenizer,
+            "model.safetensors.index.json": json.dumps(index).encode(),
+            "model-00001-of-00002.safetensors": b"x" * 16,
+        },
+    )
+    with pytest.raises(
+        ModelNotFoundError,
+        match=r"org/sharded@main.*model-00002-of-00002"
+        r"\.safetensors \(listed in model\.safetensors\.index\.json\)",
+    ):
         fetch.prefetch([("org/sharded", None)])
 
 
@@ -180,15 +206,23 @@ def test_prefetch_accepts_bin_weights_and_writes_a_loadable_marker(offline_cache
     """A revision with only pytorch_model.bin (older checkpoints) passes, and what the marker
     points at loads."""
     model = tiny_model("gpt2")
-    _cached_snapshot(offline_cache, "org/old", "step1", {
-        "config": _config_and_tokenizer,
-        "weights": lambda folder: torch.save(model.state_dict(), folder / "pytorch_model.bin"),
-    })
+    _cached_snapshot(
+        offline_cache,
+        "org/old",
+        "step1",
+        {
+            "config": _config_and_tokenizer,
+            "weights": lambda folder: torch.save(model.state_dict(), folder / "pytorch_model.bin"),
+        },
+    )
     marker = tmp_path / "m.json"
-    steps.prefetch("org/old", "step1", str(marker))
+    sentence_jobs.prefetch("org/old", "step1", str(marker))
     written = json.loads(marker.read_text())
     assert (written["source"], written["revision"], written["weights"]) == (
-        "org/old", "step1", ["pytorch_model.bin"])
+        "org/old",
+        "step1",
+        ["pytorch_model.bin"],
+    )
     lm = load_model(written["folder"], dtype="float32", device="cpu")
     assert torch.equal(lm.model.lm_head.weight, model.lm_head.weight)
 
@@ -205,9 +239,9 @@ def test_prefetch_checks_local_folders_too(tmp_path):
 
 
 def test_cli_prefetch_covers_every_model_of_the_paper_config():
-    pairs = cli._config_models("config/paper.yaml")
-    assert ("gpt2", None) in pairs  # the pilot's model (pilot.model: gpt2)
-    assert (GATED, None) in pairs  # the generator
+    pairs = paths.config_models(load_config("config/paper.yaml"))
+    assert ("gpt2", "main") in pairs  # the pilot's model (pilot.model: gpt2)
+    assert (GATED, "main") in pairs  # the generator
     assert ("EleutherAI/pythia-12b", "step1") in pairs
     # 3 Pythia sizes x 7 checkpoints (the random-init models reuse step143000), generator, pilot
     assert len(pairs) == 23
@@ -215,14 +249,28 @@ def test_cli_prefetch_covers_every_model_of_the_paper_config():
 
 def test_cli_and_workflow_prefetch_the_same_models(tmp_path):
     config = yaml.safe_load((REPO / TINY).read_text(encoding="utf-8"))
-    config["pilot"] = {**config.get("pilot", {}), "enabled": True, "model": "gpt2",
-                       "men_pairs": None}
+    config["pilot"] = {
+        **config.get("pilot", {}),
+        "enabled": True,
+        "model": "gpt2",
+        "men_pairs": None,
+    }
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    pairs = cli._config_models(str(path))
-    assert pairs == [("embedded", None), ("gpt2", None)]
-    result = snakemake("-n", "--nolock", "--configfile", str(path), "--config",
-                       f"results={tmp_path}/results", "--quiet", "rules")
+    pairs = paths.config_models(load_config(str(path)))
+    assert pairs == [("embedded", "final"), ("gpt2", "main")]
+    # what `expertalign prefetch --configfile` asks the hub for: the default branch for both
+    assert [paths.hub_revision(r) for _, r in pairs] == [None, None]
+    result = snakemake(
+        "-n",
+        "--nolock",
+        "--configfile",
+        str(path),
+        "--config",
+        f"results={tmp_path}/results",
+        "--quiet",
+        "rules",
+    )
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout, flags=re.M))
     assert int(counts["prefetch"]) == len(pairs), result.stdout
 
@@ -251,8 +299,14 @@ def test_a_gpu_job_without_a_visible_gpu_fails_at_once(monkeypatch):
     with pytest.raises(NoGPUError) as caught:
         require_gpu(1, "experts")
     message = str(caught.value)
-    for words in ("rule experts", "1 GPU", f"node {socket.gethostname()}",
-                  "CUDA_VISIBLE_DEVICES='0'", "float32", "EXPERTALIGN_ALLOW_NO_GPU=1"):
+    for words in (
+        "rule experts",
+        "1 GPU",
+        f"node {socket.gethostname()}",
+        "CUDA_VISIBLE_DEVICES='0'",
+        "float32",
+        "EXPERTALIGN_ALLOW_NO_GPU=1",
+    ):
         assert words in message, (words, message)
     monkeypatch.setenv("EXPERTALIGN_ALLOW_NO_GPU", "1")
     require_gpu(1, "experts")  # on purpose (a test cluster's fake GPUs): a warning only
@@ -264,10 +318,22 @@ def test_workflow_gpu_rule_stops_on_a_node_without_gpu(tmp_path):
     CPU-only machine fails in its script, and Snakemake's message shows why."""
     results = tmp_path / "results"
     target = results / "baselines" / "tiny-smollm2" / "final.parquet"
-    result = snakemake(str(target), "--nolock", "--cores", "1", "--show-failed-logs",
-                       "--configfile", TINY, "--config", f"results={results}",
-                       "--set-resources", "embedding_baselines:gpu=1",
-                       check=False, timeout=600, env={"EXPERTALIGN_ALLOW_NO_GPU": "0"})
+    result = snakemake(
+        str(target),
+        "--nolock",
+        "--cores",
+        "1",
+        "--show-failed-logs",
+        "--configfile",
+        TINY,
+        "--config",
+        f"results={results}",
+        "--set-resources",
+        "embedding_baselines:gpu=1",
+        check=False,
+        timeout=600,
+        env={"EXPERTALIGN_ALLOW_NO_GPU": "0"},
+    )
     assert result.returncode != 0, result.stdout
     log = (results / "logs" / "embedding_baselines" / "tiny-smollm2" / "final.log").read_text()
     assert "NoGPUError" in log and "rule embedding_baselines asked for 1 GPU(s)" in log, log

@@ -9,12 +9,7 @@ import time
 
 import pytest
 import yaml
-
-from slurm_cluster import (  # noqa: F401  (local_slurm is a fixture)
-    local_slurm,
-    profile_for_local_cluster,
-    run_snakemake,
-)
+from slurm_cluster import profile_for_local_cluster, run_snakemake
 
 pytestmark = pytest.mark.slurm
 
@@ -66,14 +61,23 @@ def test_job_over_its_time_limit_is_ended(local_slurm, tmp_path):
     script = tmp_path / "slow.sh"
     script.write_text("#!/bin/bash\nsleep 180\necho finished\n")
     out = tmp_path / "slow.out"
-    job = subprocess.run(["sbatch", "--parsable", "--time=1", "--mem=50M", "-o", str(out),
-                          str(script)], capture_output=True, text=True, timeout=30, check=True)
+    job = subprocess.run(
+        ["sbatch", "--parsable", "--time=1", "--mem=50M", "-o", str(out), str(script)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
     job_id = job.stdout.strip().split(";")[0]
     start = time.monotonic()
     state = ""
     while time.monotonic() - start < 170:
-        state = subprocess.run(["squeue", "--states=all", "-h", "-j", job_id, "-o", "%T"],
-                               capture_output=True, text=True, timeout=30).stdout.strip()
+        state = subprocess.run(
+            ["squeue", "--states=all", "-h", "-j", job_id, "-o", "%T"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout.strip()
         if state in ("TIMEOUT", "COMPLETED", "FAILED", "CANCELLED"):
             break
         time.sleep(5)

@@ -17,12 +17,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-
-from slurm_cluster import (  # noqa: F401  (local_slurm is a fixture)
+from slurm_cluster import (
     REPO,
     SLURM_PROFILE,
     JobRecorder,
-    local_slurm,
     profile_for_local_cluster,
     run_snakemake,
 )
@@ -142,17 +140,27 @@ def tiny_slurm_run(local_slurm, tmp_path_factory):
     (sentences / "frost.txt").write_text(
         "\n".join(f"Frost number {i} covered the fields and the frost glittered." for i in range(8))
     )
-    args = ["--profile", str(profile), "--configfile", str(TINY_CONFIG),
-            "--config", f"results={results}",
-            f"sentences={{'provided': '{sentences}/{{concept}}.txt'}}",
-            "--slurm-logdir", str(logs)]
+    args = [
+        "--profile",
+        str(profile),
+        "--configfile",
+        str(TINY_CONFIG),
+        "--config",
+        f"results={results}",
+        f"sentences={{'provided': '{sentences}/{{concept}}.txt'}}",
+        "--slurm-logdir",
+        str(logs),
+    ]
     with JobRecorder() as recorder:  # what the scheduler granted each job
         result = run_snakemake(args, cwd=REPO, timeout=2400)
     assert result.returncode == 0, f"{result.stdout[-10000:]}\n{local_slurm.squeue()}"
     print(f"[timing] tiny workflow through SLURM: {time.monotonic() - t0:.1f} s")
     # The SLURM log of a job is <logdir>/rule_experts/<wildcards>/<job id>.log.
-    expert_jobs = {path.stem: recorder.jobs.get(path.stem, "(never seen by scontrol)")
-                   for path in logs.rglob("*.log") if "rule_experts" in path.parts}
+    expert_jobs = {
+        path.stem: recorder.jobs.get(path.stem, "(never seen by scontrol)")
+        for path in logs.rglob("*.log")
+        if "rule_experts" in path.parts
+    }
     return results, logs, args, expert_jobs
 
 
@@ -185,12 +193,14 @@ def test_slurm_shards_equal_a_local_runs(tiny_slurm_run, tmp_path):
     assert len(shards) == 8, shards
     # the SLURM run's arguments without the profile and its log folder, results elsewhere
     local_args = [a.replace(str(results), str(local)) for a in args[2:-2]]
-    run = run_snakemake([*local_args, "--cores", "2", *(str(local / s) for s in shards)],
-                        cwd=REPO, timeout=1200)
+    run = run_snakemake(
+        [*local_args, "--cores", "2", *(str(local / s) for s in shards)], cwd=REPO, timeout=1200
+    )
     assert run.returncode == 0, run.stdout[-8000:]
     for bank in ("negatives/generated/bank-tiny.parquet", "negatives/brown/bank-tiny.parquet"):
-        pd.testing.assert_frame_equal(pd.read_parquet(local / bank),
-                                      pd.read_parquet(results / bank))
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(local / bank), pd.read_parquet(results / bank)
+        )
     for shard in shards:
         slurm_concepts, slurm_ap = read_expertise([results / shard])
         local_concepts, local_ap = read_expertise([local / shard])
@@ -210,7 +220,8 @@ def test_preempted_expert_job_leaves_nothing_finished_and_reruns(local_slurm, ti
     shard = results / "experts" / "generated" / "tiny-smollm2" / "final" / "shard-0001.arrow"
     _, before = read_expertise([shard])
     shard.unlink()
-    job_log = results / "logs" / "experts" / "generated" / "tiny-smollm2" / "final" / "shard-0001.log"
+    job_log = results / "logs" / "experts" / "generated" / "tiny-smollm2" / "final"
+    job_log = job_log / "shard-0001.log"
     job_log.unlink()
     cancelled: list[str] = []
 
@@ -218,8 +229,9 @@ def test_preempted_expert_job_leaves_nothing_finished_and_reruns(local_slurm, ti
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline and not job_log.exists():
             time.sleep(0.2)
-        jobs = subprocess.run(["squeue", "-h", "-t", "RUNNING", "-o", "%i"],
-                              capture_output=True, text=True).stdout.split()
+        jobs = subprocess.run(
+            ["squeue", "-h", "-t", "RUNNING", "-o", "%i"], capture_output=True, text=True
+        ).stdout.split()
         for job in jobs:
             subprocess.run(["scancel", job], check=True)
             cancelled.append(job)

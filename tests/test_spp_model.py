@@ -21,11 +21,13 @@ def test_sliding_difference_is_contr_sdif() -> None:
     # MASS::contr.sdif(3) and contr.sdif(4)
     three = spp.sliding_difference(spp.LEVELS)
     assert list(three.columns) == ["weak - none", "strong - weak"]
-    np.testing.assert_allclose(three.to_numpy(), [[-2 / 3, -1 / 3], [1 / 3, -1 / 3],
-                                                  [1 / 3, 2 / 3]])
+    np.testing.assert_allclose(
+        three.to_numpy(), [[-2 / 3, -1 / 3], [1 / 3, -1 / 3], [1 / 3, 2 / 3]]
+    )
     four = spp.sliding_difference(["a", "b", "c", "d"]).to_numpy()
-    np.testing.assert_allclose(four, [[-.75, -.5, -.25], [.25, -.5, -.25], [.25, .5, -.25],
-                                      [.25, .5, .75]])
+    np.testing.assert_allclose(
+        four, [[-0.75, -0.5, -0.25], [0.25, -0.5, -0.25], [0.25, 0.5, -0.25], [0.25, 0.5, 0.75]]
+    )
     # with an intercept, least squares on the contrasts gives differences of adjacent means
     means = np.array([1.0, 4.0, 2.0, 7.0])
     x = np.column_stack([np.ones(4), four])
@@ -52,8 +54,9 @@ def _pairs(n_per_level: int, seed: int, n_words: int = 120) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["word1", "word2", "level"])
 
 
-def _overlaps(pairs: pd.DataFrame, seed: int, word1_sd: float = 0.03,
-              word2_sd: float = 0.03) -> pd.DataFrame:
+def _overlaps(
+    pairs: pd.DataFrame, seed: int, word1_sd: float = 0.03, word2_sd: float = 0.03
+) -> pd.DataFrame:
     """Every pair in three models: level mean + size shift + prime and target effects + noise."""
     rng = np.random.default_rng(seed)
     words = sorted(set(pairs.word1) | set(pairs.word2))
@@ -61,8 +64,13 @@ def _overlaps(pairs: pd.DataFrame, seed: int, word1_sd: float = 0.03,
     e2 = dict(zip(words, rng.normal(0, word2_sd, len(words))))
     frames = []
     for model, shift in SIZE_SHIFT.items():
-        y = (pairs.level.map(LEVEL_MEANS) + shift + pairs.word1.map(e1) + pairs.word2.map(e2)
-             + rng.normal(0, 0.01, len(pairs)))
+        y = (
+            pairs.level.map(LEVEL_MEANS)
+            + shift
+            + pairs.word1.map(e1)
+            + pairs.word2.map(e2)
+            + rng.normal(0, 0.01, len(pairs))
+        )
         frames.append(pairs.assign(model=model, overlap=y))
     return pd.concat(frames, ignore_index=True)
 
@@ -70,8 +78,12 @@ def _overlaps(pairs: pd.DataFrame, seed: int, word1_sd: float = 0.03,
 def test_design_codes_level_and_size_as_sliding_differences() -> None:
     df = _overlaps(_pairs(5, 0), 0)
     d, fixed, names = spp.design(df, size_order=["small", "mid", "large"])
-    assert [names[c] for c in fixed] == ["weak - none", "strong - weak", "mid - small",
-                                         "large - mid"]
+    assert [names[c] for c in fixed] == [
+        "weak - none",
+        "strong - weak",
+        "mid - small",
+        "large - mid",
+    ]
     level_code = {"none": (-2 / 3, -1 / 3), "weak": (1 / 3, -1 / 3), "strong": (1 / 3, 2 / 3)}
     size_code = {"small": (-2 / 3, -1 / 3), "mid": (1 / 3, -1 / 3), "large": (1 / 3, 2 / 3)}
     for _, r in d.iterrows():
@@ -92,8 +104,7 @@ def test_one_model_across_sizes_recovers_planted_differences() -> None:
     df = _overlaps(_pairs(25, 1), 2)
     fit = spp.fit_mixed_model(df, size_order=["small", "mid", "large"])
     t = fit.coefficients.set_index("term")
-    truth = {"weak - none": 0.04, "strong - weak": 0.08, "mid - small": 0.02,
-             "large - mid": 0.05}
+    truth = {"weak - none": 0.04, "strong - weak": 0.08, "mid - small": 0.02, "large - mid": 0.05}
     for term, value in truth.items():
         assert abs(t.loc[term, "estimate"] - value) < 4 * t.loc[term, "se"] + 1e-3, term
     assert t.loc["strong - weak", "p"] < 1e-6 and t.loc["large - mid", "p"] < 1e-6
@@ -113,7 +124,7 @@ def test_random_intercepts_are_crossed_for_both_concepts_of_a_pair() -> None:
     n_w1 = pairs.word1.nunique()
     assert model.exog_vc.mats[w1][0].shape == (len(df), n_w1)
     # the planted prime effect (sd 0.06) is found; the absent target effect is ~0
-    assert fit.variance_components["word1"] > 0.5 * 0.06 ** 2
+    assert fit.variance_components["word1"] > 0.5 * 0.06**2
     assert fit.variance_components["word2"] < 0.2 * fit.variance_components["word1"]
     assert fit.coefficients["structure"].iloc[0].startswith("(1 | word1) + (1 | word2)")
 
@@ -135,15 +146,16 @@ def _shard(root: Path, model: str, revision: str, concepts: list[str], ap: np.nd
     path = root / "experts" / "generated" / model / revision / "shard-0000.arrow"
     path.parent.mkdir(parents=True, exist_ok=True)
     n = len(concepts)
-    write_table_atomic(expertise_table(concepts, ap.astype(np.float32), n_pos=[4] * n,
-                                       n_neg=[10] * n), path)
+    write_table_atomic(
+        expertise_table(concepts, ap.astype(np.float32), n_pos=[4] * n, n_neg=[10] * n), path
+    )
     return str(path)
 
 
 def test_step_uses_the_final_checkpoint_and_the_pairs_file(tmp_path: Path) -> None:
     """Two models of different sizes, two checkpoints each: only the final checkpoints enter,
     the pairs are exactly those of the file, and one mixed model orders the models by size."""
-    from expertalign.analysis import steps
+    from expertalign.jobs import analysis as jobs
 
     pairs = _pairs(6, 7, n_words=30).assign(fas=0.3, relation="x")
     pairs_file = spp.write_pairs(pairs, tmp_path / "spp_pairs.tsv")
@@ -156,25 +168,49 @@ def test_step_uses_the_final_checkpoint_and_the_pairs_file(tmp_path: Path) -> No
             if revision == "step1":
                 ap[:] = 0.99  # every unit an expert: overlap 1 if this checkpoint were used
             files.append(_shard(tmp_path, model, revision, words, ap))
-    out = {k: str(tmp_path / f"{k}.{'png' if k == 'figure_out' else 'csv'}")
-           for k in ("pairs_out", "model_out", "figure_out")}
-    steps.spp(files, {w: w for w in words}, str(tmp_path), final={"big": "step143000",
-              "small": "step143000"}, pairs_file=str(pairs_file), n_per_level=100, seed=0,
-              split="tercile", tau=0.5, interaction=False, **out)
+    out = {
+        k: str(tmp_path / f"{k}.{'png' if k == 'figure_out' else 'csv'}")
+        for k in ("pairs_out", "model_out", "figure_out")
+    }
+    jobs.spp(
+        files,
+        {w: w for w in words},
+        str(tmp_path),
+        final={"big": "step143000", "small": "step143000"},
+        pairs_file=str(pairs_file),
+        n_per_level=100,
+        seed=0,
+        split="tercile",
+        tau=0.5,
+        interaction=False,
+        **out,
+    )
     table = pd.read_csv(out["pairs_out"])
     assert set(table.checkpoint) == {"step143000"}
     assert (table.overlap < 0.9).all()
     for model in ("big", "small"):
         mine = table[table.model == model]
-        pd.testing.assert_frame_equal(mine[["word1", "word2", "level"]].reset_index(drop=True),
-                                      pairs[["word1", "word2", "level"]])
+        pd.testing.assert_frame_equal(
+            mine[["word1", "word2", "level"]].reset_index(drop=True),
+            pairs[["word1", "word2", "level"]],
+        )
     fit = pd.read_csv(out["model_out"])
     assert "big - small" in set(fit.term)  # sized by units: small (200) before big (400)
     assert fit["models"].iloc[0] == "small,big" and (fit["n_obs"] == 2 * len(pairs)).all()
     with pytest.raises(ValueError, match="no concept"):
-        steps.spp(files, {w: w for w in words[2:]}, str(tmp_path), final={"big": "step143000"},
-                  pairs_file=str(pairs_file), n_per_level=100, seed=0, split="tercile",
-                  tau=0.5, interaction=False, **out)
+        jobs.spp(
+            files,
+            {w: w for w in words[2:]},
+            str(tmp_path),
+            final={"big": "step143000"},
+            pairs_file=str(pairs_file),
+            n_per_level=100,
+            seed=0,
+            split="tercile",
+            tau=0.5,
+            interaction=False,
+            **out,
+        )
 
 
 def test_pair_intercept_kept_when_pairs_repeat_and_it_converges() -> None:
@@ -186,13 +222,15 @@ def test_pair_intercept_kept_when_pairs_repeat_and_it_converges() -> None:
     fit = spp.fit_mixed_model(df, size_order=["small", "mid", "large"])
     assert fit.converged and not fit.warnings
     assert fit.coefficients["structure"].iloc[0] == "(1 | word1) + (1 | word2) + (1 | pair)"
-    assert fit.variance_components["pair"] == pytest.approx(0.04 ** 2, rel=0.5)
+    assert fit.variance_components["pair"] == pytest.approx(0.04**2, rel=0.5)
     # each pair measured once (one model): no pair intercept is tried
     single = spp.fit_mixed_model(df[df.model == "small"])
     assert single.coefficients["structure"].iloc[0] == "(1 | word1) + (1 | word2)"
 
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
 def test_committed_pair_files_are_the_pairs_the_tables_were_built_for() -> None:
     """config/paper_spp_pairs.tsv is make_paper_concepts.py's draw (100 per level, seed 0) and
     config/spp_pairs.tsv make_concepts.py's (--corpus brown --corpus-min 24: its seed and
@@ -218,7 +256,8 @@ def test_committed_pair_files_are_the_pairs_the_tables_were_built_for() -> None:
     sys.path.insert(0, str(ROOT / "tools"))
     try:
         module_spec = importlib.util.spec_from_file_location(
-            "make_concepts_pairs", ROOT / "tools/make_concepts.py")
+            "make_concepts_pairs", ROOT / "tools/make_concepts.py"
+        )
         mc = importlib.util.module_from_spec(module_spec)
         module_spec.loader.exec_module(mc)
     finally:

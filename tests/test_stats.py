@@ -9,8 +9,8 @@ import pytest
 from scipy import stats as sps
 
 from expertalign.stats import (
-    bootstrap_mean_ci,
     SpearmanResult,
+    bootstrap_mean_ci,
     bootstrap_spearman,
     jaccard_matrix,
     jaccard_rows,

@@ -28,8 +28,6 @@ import cloudpickle
 import pytest
 import submitit  # a dependency of expertalign (pyproject.toml): never skipped for lack of it
 
-from slurm_cluster import local_slurm  # noqa: F401
-
 pytestmark = pytest.mark.slurm
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -47,8 +45,9 @@ def where_am_i(x: int) -> dict:
 
 
 def _squeue_state(job_id: str) -> str:
-    out = subprocess.run(["squeue", "--states=all", "-h", "-j", job_id, "-o", "%T"],
-                         capture_output=True, text=True).stdout.strip()
+    out = subprocess.run(
+        ["squeue", "--states=all", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True
+    ).stdout.strip()
     return out or "UNKNOWN"
 
 
@@ -69,16 +68,23 @@ def _wait(job, timeout: float = 180):
         time.sleep(1)
     stderr = job.paths.stderr.read_text() if job.paths.stderr.exists() else "(no stderr)"
     subprocess.run(["scancel", job.job_id], capture_output=True)
-    raise AssertionError(f"submitit job {job.job_id} ended as {_squeue_state(job.job_id)} "
-                         f"without a result:\n{stderr[-5000:]}")
+    raise AssertionError(
+        f"submitit job {job.job_id} ended as {_squeue_state(job.job_id)} "
+        f"without a result:\n{stderr[-5000:]}"
+    )
 
 
 def test_submitit_cpu_job(local_slurm, tmp_path):
     t0 = time.monotonic()
     executor = submitit.AutoExecutor(folder=tmp_path / "submitit")
     assert executor.cluster == "slurm"
-    executor.update_parameters(slurm_partition="cpu", timeout_min=5, mem_gb=1, cpus_per_task=1,
-                               name="expertalign-submitit-cpu")
+    executor.update_parameters(
+        slurm_partition="cpu",
+        timeout_min=5,
+        mem_gb=1,
+        cpus_per_task=1,
+        name="expertalign-submitit-cpu",
+    )
     job = executor.submit(where_am_i, 7)
     out = _wait(job)
     assert out["square"] == 49
@@ -91,8 +97,14 @@ def test_submitit_cpu_job(local_slurm, tmp_path):
 def test_submitit_gpu_job(local_slurm, tmp_path):
     t0 = time.monotonic()
     executor = submitit.AutoExecutor(folder=tmp_path / "submitit")
-    executor.update_parameters(slurm_partition="gpu", gpus_per_node=1, timeout_min=5, mem_gb=1,
-                               cpus_per_task=1, name="expertalign-submitit-gpu")
+    executor.update_parameters(
+        slurm_partition="gpu",
+        gpus_per_node=1,
+        timeout_min=5,
+        mem_gb=1,
+        cpus_per_task=1,
+        name="expertalign-submitit-gpu",
+    )
     job = executor.submit(where_am_i, 3)
     out = _wait(job)
     assert out["square"] == 9
@@ -104,9 +116,9 @@ def test_submitit_gpu_job(local_slurm, tmp_path):
 def test_expertalign_experts_of_one_concept_through_submitit(local_slurm, tmp_path):
     """The package's own API: one concept's AP vector computed in a SLURM job (GPU partition)."""
     import numpy as np
+    from tiny_models import tiny_model, word_tokenizer
 
     from expertalign.submit import ExpertsRequest, compute_experts, run_experts
-    from tiny_models import tiny_model, word_tokenizer
 
     model_dir = tmp_path / "tiny-neox"
     tiny_model("gpt_neox").save_pretrained(model_dir)
@@ -114,8 +126,13 @@ def test_expertalign_experts_of_one_concept_through_submitit(local_slurm, tmp_pa
     request = ExpertsRequest(
         model=str(model_dir),
         positives=["the cat sat on the mat", "a cat was purring", "the cat and the dog"],
-        negatives=["the red car drove fast", "she drove on the road", "blue chair",
-                   "the table is green", "they were at the postman"],
+        negatives=[
+            "the red car drove fast",
+            "she drove on the road",
+            "blue chair",
+            "the table is green",
+            "they were at the postman",
+        ],
     )
     result = run_experts(
         request,
@@ -136,11 +153,11 @@ def test_cli_experts_of_a_workflow_concept_on_the_gpu_partition(local_slurm, tmp
     import numpy as np
     import pandas as pd
     import yaml
+    from tiny_models import tiny_model, word_tokenizer
 
     from expertalign.negatives import concept_negatives
     from expertalign.storage import read_expertise
     from expertalign.submit import ExpertsRequest, compute_experts
-    from tiny_models import tiny_model, word_tokenizer
 
     model_dir = tmp_path / "tiny-neox"
     tiny_model("gpt_neox").save_pretrained(model_dir)
@@ -149,27 +166,65 @@ def test_cli_experts_of_a_workflow_concept_on_the_gpu_partition(local_slurm, tmp
     (results / "sentences/generated").mkdir(parents=True)
     (results / "negatives/generated").mkdir(parents=True)
     cat = ["the cat sat on the mat", "a cat was purring", "the cat and the dog"]
-    pd.DataFrame({"sentence_id": [f"cat:{i}" for i in range(3)], "concept": "cat",
-                  "text": cat}).to_parquet(results / "sentences/generated/cat.parquet")
-    bank_texts = ["the red car drove fast", "a cat sat", "she drove on the road", "blue chair",
-                  "the table is green", "they were at the postman", "the dog barked loudly"]
-    bank = pd.DataFrame({"sentence_id": [f"s{i}" for i in range(7)],
-                         "concept": ["car", "cat", "road", "chair", "table", "postman", "dog"],
-                         "text": bank_texts, "bank_rank": [3, 0, 6, 1, 5, 2, 4]})
+    pd.DataFrame(
+        {"sentence_id": [f"cat:{i}" for i in range(3)], "concept": "cat", "text": cat}
+    ).to_parquet(results / "sentences/generated/cat.parquet")
+    bank_texts = [
+        "the red car drove fast",
+        "a cat sat",
+        "she drove on the road",
+        "blue chair",
+        "the table is green",
+        "they were at the postman",
+        "the dog barked loudly",
+    ]
+    bank = pd.DataFrame(
+        {
+            "sentence_id": [f"s{i}" for i in range(7)],
+            "concept": ["car", "cat", "road", "chair", "table", "postman", "dog"],
+            "text": bank_texts,
+            "bank_rank": [3, 0, 6, 1, 5, 2, 4],
+        }
+    )
     bank.to_parquet(results / "negatives/generated/bank-v1.parquet")
     config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump({
-        "results": str(results),
-        "models": [{"name": "tiny", "source": str(model_dir)}],
-        "negatives": {"bank_source_concepts": 7, "bank_size": 7, "n_negatives": 5},
-    }))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "results": str(results),
+                "models": [{"name": "tiny", "source": str(model_dir)}],
+                "negatives": {"bank_source_concepts": 7, "bank_size": 7, "n_negatives": 5},
+            }
+        )
+    )
     out = tmp_path / "cat.arrow"
     cli = str(Path(sys.executable).with_name("expertalign"))
     run = subprocess.run(
-        [cli, "experts", "--model", str(model_dir), "--concept", "cat", "--configfile",
-         str(config), "--slurm", "--partition", "gpu", "--gpus", "1", "--timeout-min", "5",
-         "--submitit-folder", str(tmp_path / "submitit"), "--output", str(out)],
-        capture_output=True, text=True, timeout=600)
+        [
+            cli,
+            "experts",
+            "--model",
+            str(model_dir),
+            "--concept",
+            "cat",
+            "--configfile",
+            str(config),
+            "--slurm",
+            "--partition",
+            "gpu",
+            "--gpus",
+            "1",
+            "--timeout-min",
+            "5",
+            "--submitit-folder",
+            str(tmp_path / "submitit"),
+            "--output",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     summary = json.loads(run.stdout.strip().splitlines()[-1])
     # the negatives the workflow's expert job would pick: its config extends config/config.yaml
@@ -179,8 +234,9 @@ def test_cli_experts_of_a_workflow_concept_on_the_gpu_partition(local_slurm, tmp
     rows = concept_negatives(bank, "cat", 5, mode=rule["mode"], seed=rule["seed"])
     negatives = bank["text"].iloc[rows].tolist()
     assert "a cat sat" not in negatives and len(negatives) == 5
-    local = compute_experts(ExpertsRequest(model=str(model_dir), positives=cat,
-                                           negatives=negatives))
+    local = compute_experts(
+        ExpertsRequest(model=str(model_dir), positives=cat, negatives=negatives)
+    )
     concepts, ap = read_expertise([out])
     assert concepts == ["cat"]
     np.testing.assert_array_equal(ap[0], local.ap)

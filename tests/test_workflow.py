@@ -12,7 +12,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-
 from prerequisites import require
 from workflow_helpers import REPO, snakemake
 
@@ -84,8 +83,9 @@ def test_malformed_concept_row_names_row_and_column(tmp_path):
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     results = tmp_path_factory.mktemp("tiny") / "results"
-    first = snakemake("--configfile", TINY, "--config", f"results={results}", "--cores", "2",
-                      timeout=1500)
+    first = snakemake(
+        "--configfile", TINY, "--config", f"results={results}", "--cores", "2", timeout=1500
+    )
     return results, first
 
 
@@ -93,8 +93,18 @@ def tiny_run(tmp_path_factory):
 def test_tiny_workflow_end_to_end(tiny_run):
     results, _ = tiny_run
     table = pd.read_csv(results / "tables/alignment.csv")
-    assert set(table.columns) >= {"judgment", "model", "checkpoint", "measure", "tau", "rho",
-                                  "ci_low", "ci_high", "p_value", "n_pairs"}
+    assert set(table.columns) >= {
+        "judgment",
+        "model",
+        "checkpoint",
+        "measure",
+        "tau",
+        "rho",
+        "ci_low",
+        "ci_high",
+        "p_value",
+        "n_pairs",
+    }
     assert set(table["model"]) == {"tiny-smollm2", "tiny-smollm2-random"}
     jaccard = table[table["measure"] == "jaccard"]
     assert sorted(jaccard["tau"].unique()) == [0.5, 0.7, 0.9]
@@ -125,11 +135,17 @@ def test_report_holds_every_table_and_figure(tiny_run):
     assert len(shown) >= 12
     missing = [str(p.relative_to(results)) for p in shown if p.name not in html]
     assert not missing, f"not in the report: {missing}"
-    require(shutil.which("chromium") is not None,
-            "chromium (the report was built but not rendered)")
-    render = subprocess.run(["bash", "tools/render_report.sh", str(results), "--configfile", TINY],
-                            cwd=REPO, capture_output=True, text=True, timeout=600,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    require(
+        shutil.which("chromium") is not None, "chromium (the report was built but not rendered)"
+    )
+    render = subprocess.run(
+        ["bash", "tools/render_report.sh", str(results), "--configfile", TINY],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     assert render.returncode == 0, render.stdout[-2000:] + render.stderr[-2000:]
     assert (results / "report.png").stat().st_size > 20_000  # a rendered page, not a blank one
 
@@ -142,15 +158,22 @@ def test_second_run_does_nothing(tiny_run):
 
 
 @pytest.mark.slow
-def test_appending_a_concept_reruns_only_its_sentences_its_shard_and_reductions(tiny_run,
-                                                                                 tmp_path):
+def test_appending_a_concept_reruns_only_its_sentences_its_shard_and_reductions(tiny_run, tmp_path):
     results, _ = tiny_run
     table = tmp_path / "concepts.tsv"
     shutil.copy(REPO / "tests/data/tiny_concepts.tsv", table)
     with table.open("a") as handle:
         handle.write("frozen\tfrozen\tadjective\tturned into ice\t\t\n")
-    plan = snakemake("-n", "--configfile", TINY, "--config", f"results={results}",
-                     f"concepts={table}", "--quiet", "rules")
+    plan = snakemake(
+        "-n",
+        "--configfile",
+        TINY,
+        "--config",
+        f"results={results}",
+        f"concepts={table}",
+        "--quiet",
+        "rules",
+    )
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", plan.stdout, flags=re.M))
     # one sentence job per source, each for the new concept only (provided sentences and the
     # corpus need no GPU: collect_sentences)
@@ -160,8 +183,9 @@ def test_appending_a_concept_reruns_only_its_sentences_its_shard_and_reductions(
     # 8 concepts in shards of 4: shard 0001 gains the new concept, shard 0000 is untouched
     assert counts.get("experts") == str(2 * len(SOURCES))  # shard 0001 of each model, source
     assert "negative_bank" not in counts
-    detail = snakemake("-n", "--configfile", TINY, "--config", f"results={results}",
-                       f"concepts={table}")
+    detail = snakemake(
+        "-n", "--configfile", TINY, "--config", f"results={results}", f"concepts={table}"
+    )
     outputs = [line for line in detail.stdout.splitlines() if line.strip().startswith("output:")]
     assert not any("shard-0000.arrow" in line for line in outputs), outputs
     assert sum("shard-0001.arrow" in line for line in outputs) == 2 * len(SOURCES)
@@ -177,18 +201,38 @@ def test_cli_concept_reproduces_the_workflows_expert_job(tiny_run, tmp_path):
 
     results, _ = tiny_run
     config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump({**yaml.safe_load((REPO / TINY).read_text()),
-                                      "results": str(results)}))
+    config.write_text(
+        yaml.safe_dump({**yaml.safe_load((REPO / TINY).read_text()), "results": str(results)})
+    )
     out = tmp_path / "sun.arrow"
     cli = str(Path(sys.executable).with_name("expertalign"))
-    run = subprocess.run([cli, "experts", "--model", "embedded", "--concept", "sun",
-                          "--configfile", str(config), "--output", str(out), "--tau", "0.5"],
-                         cwd=REPO, capture_output=True, text=True, timeout=600,
-                         env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    run = subprocess.run(
+        [
+            cli,
+            "experts",
+            "--model",
+            "embedded",
+            "--concept",
+            "sun",
+            "--configfile",
+            str(config),
+            "--output",
+            str(out),
+            "--tau",
+            "0.5",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     concepts, ours = read_expertise([out])
     assert concepts == ["sun"]
-    shard, workflow = read_expertise([results / "experts/generated/tiny-smollm2/final/shard-0000.arrow"])
+    shard, workflow = read_expertise(
+        [results / "experts/generated/tiny-smollm2/final/shard-0000.arrow"]
+    )
     expected = workflow[shard.index("sun")]
     # Both runs see the same sentences; the batches differ, so a unit's responses may differ in
     # float rounding. That can only swap two near-equal sentences in a unit's ranking: a swap of
@@ -200,9 +244,13 @@ def test_cli_concept_reproduces_the_workflows_expert_job(tiny_run, tmp_path):
     assert np.mean(difference > 1e-6) < 0.001, np.mean(difference > 1e-6)
     assert f'"experts@0.5": {int((ours[0] > 0.5).sum())}' in run.stdout
 
-    missing = subprocess.run([cli, "experts", "--model", "embedded", "--concept", "hail",
-                              "--configfile", str(config)],
-                             cwd=REPO, capture_output=True, text=True, timeout=600)
+    missing = subprocess.run(
+        [cli, "experts", "--model", "embedded", "--concept", "hail", "--configfile", str(config)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert missing.returncode != 0
     assert "hail.parquet does not exist" in missing.stderr
 
@@ -240,7 +288,8 @@ def _recomputed_alignment(results: Path, concepts_tsv: Path) -> pd.DataFrame:
     schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
     n_boot = config["alignment"]["n_boot"]
     seed = config["alignment"].get(
-        "seed", schema["properties"]["alignment"]["properties"]["seed"]["default"])
+        "seed", schema["properties"]["alignment"]["properties"]["seed"]["default"]
+    )
     table = pd.read_csv(concepts_tsv, sep="\t", dtype=str, keep_default_na=False)
     judged = _men_pairs(dict(zip(table["concept"], table["word"])))
     scores = np.array([score for _, _, score in judged])
@@ -264,24 +313,44 @@ def _recomputed_alignment(results: Path, concepts_tsv: Path) -> pd.DataFrame:
                 values.append(len(sa & sb) / len(sa | sb) if sa | sb else 0.0)
             measures[("jaccard", tau)] = values
         measures[("cosine_ap", None)] = [cosine(ap[a], ap[b]) for a, b, _ in judged]
-        measures[("cosine_ap_centered", None)] = [cosine(ap[a] - 0.5, ap[b] - 0.5)
-                                                  for a, b, _ in judged]
+        measures[("cosine_ap_centered", None)] = [
+            cosine(ap[a] - 0.5, ap[b] - 0.5) for a, b, _ in judged
+        ]
         for name in ("cosine_input_embedding", "cosine_last_hidden"):
-            measures[(name, None)] = [lookup.get((name, a, b), lookup.get((name, b, a)))
-                                      for a, b, _ in judged]
+            measures[(name, None)] = [
+                lookup.get((name, a, b), lookup.get((name, b, a))) for a, b, _ in judged
+            ]
         idx = np.random.default_rng(seed).integers(0, len(judged), size=(n_boot, len(judged)))
         for (measure, tau), values in measures.items():
             x = np.asarray(values, dtype=np.float64)
             if np.ptp(x) == 0:  # no experts at a high tau: no correlation, reported as nan
-                rows.append({"source": source, "model": model, "measure": measure, "tau": tau, "rho": np.nan,
-                             "n_pairs": len(judged)})
+                rows.append(
+                    {
+                        "source": source,
+                        "model": model,
+                        "measure": measure,
+                        "tau": tau,
+                        "rho": np.nan,
+                        "n_pairs": len(judged),
+                    }
+                )
                 continue
             ref = spearmanr(x, scores)
             boots = np.array([spearmanr(x[k], scores[k]).statistic for k in idx])
             low, high = np.quantile(boots[np.isfinite(boots)], [0.025, 0.975])
-            rows.append({"source": source, "model": model, "measure": measure, "tau": tau, "rho": ref.statistic,
-                         "ci_low": low, "ci_high": high, "p_value": ref.pvalue,
-                         "n_pairs": len(judged)})
+            rows.append(
+                {
+                    "source": source,
+                    "model": model,
+                    "measure": measure,
+                    "tau": tau,
+                    "rho": ref.statistic,
+                    "ci_low": low,
+                    "ci_high": high,
+                    "p_value": ref.pvalue,
+                    "n_pairs": len(judged),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -292,9 +361,12 @@ def _assert_alignment_table_is(results: Path, expected: pd.DataFrame) -> None:
     assert len(reported) == len(expected)
     for row in expected.to_dict("records"):
         tau = row["tau"]
-        match = reported[(reported["source"] == row["source"]) & (reported["model"] == row["model"])
-                         & (reported["measure"] == row["measure"])
-                         & (reported["tau"].isna() if pd.isna(tau) else reported["tau"] == tau)]
+        match = reported[
+            (reported["source"] == row["source"])
+            & (reported["model"] == row["model"])
+            & (reported["measure"] == row["measure"])
+            & (reported["tau"].isna() if pd.isna(tau) else reported["tau"] == tau)
+        ]
         assert len(match) == 1, row
         got = match.iloc[0]
         assert got["n_pairs"] == row["n_pairs"], row
@@ -330,7 +402,8 @@ def _assert_spp_overlaps_are_jaccards(results: Path) -> None:
     overlap = pd.read_csv(results / "tables/spp_overlap.csv")
     assert set(overlap["model"]) == {"tiny-smollm2"}
     assert overlap[["word1", "word2", "level"]].values.tolist() == (
-        pairs[["word1", "word2", "level"]].values.tolist())
+        pairs[["word1", "word2", "level"]].values.tolist()
+    )
     shards = sorted((results / "experts/generated/tiny-smollm2/final").glob("shard-*.arrow"))
     concepts, ap = read_expertise(shards)
     sets = {c: set(np.flatnonzero(ap[i] > tau)) for i, c in enumerate(concepts)}
@@ -363,19 +436,34 @@ def test_appending_a_concept_and_running_reruns_only_what_it_must(tiny_run, tmp_
     with table.open("a") as handle:  # provided sentences: tests/data/sentences/frozen.txt
         handle.write("frozen\tfrozen\tadjective\tturned into ice\t\t\n")
     models = ("tiny-smollm2", "tiny-smollm2-random")
-    untouched = [results / f"experts/{source}/{m}/final/shard-0000.arrow"
-                 for source in SOURCES for m in models]
+    untouched = [
+        results / f"experts/{source}/{m}/final/shard-0000.arrow"
+        for source in SOURCES
+        for m in models
+    ]
     untouched += [results / f"negatives/{source}/bank-tiny.parquet" for source in SOURCES]
     before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in untouched}
-    rerun = [results / f"similarity/{source}/{m}/final/pairs.parquet"
-             for source in SOURCES for m in models]
-    rerun += [results / f"alignment/{source}/men/{m}/final.parquet"
-              for source in SOURCES for m in models]
+    rerun = [
+        results / f"similarity/{source}/{m}/final/pairs.parquet"
+        for source in SOURCES
+        for m in models
+    ]
+    rerun += [
+        results / f"alignment/{source}/men/{m}/final.parquet" for source in SOURCES for m in models
+    ]
     rerun.append(results / "tables/alignment.csv")
     old_mtimes = {p: p.stat().st_mtime_ns for p in rerun}
 
-    run = snakemake("--configfile", TINY, "--config", f"results={results}", f"concepts={table}",
-                    "--cores", "2", timeout=1200)
+    run = snakemake(
+        "--configfile",
+        TINY,
+        "--config",
+        f"results={results}",
+        f"concepts={table}",
+        "--cores",
+        "2",
+        timeout=1200,
+    )
     for path, (content, mtime) in before.items():
         assert path.stat().st_mtime_ns == mtime, f"{path} was rewritten:\n{run.stdout[-3000:]}"
         assert path.read_bytes() == content, path
@@ -384,7 +472,9 @@ def test_appending_a_concept_and_running_reruns_only_what_it_must(tiny_run, tmp_
     from expertalign.storage import read_expertise
 
     for model in models:
-        concepts, ap = read_expertise([results / f"experts/generated/{model}/final/shard-0001.arrow"])
+        concepts, ap = read_expertise(
+            [results / f"experts/generated/{model}/final/shard-0001.arrow"]
+        )
         assert concepts == ["cold", "smoke", "frost", "frozen"]
         assert np.isfinite(ap).all()
         pairs = pd.read_parquet(results / f"similarity/generated/{model}/final/pairs.parquet")

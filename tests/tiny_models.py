@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import (
     AutoModelForCausalLM,
     GPT2Config,
@@ -10,7 +11,6 @@ from transformers import (
     LlamaConfig,
     PreTrainedTokenizerFast,
 )
-from tokenizers import Tokenizer, models, pre_tokenizers
 
 WORDS = (
     "the a cat cats dog dogs sat on mat barked loudly at postman this morning car drove road "
@@ -38,15 +38,24 @@ def tiny_model(arch: str, seed: int = 0):
     common = dict(vocab_size=64)
     if arch == "gpt_neox":
         config = GPTNeoXConfig(
-            hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-            max_position_embeddings=64, **common,
+            hidden_size=16,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=64,
+            **common,
         )
     elif arch == "gpt2":
         config = GPT2Config(n_embd=16, n_layer=3, n_head=2, n_positions=64, **common)
     elif arch == "llama":
         config = LlamaConfig(
-            hidden_size=16, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
-            intermediate_size=40, max_position_embeddings=64, **common,
+            hidden_size=16,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            intermediate_size=40,
+            max_position_embeddings=64,
+            **common,
         )
     else:
         raise ValueError(arch)

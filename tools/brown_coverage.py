@@ -31,8 +31,11 @@ from expertalign.inflections import normalize_pos
 
 REPO = Path(__file__).resolve().parents[1]
 MEN_POS = {"n": "noun", "v": "verb", "j": "adjective"}
-SPLITS = {"full": "MEN_dataset_lemma_form_full", "dev": "MEN_dataset_lemma_form.dev",
-          "test": "MEN_dataset_lemma_form.test"}
+SPLITS = {
+    "full": "MEN_dataset_lemma_form_full",
+    "dev": "MEN_dataset_lemma_form.dev",
+    "test": "MEN_dataset_lemma_form.test",
+}
 
 
 def men_pairs(men_dir: Path, split: str) -> list[tuple[tuple[str, str], tuple[str, str]]]:
@@ -58,16 +61,20 @@ def concept_tables(config_dir: Path) -> dict[str, list[tuple[str, str]]]:
     for path in sorted(config_dir.glob("*.tsv")):
         df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
         if {"word", "pos"} <= set(df.columns):
-            tables[path.name] = [(w.strip().lower(), normalize_pos(p))
-                                 for w, p in zip(df["word"], df["pos"])]
+            tables[path.name] = [
+                (w.strip().lower(), normalize_pos(p)) for w, p in zip(df["word"], df["pos"])
+            ]
     return tables
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data-dir", type=Path, default=Path(os.environ.get(
-        "EXPERTALIGN_DATA", REPO.parent / "shared" / "data")),
-        help="shared data folder with MEN/ and nltk_data/ (default: ../shared/data)")
+    ap.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(os.environ.get("EXPERTALIGN_DATA", REPO.parent / "shared" / "data")),
+        help="shared data folder with MEN/ and nltk_data/ (default: ../shared/data)",
+    )
     ap.add_argument("--config-dir", type=Path, default=REPO / "config")
     ap.add_argument("--out", type=Path, default=Path("/tmp/brown_coverage.tsv"))
     ap.add_argument("--min-words", type=int, default=MIN_WORDS)
@@ -76,8 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     corpus = load_corpus("brown", data_dir=args.data_dir)
-    print(f"{corpus!r}: loaded in {corpus.load_seconds:.2f} s (NLTK read + detokenize "
-          f"{corpus.read_seconds:.2f} s, index {corpus.index_seconds:.2f} s)")
+    print(
+        f"{corpus!r}: loaded in {corpus.load_seconds:.2f} s (NLTK read + detokenize "
+        f"{corpus.read_seconds:.2f} s, index {corpus.index_seconds:.2f} s)"
+    )
 
     splits = {s: men_pairs(args.data_dir / "MEN", s) for s in SPLITS}
     tables = concept_tables(args.config_dir)
@@ -102,33 +111,50 @@ def main(argv: list[str] | None = None) -> int:
         corpus.select(*wp, 40, seed=0, min_words=args.min_words, max_words=args.max_words)
         select_s.append(time.perf_counter() - t0)
 
-    rows = [{"word": w, "pos": p, "n_sentences": counts[(w, p)],
-             "sources": ",".join(sorted(sources[(w, p)]))} for w, p in sorted(counts)]
+    rows = [
+        {
+            "word": w,
+            "pos": p,
+            "n_sentences": counts[(w, p)],
+            "sources": ",".join(sorted(sources[(w, p)])),
+        }
+        for w, p in sorted(counts)
+    ]
     pd.DataFrame(rows).to_csv(args.out, sep="\t", index=False)
     print(f"{len(rows)} (word, pos) rows written to {args.out}")
-    print(f"count per word: total {sum(seconds):.2f} s, mean "
-          f"{statistics.mean(seconds) * 1e3:.2f} ms, median "
-          f"{statistics.median(seconds) * 1e3:.2f} ms, max {max(seconds) * 1e3:.1f} ms")
+    print(
+        f"count per word: total {sum(seconds):.2f} s, mean "
+        f"{statistics.mean(seconds) * 1e3:.2f} ms, median "
+        f"{statistics.median(seconds) * 1e3:.2f} ms, max {max(seconds) * 1e3:.1f} ms"
+    )
     if select_s:
-        print(f"select 40 sentences ({len(select_s)} words): mean "
-              f"{statistics.mean(select_s) * 1e3:.2f} ms, max {max(select_s) * 1e3:.1f} ms")
+        print(
+            f"select 40 sentences ({len(select_s)} words): mean "
+            f"{statistics.mean(select_s) * 1e3:.2f} ms, max {max(select_s) * 1e3:.1f} ms"
+        )
     print(f"sentences of {args.min_words}-{args.max_words} words, deduplicated")
 
     men_words = sorted({wp for pairs in splits.values() for pair in pairs for wp in pair})
     by_pos = defaultdict(int)
     for _, p in men_words:
         by_pos[p] += 1
-    print(f"\nMEN: {len(men_words)} distinct (word, pos) ("
-          + ", ".join(f"{n} {p}" for p, n in sorted(by_pos.items())) + ")")
-    header = ["threshold", "MEN words", "noun/verb/adj"] + [
-        f"pairs {s} (of {len(p)})" for s, p in splits.items()] + [
-        f"{name} (of {len(r)})" for name, r in tables.items()]
+    print(
+        f"\nMEN: {len(men_words)} distinct (word, pos) ("
+        + ", ".join(f"{n} {p}" for p, n in sorted(by_pos.items()))
+        + ")"
+    )
+    header = (
+        ["threshold", "MEN words", "noun/verb/adj"]
+        + [f"pairs {s} (of {len(p)})" for s, p in splits.items()]
+        + [f"{name} (of {len(r)})" for name, r in tables.items()]
+    )
     print("\t".join(header))
     for t in args.thresholds:
         ok = {wp for wp in counts if counts[wp] >= t}
         men_ok = [wp for wp in men_words if wp in ok]
-        pos_split = "/".join(str(sum(1 for _, p in men_ok if p == q))
-                             for q in ("noun", "verb", "adjective"))
+        pos_split = "/".join(
+            str(sum(1 for _, p in men_ok if p == q)) for q in ("noun", "verb", "adjective")
+        )
         line = [f">= {t}", str(len(men_ok)), pos_split]
         for pairs in splits.values():
             both = [pr for pr in pairs if pr[0] in ok and pr[1] in ok]

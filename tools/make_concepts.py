@@ -50,6 +50,7 @@ import pandas as pd  # noqa: E402
 
 from expertalign.analysis.spp import write_pairs  # noqa: E402
 from expertalign.concepts import load_concepts, wordnet_definition  # noqa: E402
+from expertalign.judgments import men_parts_of_speech, read_men  # noqa: E402
 
 # domain -> (4 specific concepts, broader concept), in the paper's order.
 DOMAINS: dict[str, tuple[list[str], str]] = {
@@ -67,43 +68,27 @@ DOMAINS: dict[str, tuple[list[str], str]] = {
 # (WordNet lemma, sense) for words whose first sense is not the meaning meant here; all other
 # words use their own lemma's first sense of their POS.
 SENSES: dict[str, tuple[str, int]] = {
-    "table": ("table", 2),        # 1 = "a set of data arranged in rows and columns"
-    "heart": ("heart", 2),        # 1 = "the locus of feelings and intuitions"
-    "subjects": ("subject", 3),   # 1 = subject matter; 3 = "a branch of knowledge"
-    "colour": ("colour", 6),      # 1 = "any material used for its color"; 6 = color.n.01
-    "pumpkin": ("pumpkin", 2),    # 1 = the vine; 2 = the fruit
-    "corn": ("corn", 3),          # 1 = the grass; 3 = "ears of corn ... served for human food"
-    "stripes": ("stripe", 1),     # WordNet's own lemma "stripes" is only the military badge
-    "shoes": ("shoe", 1),         # WordNet's own lemma "shoes" is "a particular situation"
+    "table": ("table", 2),  # 1 = "a set of data arranged in rows and columns"
+    "heart": ("heart", 2),  # 1 = "the locus of feelings and intuitions"
+    "subjects": ("subject", 3),  # 1 = subject matter; 3 = "a branch of knowledge"
+    "colour": ("colour", 6),  # 1 = "any material used for its color"; 6 = color.n.01
+    "pumpkin": ("pumpkin", 2),  # 1 = the vine; 2 = the fruit
+    "corn": ("corn", 3),  # 1 = the grass; 3 = "ears of corn ... served for human food"
+    "stripes": ("stripe", 1),  # WordNet's own lemma "stripes" is only the military badge
+    "shoes": ("shoe", 1),  # WordNet's own lemma "shoes" is "a particular situation"
 }
-MEN_POS = {"n": "noun", "v": "verb", "j": "adjective"}
 COLUMNS = ("concept", "word", "pos", "definition", "domain", "broader")
 
 
 def read_men_full(men_dir: Path) -> tuple[list[tuple[str, str]], dict[str, str]]:
     """MEN full pairs (natural forms) and each natural form's POS from the lemma file."""
-    nat_lines = (men_dir / "MEN_dataset_natural_form_full").read_text().splitlines()
-    lem_lines = (men_dir / "MEN_dataset_lemma_form_full").read_text().splitlines()
-    if len(nat_lines) != len(lem_lines):
-        raise ValueError(f"MEN natural ({len(nat_lines)} lines) and lemma ({len(lem_lines)}) "
-                         "files are not line-aligned")
-    pairs: list[tuple[str, str]] = []
-    pos: dict[str, str] = {}
-    for lineno, (nat, lem) in enumerate(zip(nat_lines, lem_lines), start=1):
-        n, m = nat.split(), lem.split()
-        if len(n) != 3 or len(m) != 3:
-            raise ValueError(f"MEN line {lineno}: expected 'w1 w2 score', got {nat!r} / {lem!r}")
-        for word, lemma in zip(n[:2], m[:2]):
-            tag = lemma.rsplit("-", 1)[-1]
-            if tag not in MEN_POS:
-                raise ValueError(f"MEN lemma line {lineno}: unknown POS tag in {lemma!r}")
-            pos.setdefault(word, MEN_POS[tag])
-        pairs.append((n[0], n[1]))
-    return pairs, pos
+    men = read_men(men_dir, split="full")
+    return list(zip(men["word1"], men["word2"])), men_parts_of_speech(men_dir)
 
 
-def greedy_men_words(seed_words: set[str], pairs: list[tuple[str, str]],
-                     min_pairs: int) -> tuple[list[str], int]:
+def greedy_men_words(
+    seed_words: set[str], pairs: list[tuple[str, str]], min_pairs: int
+) -> tuple[list[str], int]:
     """MEN words to add (in order) so that >= min_pairs pairs have both words chosen."""
     neighbours: dict[str, set[str]] = collections.defaultdict(set)
     for a, b in pairs:
@@ -117,18 +102,23 @@ def greedy_men_words(seed_words: set[str], pairs: list[tuple[str, str]],
         candidates = sorted(w for w in neighbours if w not in chosen)
         if not candidates:
             raise ValueError(f"MEN has only {covered} pairs in reach; cannot reach {min_pairs}")
-        best = min(candidates, key=lambda w: (-len(neighbours[w] & chosen),
-                                              -len(neighbours[w]), w))
-        covered += sum(1 for a, b in pairs
-                       if (a == best and b in chosen) or (b == best and a in chosen))
+        best = min(candidates, key=lambda w: (-len(neighbours[w] & chosen), -len(neighbours[w]), w))
+        covered += sum(
+            1 for a, b in pairs if (a == best and b in chosen) or (b == best and a in chosen)
+        )
         chosen.add(best)
         added.append(best)
     return added, covered
 
 
-def spp_words(seed_words: set[str], vocabulary: set[str], spp_dir: Path, per_level: int,
-              pairs: list[tuple[str, str]],
-              allow_fewer: bool = False) -> tuple[list[str], pd.DataFrame]:
+def spp_words(
+    seed_words: set[str],
+    vocabulary: set[str],
+    spp_dir: Path,
+    per_level: int,
+    pairs: list[tuple[str, str]],
+    allow_fewer: bool = False,
+) -> tuple[list[str], pd.DataFrame]:
     """Words to add so that `per_level` SPP pairs of each relation level (strong / weak / none,
     as `expertalign.analysis.spp.relation_levels` builds them) have both words in the table,
     and those pairs (the rows of `relation_levels`, for the analysis: config key spp.pairs).
@@ -146,22 +136,36 @@ def spp_words(seed_words: set[str], vocabulary: set[str], spp_dir: Path, per_lev
 
     def men_gain(words: list[str]) -> int:
         grown = chosen | set(words)
-        return sum((a in grown and b in grown) and not (a in chosen and b in chosen)
-                   for a, b in pairs)
+        return sum(
+            (a in grown and b in grown) and not (a in chosen and b in chosen) for a, b in pairs
+        )
 
     for level in LEVELS:
-        candidates = sorted(zip(levels.loc[levels["level"] == level, "word1"],
-                                levels.loc[levels["level"] == level, "word2"]))
+        candidates = sorted(
+            zip(
+                levels.loc[levels["level"] == level, "word1"],
+                levels.loc[levels["level"] == level, "word2"],
+            )
+        )
         n_level = per_level
         if len(candidates) < per_level:
             if not allow_fewer:
                 raise ValueError(f"SPP level {level!r} has only {len(candidates)} pairs in reach")
-            print(f"warning: SPP level {level!r} has only {len(candidates)} pairs in reach "
-                  f"(of {per_level} asked); taking them all", file=sys.stderr)
+            print(
+                f"warning: SPP level {level!r} has only {len(candidates)} pairs in reach "
+                f"(of {per_level} asked); taking them all",
+                file=sys.stderr,
+            )
             n_level = len(candidates)
         for _ in range(n_level):
-            best = min(candidates, key=lambda p: (
-                sum(w not in chosen for w in p), -men_gain([w for w in p if w not in chosen]), p))
+            best = min(
+                candidates,
+                key=lambda p: (
+                    sum(w not in chosen for w in p),
+                    -men_gain([w for w in p if w not in chosen]),
+                    p,
+                ),
+            )
             candidates.remove(best)
             picked.append(best)
             for word in best:
@@ -177,10 +181,16 @@ def concept_id(word: str) -> str:
     return re.sub(r"[^a-z0-9_\-]+", "_", word.lower()).strip("_")
 
 
-def build_rows(men_dir: Path, wordnet_dir: Path, min_pairs: int, spp_dir: Path | None = None,
-               spp_per_level: int = 0, count: Callable[[str, str], int] | None = None,
-               corpus_min: int = 0, dropped: list[str] | None = None,
-               ) -> tuple[list[dict[str, str]], int, pd.DataFrame | None]:
+def build_rows(
+    men_dir: Path,
+    wordnet_dir: Path,
+    min_pairs: int,
+    spp_dir: Path | None = None,
+    spp_per_level: int = 0,
+    count: Callable[[str, str], int] | None = None,
+    corpus_min: int = 0,
+    dropped: list[str] | None = None,
+) -> tuple[list[dict[str, str]], int, pd.DataFrame | None]:
     """The table's rows, the number of MEN pairs covered, and the SPP pairs (or None).
 
     `count(word, pos)` (optional): the word's corpus sentences in that part of speech; then
@@ -203,13 +213,21 @@ def build_rows(men_dir: Path, wordnet_dir: Path, min_pairs: int, spp_dir: Path |
         keep_domain = qualifies(broader, "noun") and len(kept) >= 2
         for word in [*specific, broader]:
             if keep_domain and (word == broader or word in kept):
-                rows.append({"concept": concept_id(word), "word": word, "pos": "noun",
-                             "domain": domain, "broader": "true" if word == broader else "false"})
+                rows.append(
+                    {
+                        "concept": concept_id(word),
+                        "word": word,
+                        "pos": "noun",
+                        "domain": domain,
+                        "broader": "true" if word == broader else "false",
+                    }
+                )
             elif dropped is not None:
-                why = ("" if keep_domain or not qualifies(word, "noun")
-                       else " (domain dropped)")
-                dropped.append(f"{domain}: {word} ({'broader' if word == broader else 'specific'}"
-                               f", {n_sentences(word, 'noun')} sentences){why}")
+                why = "" if keep_domain or not qualifies(word, "noun") else " (domain dropped)"
+                dropped.append(
+                    f"{domain}: {word} ({'broader' if word == broader else 'specific'}"
+                    f", {n_sentences(word, 'noun')} sentences){why}"
+                )
     seed = {r["word"] for r in rows}
     if count is not None:  # only MEN words (and pairs of them) with enough corpus sentences
         men_pos = {w: p for w, p in men_pos.items() if w in seed or qualifies(w, p)}
@@ -219,13 +237,21 @@ def build_rows(men_dir: Path, wordnet_dir: Path, min_pairs: int, spp_dir: Path |
     if spp_per_level:
         if spp_dir is None:
             raise ValueError("--spp-per-level needs --spp-dir")
-        extra, spp_pairs = spp_words(seed, set(men_pos), spp_dir, spp_per_level, pairs,
-                                     allow_fewer=count is not None)
+        extra, spp_pairs = spp_words(
+            seed, set(men_pos), spp_dir, spp_per_level, pairs, allow_fewer=count is not None
+        )
     more, covered = greedy_men_words(seed | set(extra), pairs, min_pairs)
     extra += more
     for word in extra:
-        rows.append({"concept": concept_id(word), "word": word, "pos": men_pos[word],
-                     "domain": "", "broader": "false"})
+        rows.append(
+            {
+                "concept": concept_id(word),
+                "word": word,
+                "pos": men_pos[word],
+                "domain": "",
+                "broader": "false",
+            }
+        )
     for row in rows:
         lemma, sense = SENSES.get(row["word"], (row["word"], 1))
         definition = wordnet_definition(lemma, row["pos"], wordnet_dir, sense=sense)
@@ -242,23 +268,50 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--wordnet-dir", type=Path, default=Path("/usr/share/wordnet"))
     ap.add_argument("--min-pairs", type=int, default=150)
     ap.add_argument("--spp-dir", type=Path, default=Path("/work/shared/data/SPP"))
-    ap.add_argument("--spp-per-level", type=int, default=4,
-                    help="SPP pairs per relation level to have in the table (0: none)")
-    ap.add_argument("--corpus", default=None,
-                    help="keep only concepts with enough sentences in this corpus: brown, or a "
-                         "path to a .txt/.parquet corpus (untagged; default: no corpus check)")
-    ap.add_argument("--corpus-min", type=int, default=24,
-                    help="sentences in the corpus each concept needs, in its part of speech")
-    ap.add_argument("--corpus-min-words", type=int, default=5,
-                    help="shortest sentence counted (words; the workflow's corpus_min_words)")
-    ap.add_argument("--corpus-max-words", type=int, default=40,
-                    help="longest sentence counted (words; the workflow's corpus_max_words)")
-    ap.add_argument("--data-dir", type=Path, default=Path("/work/shared/data"),
-                    help="data dir holding nltk_data/ (for --corpus brown)")
+    ap.add_argument(
+        "--spp-per-level",
+        type=int,
+        default=4,
+        help="SPP pairs per relation level to have in the table (0: none)",
+    )
+    ap.add_argument(
+        "--corpus",
+        default=None,
+        help="keep only concepts with enough sentences in this corpus: brown, or a "
+        "path to a .txt/.parquet corpus (untagged; default: no corpus check)",
+    )
+    ap.add_argument(
+        "--corpus-min",
+        type=int,
+        default=24,
+        help="sentences in the corpus each concept needs, in its part of speech",
+    )
+    ap.add_argument(
+        "--corpus-min-words",
+        type=int,
+        default=5,
+        help="shortest sentence counted (words; the workflow's corpus_min_words)",
+    )
+    ap.add_argument(
+        "--corpus-max-words",
+        type=int,
+        default=40,
+        help="longest sentence counted (words; the workflow's corpus_max_words)",
+    )
+    ap.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path("/work/shared/data"),
+        help="data dir holding nltk_data/ (for --corpus brown)",
+    )
     ap.add_argument("--out", type=Path, default=Path("config/concepts.tsv"))
-    ap.add_argument("--spp-pairs-out", type=Path, default=None,
-                    help="where the SPP pairs the table was built for go (config spp.pairs; "
-                         "default: spp_pairs.tsv next to --out)")
+    ap.add_argument(
+        "--spp-pairs-out",
+        type=Path,
+        default=None,
+        help="where the SPP pairs the table was built for go (config spp.pairs; "
+        "default: spp_pairs.tsv next to --out)",
+    )
     args = ap.parse_args(argv)
     if args.spp_pairs_out is None:
         args.spp_pairs_out = args.out.with_name("spp_pairs.tsv")
@@ -272,14 +325,23 @@ def main(argv: list[str] | None = None) -> int:
         corpus = load_corpus(args.corpus, data_dir=args.data_dir)
 
         def count(word: str, pos: str) -> int:
-            return corpus.count(word, pos, min_words=args.corpus_min_words,
-                                max_words=args.corpus_max_words)
+            return corpus.count(
+                word, pos, min_words=args.corpus_min_words, max_words=args.corpus_max_words
+            )
 
-    rows, covered, spp_pairs = build_rows(args.men_dir, args.wordnet_dir, args.min_pairs,
-                                          args.spp_dir, args.spp_per_level, count,
-                                          args.corpus_min, dropped)
-    text = "\t".join(COLUMNS) + "\n" + "".join(
-        "\t".join(r[c] for c in COLUMNS) + "\n" for r in rows)
+    rows, covered, spp_pairs = build_rows(
+        args.men_dir,
+        args.wordnet_dir,
+        args.min_pairs,
+        args.spp_dir,
+        args.spp_per_level,
+        count,
+        args.corpus_min,
+        dropped,
+    )
+    text = (
+        "\t".join(COLUMNS) + "\n" + "".join("\t".join(r[c] for c in COLUMNS) + "\n" for r in rows)
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_name(args.out.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
@@ -289,13 +351,19 @@ def main(argv: list[str] | None = None) -> int:
         write_pairs(spp_pairs, args.spp_pairs_out)
         print(f"wrote {args.spp_pairs_out}: {len(spp_pairs)} SPP pairs", file=sys.stderr)
     if args.corpus is not None:
-        print(f"corpus {corpus.name}: every concept has >= {args.corpus_min} sentences "
-              f"({args.corpus_min_words}-{args.corpus_max_words} words) in its part of speech; "
-              f"{len(dropped)} domain concept(s) left out" + "".join(
-                  f"\n  {line}" for line in dropped), file=sys.stderr)
+        print(
+            f"corpus {corpus.name}: every concept has >= {args.corpus_min} sentences "
+            f"({args.corpus_min_words}-{args.corpus_max_words} words) in its part of speech; "
+            f"{len(dropped)} domain concept(s) left out"
+            + "".join(f"\n  {line}" for line in dropped),
+            file=sys.stderr,
+        )
     n_extra = sum(1 for r in rows if not r["domain"])
-    print(f"wrote {args.out}: {len(rows)} concepts ({n_extra} MEN extras), "
-          f"{covered} MEN pairs (full set) with both words in the table", file=sys.stderr)
+    print(
+        f"wrote {args.out}: {len(rows)} concepts ({n_extra} MEN extras), "
+        f"{covered} MEN pairs (full set) with both words in the table",
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -35,16 +35,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--base", type=Path, default=Path("config/concepts.tsv"))
     ap.add_argument("--spp-per-level", type=int, default=100)
     ap.add_argument("--out", type=Path, default=Path("config/paper_concepts.tsv"))
-    ap.add_argument("--spp-pairs-out", type=Path, default=None,
-                    help="where the sampled SPP pairs go (config spp.pairs; default: "
-                         "paper_spp_pairs.tsv next to --out)")
+    ap.add_argument(
+        "--spp-pairs-out",
+        type=Path,
+        default=None,
+        help="where the sampled SPP pairs go (config spp.pairs; default: "
+        "paper_spp_pairs.tsv next to --out)",
+    )
     args = ap.parse_args(argv)
     if args.spp_pairs_out is None:
         args.spp_pairs_out = args.out.with_name("paper_spp_pairs.tsv")
 
     base = load_concepts(args.base)
-    rows = [{c: str(r[c]).lower() if c == "broader" else str(r[c]) for c in COLUMNS}
-            for _, r in base.iterrows()]
+    rows = [
+        {c: str(r[c]).lower() if c == "broader" else str(r[c]) for c in COLUMNS}
+        for _, r in base.iterrows()
+    ]
     ids = {r["concept"] for r in rows}
     words = {r["word"].lower() for r in rows}
     pairs, men_pos = read_men_full(args.data_dir / "MEN")
@@ -54,9 +60,16 @@ def main(argv: list[str] | None = None) -> int:
         if word.lower() in words or cid in ids:
             return
         definition = wordnet_definition(word, pos, args.wordnet_dir) or ""
-        rows.append({"concept": cid, "word": word, "pos": pos,
-                     "definition": " ".join(definition.split()), "domain": "",
-                     "broader": "false"})
+        rows.append(
+            {
+                "concept": cid,
+                "word": word,
+                "pos": pos,
+                "definition": " ".join(definition.split()),
+                "domain": "",
+                "broader": "false",
+            }
+        )
         ids.add(cid)
         words.add(word.lower())
 
@@ -64,18 +77,28 @@ def main(argv: list[str] | None = None) -> int:
         add(word, men_pos[word])
     levels = relation_levels(args.data_dir / "SPP", n_per_level=args.spp_per_level, seed=0)
     for word in levels.words:
-        pos = next((p for p in ("noun", "verb", "adjective")
-                    if wordnet_definition(word, p, args.wordnet_dir)), "noun")
+        pos = next(
+            (
+                p
+                for p in ("noun", "verb", "adjective")
+                if wordnet_definition(word, p, args.wordnet_dir)
+            ),
+            "noun",
+        )
         add(word, pos)
-    text = "\t".join(COLUMNS) + "\n" + "".join(
-        "\t".join(r[c] for c in COLUMNS) + "\n" for r in rows)
+    text = (
+        "\t".join(COLUMNS) + "\n" + "".join("\t".join(r[c] for c in COLUMNS) + "\n" for r in rows)
+    )
     tmp = args.out.with_name(args.out.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     load_concepts(tmp)
     tmp.replace(args.out)
     write_pairs(levels.pairs, args.spp_pairs_out)
-    print(f"wrote {args.out}: {len(rows)} concepts; {args.spp_pairs_out}: "
-          f"{len(levels.pairs)} SPP pairs", file=sys.stderr)
+    print(
+        f"wrote {args.out}: {len(rows)} concepts; {args.spp_pairs_out}: "
+        f"{len(levels.pairs)} SPP pairs",
+        file=sys.stderr,
+    )
     return 0
 
 

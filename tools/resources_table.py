@@ -25,8 +25,9 @@ COLUMNS = ["gpu", "gpu_model", "gpu_mem_mb", "mem_mb", "runtime", "slurm_partiti
 
 def planned_jobs(snakemake_args: list[str]) -> pd.DataFrame:
     """One row per planned job: rule, model (if any) and its resources."""
-    out = subprocess.run([SNAKEMAKE, "-n", *snakemake_args], cwd=REPO, text=True,
-                         capture_output=True)
+    out = subprocess.run(
+        [SNAKEMAKE, "-n", *snakemake_args], cwd=REPO, text=True, capture_output=True
+    )
     if out.returncode != 0:
         raise SystemExit(f"snakemake -n failed:\n{out.stdout[-3000:]}{out.stderr[-3000:]}")
     rows, job = [], None

@@ -22,6 +22,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+
 @numba.njit(parallel=True, cache=True, nogil=True)
 def gather_columns(src: np.ndarray, cols: np.ndarray, out: np.ndarray) -> bool:
     """``out[u, j] = src[u, cols[j]]`` (cast to ``out``'s dtype); True if every value is finite.
@@ -149,10 +150,18 @@ def ap_sorted_rows(
                 stop = min(n_neg, start + block)
                 target = below if b == 0 else part
                 _merge4(
-                    sorted_pos[r0], sorted_pos[r1], sorted_pos[r2], sorted_pos[r3],
-                    sorted_neg[r0, start:stop], sorted_neg[r1, start:stop],
-                    sorted_neg[r2, start:stop], sorted_neg[r3, start:stop],
-                    target[0], target[1], target[2], target[3],
+                    sorted_pos[r0],
+                    sorted_pos[r1],
+                    sorted_pos[r2],
+                    sorted_pos[r3],
+                    sorted_neg[r0, start:stop],
+                    sorted_neg[r1, start:stop],
+                    sorted_neg[r2, start:stop],
+                    sorted_neg[r3, start:stop],
+                    target[0],
+                    target[1],
+                    target[2],
+                    target[3],
                 )
                 if b > 0:
                     for j in range(4):

@@ -6,18 +6,18 @@
     >>> labels = torch.zeros(1400, dtype=torch.bool); labels[:400] = True
     >>> ap = average_precision(scores, labels)     # float64 [units], equal to sklearn
     >>> bank = SortedNegatives(scores[400:])       # sort the negatives once ...
-    >>> ap2 = bank.average_precision(scores[:400]) # ... and score any number of concepts against them
+    >>> ap2 = bank.average_precision(scores[:400]) # ... and score any number of concepts
     >>> responses = scores.T.contiguous()          # unit-major [units, sentences], as extracted
     >>> bank = SortedNegatives(responses.T, rows=range(400, 1400))   # rows picked, nothing copied
     >>> ap3 = bank.average_precision(responses.T, rows=range(400))
     >>> experts = expert_mask(ap, 0.5)             # units with AP > τ (strict)
 
-The value is exactly ``sklearn.metrics.average_precision_score`` (step-wise, ties included): with
-``tp(t)``/``fp(t)`` the positives/negatives scoring at least ``t``, AP is the mean over positives ``i``
-of ``tp(s_i) / (tp(s_i) + fp(s_i))``. Every positive in a tie group sees the same precision, which is
-what sklearn's one-threshold-per-distinct-score curve gives. Counting needs only sorted positives and
-sorted negatives per unit, so a shared negative bank is sorted once and each concept only sorts its
-own positives and merges them into the bank.
+The value is exactly ``sklearn.metrics.average_precision_score`` (step-wise, ties included):
+with ``tp(t)``/``fp(t)`` the positives/negatives scoring at least ``t``, AP is the mean over
+positives ``i`` of ``tp(s_i) / (tp(s_i) + fp(s_i))``. Every positive in a tie group sees the same
+precision, which is what sklearn's one-threshold-per-distinct-score curve gives. Counting needs
+only sorted positives and sorted negatives per unit, so a shared negative bank is sorted once and
+each concept only sorts its own positives and merges them into the bank.
 
 On the CPU (backend ``numba``) the chosen rows are gathered straight from the input into contiguous
 unit-major blocks (whatever its layout), sorted in place by NumPy's SIMD sort on parallel threads,
@@ -113,7 +113,8 @@ def _count_at_least(sorted_rows: torch.Tensor, values: torch.Tensor) -> torch.Te
 def _ap_from_sorted(
     sorted_pos: torch.Tensor, sorted_neg: torch.Tensor, excluded: torch.Tensor
 ) -> torch.Tensor:
-    """AP per row from ascending positives [u, P] and negatives [u, N] (minus ``excluded`` [u, E])."""
+    """AP per row from ascending positives [u, P] and negatives [u, N] (minus ``excluded``
+    [u, E])."""
     tp = _count_at_least(sorted_pos, sorted_pos)
     fp = _count_at_least(sorted_neg, sorted_pos)
     if excluded.shape[1] > 0:
@@ -195,8 +196,10 @@ def _as_scores(scores: object) -> torch.Tensor:
         return scores
     array = np.asarray(scores)
     if array.dtype.kind not in "biuf":
-        raise TypeError(f"scores must be numbers [n_sentences, n_units], got {array.dtype} "
-                        f"({type(scores).__name__})")
+        raise TypeError(
+            f"scores must be numbers [n_sentences, n_units], got {array.dtype} "
+            f"({type(scores).__name__})"
+        )
     if array.dtype.kind in "biu" or array.dtype == np.float16:
         array = array.astype(np.float64)
     if any(s < 0 for s in array.strides):
@@ -221,8 +224,13 @@ def average_precision(
     A NumPy ``scores`` array gives a NumPy result; labels may be bool or 0/1 of any array type.
     """
     if not isinstance(scores, torch.Tensor):
-        return average_precision(_as_scores(scores), labels, chunk_elements=chunk_elements,
-                                 backend=backend).cpu().numpy()
+        return (
+            average_precision(
+                _as_scores(scores), labels, chunk_elements=chunk_elements, backend=backend
+            )
+            .cpu()
+            .numpy()
+        )
     if scores.ndim != 2:
         raise ValueError(f"scores must be [n_sentences, n_units], got shape {tuple(scores.shape)}")
     if not isinstance(labels, torch.Tensor):
@@ -352,7 +360,9 @@ class SortedNegatives:
                 positives.numpy().T, index, self._sorted_cpu.dtype, "positive responses"
             )
             sorted_excluded = _gather_sorted(
-                self._unit_major, self._columns[excluded_rows.numpy()], self._sorted_cpu.dtype,
+                self._unit_major,
+                self._columns[excluded_rows.numpy()],
+                self._sorted_cpu.dtype,
                 "negative responses",
             )
             return torch.from_numpy(ap_sorted_rows(sorted_pos, self._sorted_cpu, sorted_excluded))

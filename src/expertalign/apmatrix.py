@@ -25,7 +25,16 @@ import numpy as np
 import pyarrow.feather as feather
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["APMatrix", "PackedMasks", "packed_jaccard", "COLUMN_BLOCK_UNITS"]
+__all__ = [
+    "APMatrix",
+    "PackedMasks",
+    "packed_jaccard",
+    "bool_masks",
+    "as_packed",
+    "mask_rows",
+    "n_mask_rows",
+    "COLUMN_BLOCK_UNITS",
+]
 
 #: units per column block when a whole matrix is swept (327 MB at 1,249 concepts)
 COLUMN_BLOCK_UNITS = 1 << 16
@@ -53,8 +62,9 @@ class PackedMasks:
 
     def jaccard_rows(self, a: ArrayLike, b: ArrayLike) -> NDArray[np.float64]:
         """Jaccard of row a[i] with row b[i] (0 when both sets are empty)."""
-        return packed_jaccard(self.bits[np.asarray(a, dtype=np.intp)],
-                              self.bits[np.asarray(b, dtype=np.intp)])
+        return packed_jaccard(
+            self.bits[np.asarray(a, dtype=np.intp)], self.bits[np.asarray(b, dtype=np.intp)]
+        )
 
     def rows(self, index: ArrayLike) -> NDArray[np.bool_]:
         """Bool masks [len(index), units] of the given rows."""
@@ -70,6 +80,35 @@ def packed_jaccard(first: NDArray[np.uint8], second: NDArray[np.uint8]) -> NDArr
     out = np.zeros(len(inter))
     np.divide(inter, union, out=out, where=union > 0)
     return out
+
+
+def bool_masks(masks: ArrayLike) -> NDArray[np.bool_]:
+    """``masks`` as a bool array [concepts, units]; another shape or dtype is an error."""
+    m = np.asarray(masks)
+    if m.ndim != 2:
+        raise ValueError(f"masks must be 2-D bool [concepts, units], has shape {m.shape}")
+    if m.dtype != np.bool_:
+        raise ValueError(f"masks must be boolean, not {m.dtype}")
+    return m
+
+
+def as_packed(masks: ArrayLike | PackedMasks) -> PackedMasks:
+    """Bool masks [concepts, units] packed (:class:`PackedMasks` are returned as they are)."""
+    if isinstance(masks, PackedMasks):
+        return masks
+    return PackedMasks.pack(bool_masks(masks))
+
+
+def mask_rows(masks: ArrayLike | PackedMasks, rows: Sequence[int]) -> NDArray[np.bool_]:
+    """Bool masks of some rows, unpacking only those when the masks are packed."""
+    if isinstance(masks, PackedMasks):
+        return masks.rows(list(rows))
+    return bool_masks(masks)[list(rows)]
+
+
+def n_mask_rows(masks: ArrayLike | PackedMasks) -> int:
+    """The number of concepts (rows) of bool or packed masks."""
+    return masks.shape[0] if isinstance(masks, PackedMasks) else bool_masks(masks).shape[0]
 
 
 class APMatrix:
@@ -117,8 +156,11 @@ class APMatrix:
         index = np.arange(len(self))[rows]
         if index.ndim == 0:
             return self._row(int(index))[cols]
-        return np.stack([self._row(int(i))[cols] for i in index]) if index.size else (
-            np.empty((0, self.n_units), np.float32)[:, cols])
+        return (
+            np.stack([self._row(int(i))[cols] for i in index])
+            if index.size
+            else (np.empty((0, self.n_units), np.float32)[:, cols])
+        )
 
     def _row(self, i: int) -> np.ndarray:
         block = int(np.searchsorted(self._starts, i, side="right")) - 1

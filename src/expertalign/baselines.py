@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from expertalign.similarity import pair_table
+
 __all__ = ["word_vectors", "baseline_pairs", "BASELINE_MEASURES"]
 
 BASELINE_MEASURES = ("cosine_input_embedding", "cosine_last_hidden")
@@ -56,21 +58,12 @@ def _cosine(matrix: np.ndarray) -> np.ndarray:
 
 
 def baseline_pairs(concepts: Sequence[str], vectors: Mapping[str, np.ndarray]) -> pd.DataFrame:
-    """Tidy cosine table over unordered concept pairs: concept_a, concept_b, measure, tau, value."""
-    upper_a, upper_b = np.triu_indices(len(concepts), k=1)
-    names = np.asarray(concepts, dtype=object)
-    frames = []
-    for measure, key in zip(BASELINE_MEASURES, ("input", "hidden")):
-        cosine = _cosine(vectors[key])
-        frames.append(
-            pd.DataFrame(
-                {
-                    "concept_a": names[upper_a],
-                    "concept_b": names[upper_b],
-                    "measure": measure,
-                    "tau": np.nan,
-                    "value": cosine[upper_a, upper_b],
-                }
-            )
-        )
-    return pd.concat(frames, ignore_index=True)
+    """Tidy cosine table over unordered concept pairs: concept_a, concept_b, measure, tau, value
+    (:func:`expertalign.similarity.pair_table`, tau nan)."""
+    return pair_table(
+        concepts,
+        [
+            (measure, np.nan, _cosine(vectors[key]))
+            for measure, key in zip(BASELINE_MEASURES, ("input", "hidden"))
+        ],
+    )

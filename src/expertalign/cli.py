@@ -36,14 +36,14 @@ def prefetch(models: list[tuple[str, str | None]]) -> list[str]:
     return [item.describe() for item in fetch(models)]
 
 
-def _config_models(configfile: str) -> list[tuple[str, str | None]]:
-    """Every (source, revision) the workflow loads for this config, as its prefetch rule does:
-    the models, the generator and the pilot's model (:func:`expertalign.fetch.model_sources`)."""
-    from expertalign.config import load_config
-    from expertalign.fetch import model_sources
+def _default_taus() -> list[float]:
+    """``experts.taus`` as the config schema defaults it (the workflow's thresholds)."""
+    import yaml
 
-    return [(source, None if revision in ("main", "final") else revision)
-            for source, revision in model_sources(load_config(configfile))]
+    from expertalign.config import SCHEMA
+
+    schema = yaml.safe_load(SCHEMA.read_text(encoding="utf-8"))
+    return schema["properties"]["experts"]["properties"]["taus"]["default"]
 
 
 def _read_lines(path: str) -> list[str]:
@@ -57,10 +57,17 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     pre = sub.add_parser("prefetch", help="download models into the Hugging Face cache")
     pre.add_argument("models", nargs="*", help="Hugging Face ids or 'embedded'")
-    pre.add_argument("--revision", action="append", default=None,
-                     help="revision(s) for the given models (repeatable)")
-    pre.add_argument("--configfile", help="fetch every model and revision a config loads: "
-                     "its models, the generator and the pilot's model")
+    pre.add_argument(
+        "--revision",
+        action="append",
+        default=None,
+        help="revision(s) for the given models (repeatable)",
+    )
+    pre.add_argument(
+        "--configfile",
+        help="fetch every model and revision a config loads: "
+        "its models, the generator and the pilot's model",
+    )
 
     exp = sub.add_parser("experts", help="experts of one concept")
     exp.add_argument("--model", required=True)
@@ -68,12 +75,20 @@ def main(argv: list[str] | None = None) -> int:
     exp.add_argument("--random-init", action="store_true")
     exp.add_argument("--positives", help="file: one sentence per line")
     exp.add_argument("--negatives", help="file: one sentence per line")
-    exp.add_argument("--concept", help="a concept of the workflow: its sentences and negatives "
-                     "from the results of --configfile (instead of --positives/--negatives)")
-    exp.add_argument("--configfile", default="config/config.yaml",
-                     help="workflow config for --concept (default: %(default)s)")
-    exp.add_argument("--source", help="the sentence source of --concept (sentences.sources; "
-                     "default: the config's first)")
+    exp.add_argument(
+        "--concept",
+        help="a concept of the workflow: its sentences and negatives "
+        "from the results of --configfile (instead of --positives/--negatives)",
+    )
+    exp.add_argument(
+        "--configfile",
+        default="config/config.yaml",
+        help="workflow config for --concept (default: %(default)s)",
+    )
+    exp.add_argument(
+        "--source",
+        help="the sentence source of --concept (sentences.sources; default: the config's first)",
+    )
     exp.add_argument("--tau", type=float, action="append", default=None)
     exp.add_argument("--output", help="write the AP vector here (.arrow or .parquet)")
     exp.add_argument("--slurm", action="store_true", help="run as a SLURM job through submitit")
@@ -84,10 +99,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "prefetch":
-        from expertalign.config import ConfigError
+        from expertalign.config import ConfigError, load_config
+        from expertalign.paths import config_models, hub_revision
 
+        pairs = []
         try:
-            pairs = _config_models(args.configfile) if args.configfile else []
+            if args.configfile:  # what the workflow's prefetch rule fetches for this config
+                config = load_config(args.configfile)
+                pairs = [(source, hub_revision(rev)) for source, rev in config_models(config)]
         except ConfigError as err:
             parser.error(f"{args.configfile}: {err}")
         revisions = args.revision or [None]
@@ -105,8 +124,11 @@ def main(argv: list[str] | None = None) -> int:
                 failed.append(str(err))
                 print(f"FAILED {pair[0]}@{pair[1] or 'main'}: {err}", file=sys.stderr, flush=True)
         if failed:
-            parser.exit(1, f"expertalign prefetch: {len(failed)} of {len(pairs)} models could not "
-                        "be fetched (see above)\n")
+            parser.exit(
+                1,
+                f"expertalign prefetch: {len(failed)} of {len(pairs)} models could not "
+                "be fetched (see above)\n",
+            )
         return 0
 
     from expertalign.submit import ExpertsRequest, run_experts, workflow_request
@@ -114,13 +136,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.concept and (args.positives or args.negatives):
         parser.error("give --concept or --positives/--negatives, not both")
     if args.concept:
-        request = workflow_request(args.concept, args.configfile, model=args.model,
-                                   source=args.source, revision=args.revision,
-                                   random_init=args.random_init)
+        request = workflow_request(
+            args.concept,
+            args.configfile,
+            model=args.model,
+            source=args.source,
+            revision=args.revision,
+            random_init=args.random_init,
+        )
     elif args.positives and args.negatives:
         request = ExpertsRequest(
-            model=args.model, revision=args.revision, random_init=args.random_init,
-            positives=_read_lines(args.positives), negatives=_read_lines(args.negatives),
+            model=args.model,
+            revision=args.revision,
+            random_init=args.random_init,
+            positives=_read_lines(args.positives),
+            negatives=_read_lines(args.negatives),
         )
     else:
         parser.error("give --concept, or both --positives and --negatives")
@@ -135,11 +165,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.output:
         from expertalign.storage import expertise_table, write_table_atomic
 
-        table = expertise_table([args.concept or "concept"], result.ap[None, :],
-                                n_pos=[len(request.positives)], n_neg=[len(request.negatives)],
-                                metadata={"model": args.model, "revision": args.revision or ""})
+        table = expertise_table(
+            [args.concept or "concept"],
+            result.ap[None, :],
+            n_pos=[len(request.positives)],
+            n_neg=[len(request.negatives)],
+            metadata={"model": args.model, "revision": args.revision or ""},
+        )
         write_table_atomic(table, args.output)
-    taus = args.tau or [0.5, 0.6, 0.7, 0.8, 0.9]
+    taus = args.tau or _default_taus()
     summary = {f"experts@{t:g}": int(result.experts(t).size) for t in taus}
     summary["n_units"] = int(result.ap.size)
     json.dump(summary, sys.stdout)

@@ -1,4 +1,4 @@
-"""Load and validate the concept table, and fill missing definitions from WordNet.
+"""Load and validate the concept table, and look up definitions in WordNet.
 
 The table is a UTF-8 TSV with one header row (columns in docs/CONTRACTS.md)::
 
@@ -8,10 +8,9 @@ The table is a UTF-8 TSV with one header row (columns in docs/CONTRACTS.md)::
 
 Use::
 
-    from expertalign.concepts import load_concepts, fill_definitions
+    from expertalign.concepts import load_concepts, word_concepts, wordnet_definition
 
     df = load_concepts("config/concepts.tsv")          # raises ConceptTableError on bad rows
-    df = fill_definitions(df, "/usr/share/wordnet")     # only empty definitions are looked up
     word_concepts(df)                       # {"cat": "cat", ...}: judgments match by word
     wordnet_definition("table", "noun", "/usr/share/wordnet", sense=2)
 
@@ -40,7 +39,6 @@ __all__ = [
     "POS_VALUES",
     "load_concepts",
     "word_concepts",
-    "fill_definitions",
     "wordnet_definition",
 ]
 
@@ -74,15 +72,22 @@ def load_concepts(path: str | Path) -> pd.DataFrame:
     text = _read_utf8(path)
     lines = text.splitlines()
     if not lines or not lines[0].strip():
-        raise ConceptTableError(path, 1, "-", "empty file; expected a header row "
-                                f"with at least {', '.join(REQUIRED_COLUMNS)}")
+        raise ConceptTableError(
+            path,
+            1,
+            "-",
+            f"empty file; expected a header row with at least {', '.join(REQUIRED_COLUMNS)}",
+        )
     header = [h.strip() for h in lines[0].split("\t")]
     for col in REQUIRED_COLUMNS:
         if col not in header:
             raise ConceptTableError(
-                path, 1, col,
+                path,
+                1,
+                col,
                 f"required column missing (header has: {', '.join(header)}; "
-                "columns must be separated by tabs)")
+                "columns must be separated by tabs)",
+            )
     dupes = sorted({h for h in header if header.count(h) > 1})
     if dupes:
         raise ConceptTableError(path, 1, dupes[0], "column appears more than once in the header")
@@ -96,9 +101,12 @@ def load_concepts(path: str | Path) -> pd.DataFrame:
             continue
         fields = raw.split("\t")
         if len(fields) > len(header):
-            raise ConceptTableError(path, lineno, header[-1],
-                                    f"{len(fields)} tab-separated fields but the header has "
-                                    f"{len(header)}")
+            raise ConceptTableError(
+                path,
+                lineno,
+                header[-1],
+                f"{len(fields)} tab-separated fields but the header has {len(header)}",
+            )
         # Trailing empty optional fields are often dropped by editors; pad them.
         fields = fields + [""] * (len(header) - len(fields))
         rec = {h: f.strip() for h, f in zip(header, fields)}
@@ -107,18 +115,24 @@ def load_concepts(path: str | Path) -> pd.DataFrame:
         _check_row(path, lineno, rec)
         cid = rec["concept"]
         if cid in first_line_of_id:
-            raise ConceptTableError(path, lineno, "concept",
-                                    f"duplicate concept id '{cid}' (first on line "
-                                    f"{first_line_of_id[cid]})")
+            raise ConceptTableError(
+                path,
+                lineno,
+                "concept",
+                f"duplicate concept id '{cid}' (first on line {first_line_of_id[cid]})",
+            )
         first_line_of_id[cid] = lineno
         word = _word_key(rec["word"])
         if word in first_line_of_word:
             line, other = first_line_of_word[word]
             raise ConceptTableError(
-                path, lineno, "word",
+                path,
+                lineno,
+                "word",
                 f"word '{rec['word']}' of concept '{cid}' is also the word of concept '{other}' "
                 f"(line {line}); human judgments are matched to concepts by word, so each word "
-                "may name one concept: keep one sense per word")
+                "may name one concept: keep one sense per word",
+            )
         first_line_of_word[word] = (lineno, cid)
         records.append(rec)
         line_of_row.append(lineno)
@@ -140,8 +154,8 @@ def _read_utf8(path: Path) -> str:
         return read_utf8(path)
     except NotUTF8Error as err:
         raise ConceptTableError(
-            path, err.line, "-", f"not UTF-8 text (byte 0x{err.byte:02x}); save the table "
-            "as UTF-8") from None
+            path, err.line, "-", f"not UTF-8 text (byte 0x{err.byte:02x}); save the table as UTF-8"
+        ) from None
 
 
 def _word_key(word: str) -> str:
@@ -155,8 +169,10 @@ def word_concepts(df: pd.DataFrame) -> dict[str, str]:
     for concept, word in zip(df["concept"], df["word"]):
         key = _word_key(str(word))
         if key in out:
-            raise ValueError(f"word '{word}' names two concepts, '{out[key]}' and '{concept}'; "
-                             "judgments are matched by word, so keep one sense per word")
+            raise ValueError(
+                f"word '{word}' names two concepts, '{out[key]}' and '{concept}'; "
+                "judgments are matched by word, so keep one sense per word"
+            )
         out[key] = str(concept)
     return out
 
@@ -164,19 +180,27 @@ def word_concepts(df: pd.DataFrame) -> dict[str, str]:
 def _check_row(path: Path, lineno: int, rec: dict[str, str]) -> None:
     cid = rec["concept"]
     if not CONCEPT_ID.match(cid):
-        raise ConceptTableError(path, lineno, "concept",
-                                f"bad concept id '{cid}': must match {CONCEPT_ID.pattern} "
-                                "(lower-case letters, digits, '_' and '-')")
+        raise ConceptTableError(
+            path,
+            lineno,
+            "concept",
+            f"bad concept id '{cid}': must match {CONCEPT_ID.pattern} "
+            "(lower-case letters, digits, '_' and '-')",
+        )
     if not rec["word"]:
         raise ConceptTableError(path, lineno, "word", "empty word")
     if rec["pos"] not in POS_VALUES:
-        raise ConceptTableError(path, lineno, "pos",
-                                f"bad pos '{rec['pos']}': must be one of {', '.join(POS_VALUES)}")
+        raise ConceptTableError(
+            path, lineno, "pos", f"bad pos '{rec['pos']}': must be one of {', '.join(POS_VALUES)}"
+        )
     broader = rec["broader"].lower()
     if broader not in _TRUE and broader not in _FALSE:
-        raise ConceptTableError(path, lineno, "broader",
-                                f"bad broader value '{rec['broader']}': must be true, false "
-                                "or empty")
+        raise ConceptTableError(
+            path,
+            lineno,
+            "broader",
+            f"bad broader value '{rec['broader']}': must be true, false or empty",
+        )
 
 
 # --- WordNet ------------------------------------------------------------------------------
@@ -184,10 +208,26 @@ def _check_row(path: Path, lineno: int, rec: dict[str, str]) -> None:
 _WN_POS = {"noun": "noun", "verb": "verb", "adjective": "adj"}
 # WordNet's own detachment rules (morphy), so plural concept words ("subjects") find their lemma.
 _MORPHY_RULES: dict[str, tuple[tuple[str, str], ...]] = {
-    "noun": (("s", ""), ("ses", "s"), ("xes", "x"), ("zes", "z"), ("ches", "ch"),
-             ("shes", "sh"), ("men", "man"), ("ies", "y")),
-    "verb": (("s", ""), ("ies", "y"), ("es", "e"), ("es", ""), ("ed", "e"), ("ed", ""),
-             ("ing", "e"), ("ing", "")),
+    "noun": (
+        ("s", ""),
+        ("ses", "s"),
+        ("xes", "x"),
+        ("zes", "z"),
+        ("ches", "ch"),
+        ("shes", "sh"),
+        ("men", "man"),
+        ("ies", "y"),
+    ),
+    "verb": (
+        ("s", ""),
+        ("ies", "y"),
+        ("es", "e"),
+        ("es", ""),
+        ("ed", "e"),
+        ("ed", ""),
+        ("ing", "e"),
+        ("ing", ""),
+    ),
     "adj": (("er", ""), ("est", ""), ("er", "e"), ("est", "e")),
 }
 
@@ -243,8 +283,7 @@ def _gloss(wordnet_dir: str, wn_pos: str, offset: int) -> str:
     return definition.strip().rstrip(";").strip()
 
 
-def wordnet_definition(word: str, pos: str, wordnet_dir: str | Path,
-                       sense: int = 1) -> str | None:
+def wordnet_definition(word: str, pos: str, wordnet_dir: str | Path, sense: int = 1) -> str | None:
     """The WordNet gloss (definition part only) of `word`'s `sense`-th sense of `pos`
     (1 = most frequent), or None when WordNet has no such lemma or sense."""
     if pos not in _WN_POS:
@@ -256,7 +295,8 @@ def wordnet_definition(word: str, pos: str, wordnet_dir: str | Path,
     if not (Path(wdir) / f"index.{wn_pos}").exists():
         raise FileNotFoundError(
             f"no WordNet index.{wn_pos} in {wdir} (install the Debian package wordnet-base, "
-            "which puts the dict files in /usr/share/wordnet)")
+            "which puts the dict files in /usr/share/wordnet)"
+        )
     index = _index(wdir, wn_pos)
     for lemma in _lemma_candidates(word, wn_pos, wdir):
         offsets = index.get(lemma)
@@ -265,31 +305,3 @@ def wordnet_definition(word: str, pos: str, wordnet_dir: str | Path,
                 return None
             return _gloss(wdir, wn_pos, offsets[sense - 1])
     return None
-
-
-def fill_definitions(df: pd.DataFrame, wordnet_dir: str | Path,
-                     missing: str = "raise") -> pd.DataFrame:
-    """Return a copy of `df` whose empty definitions hold WordNet's first sense of the row's
-    pos. Words that WordNet lacks raise ValueError (missing="raise") or stay empty
-    (missing="keep")."""
-    if missing not in ("raise", "keep"):
-        raise ValueError(f"missing must be 'raise' or 'keep', got '{missing}'")
-    out = df.copy()
-    if "definition" not in out.columns:
-        out["definition"] = ""
-    defs = out["definition"].fillna("").astype(str).tolist()
-    not_found: list[str] = []
-    for i, (word, pos) in enumerate(zip(out["word"], out["pos"])):
-        if defs[i].strip():
-            continue
-        found = wordnet_definition(str(word), str(pos), wordnet_dir)
-        if found is None:
-            not_found.append(f"{word} ({pos})")
-        else:
-            defs[i] = found
-    out["definition"] = defs
-    if not_found and missing == "raise":
-        raise ValueError(
-            f"WordNet in {wordnet_dir} has no entry for: {', '.join(not_found)}; write a "
-            "definition for these rows in the concept table")
-    return out

@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from expertalign.paths import DEFAULT_REVISIONS
+
 __all__ = [
     "ConfigError",
     "SCHEMA",
@@ -37,7 +39,6 @@ __all__ = [
 # Shipped inside the package (workflow/schemas/config.schema.yaml links here), so a
 # non-editable install finds it too.
 SCHEMA = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"
-EMBEDDED_REVISIONS = ("main", "final")
 
 
 class ConfigError(ValueError):
@@ -57,9 +58,16 @@ def _expected(schema: Mapping[str, Any]) -> str:
         return "one of " + ", ".join(map(str, schema["enum"]))
     kind = schema.get("type", "a value")
     kind = " or ".join(kind) if isinstance(kind, list) else kind
-    bounds = [f"{op} {schema[name]}" for name, op in (
-        ("exclusiveMinimum", ">"), ("minimum", ">="), ("exclusiveMaximum", "<"),
-        ("maximum", "<=")) if name in schema]
+    bounds = [
+        f"{op} {schema[name]}"
+        for name, op in (
+            ("exclusiveMinimum", ">"),
+            ("minimum", ">="),
+            ("exclusiveMaximum", "<"),
+            ("maximum", "<="),
+        )
+        if name in schema
+    ]
     if kind == "array":
         items = schema.get("items", {})
         what = f"a list of {_expected(items)}" if items else "a list"
@@ -80,15 +88,18 @@ def _schema_error_line(error: Any) -> str:
         for name in unknown:
             close = difflib.get_close_matches(str(name), known, n=1)
             hints.append(f"'{name}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
-        return (f"config: unknown key {', '.join(hints)}{where}; known keys: "
-                f"{', '.join(known)} (Additional properties are not allowed)")
+        return (
+            f"config: unknown key {', '.join(hints)}{where}; known keys: "
+            f"{', '.join(known)} (Additional properties are not allowed)"
+        )
     if error.validator in ("required", "pattern"):
         return f"config key {key}: {error.message}"
     return f"config key {key}: {error.message}; expected {_expected(error.schema)}"
 
 
-def validate_config(config: MutableMapping[str, Any],
-                    schema: str | Path | None = None) -> MutableMapping[str, Any]:
+def validate_config(
+    config: MutableMapping[str, Any], schema: str | Path | None = None
+) -> MutableMapping[str, Any]:
     """Validate ``config`` against the workflow's schema, filling defaults in place.
 
     Raises :class:`ConfigError` with one line for the most relevant violation.
@@ -101,7 +112,8 @@ def validate_config(config: MutableMapping[str, Any],
     if not path.exists():
         raise FileNotFoundError(
             f"{path} not found: checking a config needs expertalign installed from its "
-            "repository (pip install -e .)")
+            "repository (pip install -e .)"
+        )
     spec = yaml.safe_load(path.read_text(encoding="utf-8"))
     base = Draft202012Validator
     check_properties = base.VALIDATORS["properties"]
@@ -126,17 +138,21 @@ def check_provided_pattern(pattern: str, key: str = "sentences.provided") -> Non
     try:
         fields = [f for _, f, _, _ in string.Formatter().parse(pattern) if f is not None]
     except ValueError as err:
-        raise ConfigError(f"config key {key}: {pattern!r} is not a valid pattern ({err}); "
-                          "write e.g. sentences/{concept}.txt") from None
+        raise ConfigError(
+            f"config key {key}: {pattern!r} is not a valid pattern ({err}); "
+            "write e.g. sentences/{concept}.txt"
+        ) from None
     others = sorted({f for f in fields if f != "concept"})
     if others:
         raise ConfigError(
             f"config key {key}: {pattern!r} has placeholder(s) "
-            f"{', '.join('{' + f + '}' for f in others)}; only {{concept}} is filled in")
+            f"{', '.join('{' + f + '}' for f in others)}; only {{concept}} is filled in"
+        )
     if "concept" not in fields:
         raise ConfigError(
             f"config key {key}: {pattern!r} has no {{concept}} placeholder, so every concept "
-            "would read the same file; write e.g. sentences/{concept}.txt")
+            "would read the same file; write e.g. sentences/{concept}.txt"
+        )
 
 
 _LOCAL_HOSTS = ("localhost",)
@@ -151,19 +167,23 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def check_openai_url(url: str, allow_insecure_http: bool = False,
-                     key: str = "sentences.openai_base_url") -> None:
+def check_openai_url(
+    url: str, allow_insecure_http: bool = False, key: str = "sentences.openai_base_url"
+) -> None:
     """The API key travels in a header: only over https, or plain http to this machine, unless
     ``allow_insecure_http`` (config ``sentences.openai_allow_insecure_http``) says otherwise."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"config key {key}: {url!r} is not an http(s) URL; expected e.g. "
-                          "https://api.openai.com/v1 or http://localhost:8000/v1")
+        raise ConfigError(
+            f"config key {key}: {url!r} is not an http(s) URL; expected e.g. "
+            "https://api.openai.com/v1 or http://localhost:8000/v1"
+        )
     if parts.scheme == "http" and not _is_loopback(parts.hostname) and not allow_insecure_http:
         raise ConfigError(
             f"config key {key}: {url!r} is plain http to another host, which would send the API "
             "key unencrypted; use https, or set sentences.openai_allow_insecure_http: true if the "
-            "network is trusted")
+            "network is trusted"
+        )
 
 
 def check_model_source(source: str, revisions: Any = ("main",), key: str = "models") -> None:
@@ -172,11 +192,12 @@ def check_model_source(source: str, revisions: Any = ("main",), key: str = "mode
     from expertalign.models import EMBEDDED, check_model_folder, looks_like_folder
 
     if source == EMBEDDED:
-        bad = [r for r in revisions or () if r not in EMBEDDED_REVISIONS]
+        bad = [r for r in revisions or () if r not in DEFAULT_REVISIONS]
         if bad:
             raise ConfigError(
                 f"config key {key}: the embedded model has no revision(s) {bad}; it has one "
-                f"version, written {' or '.join(EMBEDDED_REVISIONS)}")
+                f"version, written {' or '.join(DEFAULT_REVISIONS)}"
+            )
         return
     if looks_like_folder(source):
         try:
@@ -192,14 +213,16 @@ RUN_SENTENCE_KEYS = ("sources", "concepts_per_job")
 def sentence_sources(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """Each source's sentence settings: the ``sentences`` block with the source's keys on top.
 
-        >>> sentence_sources({"sentences": {"n_positives": 14, "backend": "transformers",
-        ...                   "sources": {"generated": {}, "brown": {"backend": "corpus"}}}})
-        {'generated': {'n_positives': 14, 'backend': 'transformers'}, 'brown': {'n_positives': 14, 'backend': 'corpus'}}
+    >>> sentence_sources({"sentences": {"n_positives": 14, "backend": "transformers",
+    ...                   "sources": {"generated": {}, "brown": {"backend": "corpus"}}}})
+    {'generated': {'n_positives': 14, 'backend': 'transformers'},
+     'brown': {'n_positives': 14, 'backend': 'corpus'}}
     """
     block = config.get("sentences", {})
     base = {k: v for k, v in block.items() if k not in RUN_SENTENCE_KEYS}
-    sources = {name: spec for name, spec in (block.get("sources") or {}).items()
-               if spec is not None} or {"generated": {}}
+    sources = {
+        name: spec for name, spec in (block.get("sources") or {}).items() if spec is not None
+    } or {"generated": {}}
     merged = {}
     for name, overrides in sources.items():
         for key in overrides or {}:
@@ -208,7 +231,8 @@ def sentence_sources(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
                 hint = f" (did you mean {close[0]}?)" if close else ""
                 raise ConfigError(
                     f"config key sentences.sources.{name}.{key}: not a sentence setting a source "
-                    f"can set{hint}")
+                    f"can set{hint}"
+                )
         merged[name] = {**base, **(overrides or {})}
     return merged
 
@@ -218,15 +242,20 @@ def _check_sources(config: Mapping[str, Any]) -> None:
     for name, settings in sources.items():
         key = f"sentences.sources.{name}"
         if settings.get("backend") == "openai":
-            check_openai_url(settings["openai_base_url"],
-                             bool(settings.get("openai_allow_insecure_http", False)))
+            check_openai_url(
+                settings["openai_base_url"], bool(settings.get("openai_allow_insecure_http", False))
+            )
         elif settings.get("backend") == "corpus":
             fallback = settings.get("fallback")
-            if fallback is not None and (fallback not in sources or fallback == name
-                                         or sources[fallback].get("backend") == "corpus"):
+            if fallback is not None and (
+                fallback not in sources
+                or fallback == name
+                or sources[fallback].get("backend") == "corpus"
+            ):
                 raise ConfigError(
                     f"config key {key}.fallback: {fallback!r} must name another, non-corpus "
-                    f"source of sentences.sources ({', '.join(sources)})")
+                    f"source of sentences.sources ({', '.join(sources)})"
+                )
             if settings.get("corpus_min_words", 1) > settings.get("corpus_max_words", 1 << 30):
                 raise ConfigError(f"config key {key}: corpus_min_words > corpus_max_words")
         elif settings.get("generator"):
@@ -238,8 +267,9 @@ def _check_sources(config: Mapping[str, Any]) -> None:
 def check_config(config: Mapping[str, Any]) -> None:
     """Cross-key checks the schema cannot express; ``config`` has its defaults filled."""
     for i, model in enumerate(config.get("models", [])):
-        check_model_source(model["source"], model.get("revisions", ["main"]),
-                           key=f"models[{i}] ({model['name']})")
+        check_model_source(
+            model["source"], model.get("revisions", ["main"]), key=f"models[{i}] ({model['name']})"
+        )
     names = [m["name"] for m in config.get("models", [])]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
@@ -252,7 +282,8 @@ def check_config(config: Mapping[str, Any]) -> None:
         if "path" not in spec and str(name).lower() != "men":
             raise ConfigError(
                 f"config key alignment.judgments.{name}: give a path (only 'men' is read from "
-                "data_dir)")
+                "data_dir)"
+            )
 
 
 def _read_yaml(path: str | Path) -> dict[str, Any]:
@@ -283,14 +314,18 @@ def _update(base: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any
 WORKFLOW_CONFIG = Path("config/config.yaml")
 
 
-def load_config(path: str | Path, schema: str | Path | None = None,
-                extends: str | Path | None = WORKFLOW_CONFIG) -> dict[str, Any]:
+def load_config(
+    path: str | Path, schema: str | Path | None = None, extends: str | Path | None = WORKFLOW_CONFIG
+) -> dict[str, Any]:
     """Read a YAML config as the workflow sees it: on top of ``extends`` (the Snakefile's
     configfile, when it exists; None: the file alone), validated (defaults filled) and checked
     (:func:`check_config`)."""
     config = {}
-    if extends is not None and Path(extends).is_file() and (
-            Path(extends).resolve() != Path(path).resolve()):
+    if (
+        extends is not None
+        and Path(extends).is_file()
+        and (Path(extends).resolve() != Path(path).resolve())
+    ):
         config = _read_yaml(extends)
     _update(config, _read_yaml(path))
     validate_config(config, schema)

@@ -27,7 +27,6 @@ a larger ``n`` keeps the smaller ``n``'s sentences as its prefix.
 
 from __future__ import annotations
 
-import hashlib
 import random
 import re
 import time
@@ -35,9 +34,20 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from expertalign.inflections import normalize_pos, word_forms
+from expertalign.seeds import mix_seed
 
-__all__ = ["MAX_WORDS", "MIN_WORDS", "Corpus", "CorpusError", "TooFewSentencesError",
-           "detokenize", "load_corpus", "normalize_pos", "type_token_ratio", "word_forms"]
+__all__ = [
+    "MAX_WORDS",
+    "MIN_WORDS",
+    "Corpus",
+    "CorpusError",
+    "TooFewSentencesError",
+    "detokenize",
+    "load_corpus",
+    "normalize_pos",
+    "type_token_ratio",
+    "word_forms",
+]
 
 MIN_WORDS = 5
 MAX_WORDS = 40
@@ -53,24 +63,28 @@ class CorpusError(ValueError):
 class TooFewSentencesError(ValueError):
     """A concept has fewer matching sentences in the corpus than needed."""
 
-    def __init__(self, concept: str, word: str, pos: str, found: int, needed: int,
-                 corpus: str, detail: str = "") -> None:
+    def __init__(
+        self,
+        concept: str,
+        word: str,
+        pos: str,
+        found: int,
+        needed: int,
+        corpus: str,
+        detail: str = "",
+    ) -> None:
         self.concept, self.word, self.pos = concept, word, pos
         self.found, self.needed, self.corpus = found, needed, corpus
         super().__init__(
             f"concept '{concept}' (word '{word}', {pos}): {found} sentence(s) in corpus "
             f"'{corpus}'{detail}, {needed} needed; choose another concept, ask for fewer "
-            "sentences, or configure a fallback source")
+            "sentences, or configure a fallback source"
+        )
 
 
-def _mix(seed: int, *parts: object) -> int:
-    """A 63-bit seed from `seed` and labels, stable across runs and platforms."""
-    h = hashlib.blake2b(repr((int(seed), *map(str, parts))).encode(), digest_size=8)
-    return int.from_bytes(h.digest(), "big") >> 1
-
-
-_NO_SPACE_BEFORE = frozenset({",", ".", ";", ":", "?", "!", ")", "]", "}", "''", "'", "%", "n't",
-                              "'s"})
+_NO_SPACE_BEFORE = frozenset(
+    {",", ".", ";", ":", "?", "!", ")", "]", "}", "''", "'", "%", "n't", "'s"}
+)
 _NO_SPACE_AFTER = frozenset({"``", "(", "[", "{", "$", "`"})
 
 
@@ -111,9 +125,13 @@ class Corpus:
     """Sentences with an index word -> sentence ids, built once; `tagged` tells whether
     parts of speech are checked. Construct with :func:`load_corpus` or the classmethods."""
 
-    def __init__(self, name: str, texts: Sequence[str],
-                 tags: Sequence[Sequence[tuple[str, str]]] | None = None,
-                 read_seconds: float = 0.0) -> None:
+    def __init__(
+        self,
+        name: str,
+        texts: Sequence[str],
+        tags: Sequence[Sequence[tuple[str, str]]] | None = None,
+        read_seconds: float = 0.0,
+    ) -> None:
         t0 = time.perf_counter()
         self.name, self.texts, self.tagged = name, list(texts), tags is not None
         self._n_words = [_n_words(t) for t in self.texts]
@@ -136,13 +154,21 @@ class Corpus:
         return f"Corpus({self.name!r}, {len(self.texts)} sentences, tagged={self.tagged})"
 
     @classmethod
-    def from_tagged(cls, sents: Iterable[Sequence[tuple[str, str]]], name: str = "tagged",
-                    read_seconds: float = 0.0) -> Corpus:
+    def from_tagged(
+        cls,
+        sents: Iterable[Sequence[tuple[str, str]]],
+        name: str = "tagged",
+        read_seconds: float = 0.0,
+    ) -> Corpus:
         """From Brown-style tagged sentences [(token, tag), ...] (read here if lazy)."""
         t0 = time.perf_counter()
         sents = [list(s) for s in sents]
-        return cls(name, [detokenize([w for w, _ in s]) for s in sents], sents,
-                   read_seconds + time.perf_counter() - t0)
+        return cls(
+            name,
+            [detokenize([w for w, _ in s]) for s in sents],
+            sents,
+            read_seconds + time.perf_counter() - t0,
+        )
 
     @classmethod
     def from_texts(cls, texts: Iterable[str], name: str = "texts") -> Corpus:
@@ -158,6 +184,7 @@ class Corpus:
         suffix = path.suffix.lower()
         if suffix in (".parquet", ".pq"):
             import pyarrow.parquet as pq
+
             names = pq.read_schema(path).names
             if "text" not in names:
                 raise CorpusError(f"{path}: no 'text' column (columns: {', '.join(names)})")
@@ -165,6 +192,7 @@ class Corpus:
             return cls.from_texts((t for t in texts if t is not None), name=path.name)
         if suffix in (".txt", ".text", ""):
             from expertalign.textfile import read_utf8
+
             return cls.from_texts(read_utf8(path).splitlines(), name=path.name)
         raise CorpusError(f"{path}: unknown corpus file type '{suffix}' (use .txt or .parquet)")
 
@@ -178,8 +206,10 @@ class Corpus:
         t0 = time.perf_counter()
         root_dir = str(Path(nltk_data).resolve())
         if not (Path(root_dir) / "corpora").is_dir():
-            raise CorpusError(f"NLTK data dir {root_dir} has no corpora/ folder (expected "
-                              "corpora/brown.zip there)")
+            raise CorpusError(
+                f"NLTK data dir {root_dir} has no corpora/ folder (expected "
+                "corpora/brown.zip there)"
+            )
         if root_dir not in nltk.data.path:  # NLTK reads only from dirs on its path
             nltk.data.path.insert(0, root_dir)
         root = None
@@ -191,19 +221,22 @@ class Corpus:
                 continue
         if root is None:
             raise CorpusError(f"no Brown corpus under {root_dir} (corpora/brown.zip)")
-        reader = CategorizedTaggedCorpusReader(root, r"c[a-z]\d\d", cat_file="cats.txt",
-                                               tagset="brown", encoding="ascii")
+        reader = CategorizedTaggedCorpusReader(
+            root, r"c[a-z]\d\d", cat_file="cats.txt", tagset="brown", encoding="ascii"
+        )
         if categories:
             unknown = sorted(set(categories) - set(reader.categories()))
             if unknown:
-                raise CorpusError(f"unknown Brown categories {unknown} "
-                                  f"(known: {', '.join(reader.categories())})")
+                raise CorpusError(
+                    f"unknown Brown categories {unknown} (known: {', '.join(reader.categories())})"
+                )
         sents = reader.tagged_sents(categories=list(categories) if categories else None)
         name = "brown" + (f"[{','.join(categories)}]" if categories else "")
         return cls.from_tagged(sents, name, time.perf_counter() - t0)
 
-    def matches(self, word: str, pos: str, min_words: int = MIN_WORDS,
-                max_words: int = MAX_WORDS) -> list[int]:
+    def matches(
+        self, word: str, pos: str, min_words: int = MIN_WORDS, max_words: int = MAX_WORDS
+    ) -> list[int]:
         """Ids of deduplicated sentences (first occurrence, corpus order) that use `word` in
         `pos` (any part of speech if the corpus is untagged), with min..max words."""
         if min_words > max_words:
@@ -214,11 +247,18 @@ class Corpus:
         forms = word_forms(last, pos)
         ids: set[int] = set()
         for form, tags in forms.items():
-            ids.update(sid for sid, tag in self._index.get(form, ())
-                       if not self.tagged or tag in tags)
+            ids.update(
+                sid for sid, tag in self._index.get(form, ()) if not self.tagged or tag in tags
+            )
         if head:  # multi-word ("ice cream"): the other words right before the last one
-            pat = re.compile(r"\b" + "".join(re.escape(h) + r"[\s-]+" for h in head)
-                             + "(?:" + "|".join(map(re.escape, forms)) + r")\b", re.IGNORECASE)
+            pat = re.compile(
+                r"\b"
+                + "".join(re.escape(h) + r"[\s-]+" for h in head)
+                + "(?:"
+                + "|".join(map(re.escape, forms))
+                + r")\b",
+                re.IGNORECASE,
+            )
             ids = {i for i in ids if pat.search(self.texts[i])}
         seen: set[str] = set()
         out: list[int] = []
@@ -229,29 +269,50 @@ class Corpus:
                 out.append(sid)
         return out
 
-    def count(self, word: str, pos: str, min_words: int = MIN_WORDS,
-              max_words: int = MAX_WORDS) -> int:
+    def count(
+        self, word: str, pos: str, min_words: int = MIN_WORDS, max_words: int = MAX_WORDS
+    ) -> int:
         """How many sentences :meth:`select` could choose from (to decide on a fallback)."""
         return len(self.matches(word, pos, min_words, max_words))
 
-    def select(self, word: str, pos: str, n: int, *, seed: int, concept: str | None = None,
-               min_words: int = MIN_WORDS, max_words: int = MAX_WORDS) -> list[str]:
+    def select(
+        self,
+        word: str,
+        pos: str,
+        n: int,
+        *,
+        seed: int,
+        concept: str | None = None,
+        min_words: int = MIN_WORDS,
+        max_words: int = MAX_WORDS,
+    ) -> list[str]:
         """`n` sentences for the concept, sampled reproducibly from :meth:`matches`; raises
         :class:`TooFewSentencesError` if there are fewer than `n`."""
         if n < 0:
             raise ValueError(f"number of sentences must be >= 0, not {n}")
         ids = self.matches(word, pos, min_words, max_words)
         if len(ids) < n:
-            raise TooFewSentencesError(concept or word, word, normalize_pos(pos), len(ids), n,
-                                       self.name, f" ({min_words}-{max_words} words, "
-                                       f"deduplicated{', untagged' if not self.tagged else ''})")
-        random.Random(_mix(seed, word.lower(), normalize_pos(pos))).shuffle(ids)
+            raise TooFewSentencesError(
+                concept or word,
+                word,
+                normalize_pos(pos),
+                len(ids),
+                n,
+                self.name,
+                f" ({min_words}-{max_words} words, "
+                f"deduplicated{', untagged' if not self.tagged else ''})",
+            )
+        random.Random(mix_seed(seed, word.lower(), normalize_pos(pos))).shuffle(ids)
         return [self.texts[i] for i in ids[:n]]
 
 
-def load_corpus(source: str | Path = "brown", *, data_dir: str | Path | None = None,
-                nltk_data: str | Path | None = None,
-                categories: Sequence[str] | None = None) -> Corpus:
+def load_corpus(
+    source: str | Path = "brown",
+    *,
+    data_dir: str | Path | None = None,
+    nltk_data: str | Path | None = None,
+    categories: Sequence[str] | None = None,
+) -> Corpus:
     """Brown for `source` "brown" (from `nltk_data`, default ``<data_dir>/nltk_data``), else
     the untagged .txt/.parquet corpus at path `source`."""
     if str(source) == "brown":

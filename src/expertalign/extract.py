@@ -28,7 +28,6 @@ concept's positives are read from it by column index, without intermediate copie
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -43,8 +42,6 @@ from expertalign.responses import pool_responses_into
 from expertalign.units import UnitLayout
 
 __all__ = ["ConceptSentences", "ShardExpertise", "shard_expertise", "concept_expertise"]
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -97,8 +94,16 @@ def shard_expertise(
             raise ValueError(f"concept {concept.concept!r} has no positive sentences")
     timings: dict[str, float] = {}
     kept_and_excluded = [
-        negative_rows(bank_ids, bank_texts, c.own_bank_ids, set(c.positives), n_negatives,
-                      c.concept, mode=negatives_mode, seed=negatives_seed)
+        negative_rows(
+            bank_ids,
+            bank_texts,
+            c.own_bank_ids,
+            set(c.positives),
+            n_negatives,
+            c.concept,
+            mode=negatives_mode,
+            seed=negatives_seed,
+        )
         for c in concepts
     ]
     # A concept's negatives are bank rows up to the last one it keeps: rows after the last one
@@ -121,8 +126,14 @@ def shard_expertise(
     )
     start = time.perf_counter()
     columns = pool_responses_into(
-        lm.model, lm.tokenizer, texts, layout, responses, max_tokens=max_tokens,
-        max_length=max_length, progress=progress,
+        lm.model,
+        lm.tokenizer,
+        texts,
+        layout,
+        responses,
+        max_tokens=max_tokens,
+        max_length=max_length,
+        progress=progress,
     )
     timings["forward_s"] = time.perf_counter() - start
     column_of = {text: columns[i] for text, i in index_of.items()}
@@ -186,7 +197,12 @@ def concept_expertise(
         raise ValueError("every negative sentence is also a positive sentence")
     ids = [f"neg:{i}" for i in range(len(negatives))]
     result = shard_expertise(
-        lm, layout, [ConceptSentences("concept", positives)], ids, list(negatives),
-        n_negatives=n_negatives, **kwargs,
+        lm,
+        layout,
+        [ConceptSentences("concept", positives)],
+        ids,
+        list(negatives),
+        n_negatives=n_negatives,
+        **kwargs,
     )
     return result.ap[0]

@@ -1,14 +1,12 @@
-"""Which models a config loads; fetching them into the Hugging Face cache; checking they arrived.
+"""Fetching models into the Hugging Face cache, and checking they arrived.
 
-    >>> from expertalign.config import load_config
-    >>> from expertalign.fetch import model_sources, prefetch
-    >>> model_sources(load_config("config/paper.yaml"))[-2:]  # every (source, revision) loaded
-    [('mistralai/Mistral-7B-Instruct-v0.2', 'main'), ('gpt2', 'main')]
+    >>> from expertalign.fetch import prefetch
     >>> [item.describe() for item in prefetch([("EleutherAI/pythia-70m", "step512")])]
 
-The workflow's ``prefetch`` rule and ``expertalign prefetch --configfile`` both list the models
-here, so they fetch the same set: every configured (model, revision), the generator (transformers
-backend) and the pilot's model. :func:`prefetch` downloads only what transformers loads (config,
+Which models a config loads is :func:`expertalign.paths.config_models`; the workflow's
+``prefetch`` rule and ``expertalign prefetch --configfile`` both fetch that list: every
+configured (model, revision), the generator (transformers backend) and the pilot's model.
+:func:`prefetch` downloads only what transformers loads (config,
 tokenizer, one copy of the weights: safetensors, else pytorch ``.bin`` for revisions that have
 only those) and raises :class:`~expertalign.models.ModelNotFoundError` naming the model, the
 revision and the missing files unless all of them arrived, so a marker is never written for a
@@ -20,23 +18,19 @@ log in and where to accept its terms.
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+
+from expertalign import paths
 
 __all__ = [
     "FetchedModel",
     "PREFETCH_PATTERNS",
     "PREFETCH_IGNORE",
     "PREFETCH_BIN_PATTERNS",
-    "fetched_revision",
     "missing_files",
-    "model_sources",
-    "pilot_model_spec",
     "prefetch",
-    "source_slug",
     "weight_files",
 ]
 
@@ -45,15 +39,26 @@ __all__ = [
 # only transformers' own safetensors names (model.safetensors, model-0000k-of-0000n.safetensors):
 # some repos also hold a second full copy for other runtimes (e.g. consolidated.safetensors).
 PREFETCH_PATTERNS = ["*.json", "model*.safetensors", "*.model", "*.txt", "*.jinja", "tokenizer*"]
-PREFETCH_IGNORE = ["*.py", "*.pyc", "*.bin", "*.pt", "*.pth", "*.ckpt", "*.h5", "*.msgpack",
-                   "*.onnx", "*.gguf"]
+PREFETCH_IGNORE = [
+    "*.py",
+    "*.pyc",
+    "*.bin",
+    "*.pt",
+    "*.pth",
+    "*.ckpt",
+    "*.h5",
+    "*.msgpack",
+    "*.onnx",
+    "*.gguf",
+]
 # Fetched only for a revision without safetensors weights (older checkpoints have only these).
-PREFETCH_BIN_PATTERNS = ["pytorch_model.bin", "pytorch_model.bin.index.json",
-                         "pytorch_model-*.bin"]
+PREFETCH_BIN_PATTERNS = ["pytorch_model.bin", "pytorch_model.bin.index.json", "pytorch_model-*.bin"]
 
 # (single file, index of shards) per format, in the order transformers looks for them.
-_WEIGHT_FORMATS = (("model.safetensors", "model.safetensors.index.json"),
-                   ("pytorch_model.bin", "pytorch_model.bin.index.json"))
+_WEIGHT_FORMATS = (
+    ("model.safetensors", "model.safetensors.index.json"),
+    ("pytorch_model.bin", "pytorch_model.bin.index.json"),
+)
 
 
 @dataclass(frozen=True)
@@ -72,42 +77,6 @@ class FetchedModel:
         return json.dumps({**asdict(self), "weights": list(self.weights)})
 
 
-def source_slug(source: str) -> str:
-    """A model source as one path component (Hugging Face ids contain a slash)."""
-    return re.sub(r"[^A-Za-z0-9_.\-]+", "--", source)
-
-
-def fetched_revision(source: str, revision: str) -> str:
-    """The embedded model has one version whatever the revision: fetch (convert) it once."""
-    return "final" if source == "embedded" else revision
-
-
-def pilot_model_spec(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The pilot's model: a configured model by name, or any other source (e.g. gpt2)."""
-    models = {m["name"]: m for m in config["models"]}
-    name = (config.get("pilot") or {}).get("model") or config["models"][0]["name"]
-    if name in models:
-        return dict(models[name])
-    return {"name": source_slug(name), "source": name, "revisions": ["main"]}
-
-
-def model_sources(config: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """Every (source, revision) a compute job loads: models, the generator, the pilot's model.
-
-    ``config`` has its schema defaults filled (:func:`expertalign.config.load_config`, or the
-    workflow's validated config)."""
-    pairs = [(m["source"], r) for m in config["models"] for r in m.get("revisions", ["main"])]
-    from expertalign.config import sentence_sources
-
-    for settings in sentence_sources(config).values():
-        if settings.get("backend", "transformers") == "transformers":
-            pairs.append((settings.get("generator", "embedded"), "main"))
-    if (config.get("pilot") or {}).get("enabled", True):
-        pilot = pilot_model_spec(config)
-        pairs.append((pilot["source"], pilot.get("revisions", ["main"])[-1]))
-    return list(dict.fromkeys((s, fetched_revision(s, r)) for s, r in pairs))
-
-
 def _nonempty(path: Path) -> bool:
     return path.is_file() and path.stat().st_size > 0  # is_file follows the cache's symlinks
 
@@ -123,8 +92,11 @@ def weight_files(folder: str | Path) -> tuple[list[str], list[str]]:
         if (folder / index).is_file():
             shards = sorted(set(json.loads((folder / index).read_text())["weight_map"].values()))
             missing = [shard for shard in shards if not _nonempty(folder / shard)]
-            return ([index, *shards], []) if not missing else ([], [f"{m} (listed in {index})"
-                                                                   for m in missing])
+            return (
+                ([index, *shards], [])
+                if not missing
+                else ([], [f"{m} (listed in {index})" for m in missing])
+            )
     return [], []
 
 
@@ -140,8 +112,10 @@ def missing_files(folder: str | Path) -> list[str]:
     if absent:
         missing += absent
     elif not found:
-        missing.append("weights (model.safetensors, model-*-of-*.safetensors with "
-                       "model.safetensors.index.json, or pytorch_model*.bin)")
+        missing.append(
+            "weights (model.safetensors, model-*-of-*.safetensors with "
+            "model.safetensors.index.json, or pytorch_model*.bin)"
+        )
     return missing
 
 
@@ -152,14 +126,22 @@ def _download(source: str, revision: str) -> Path:
 
     from expertalign.models import ModelNotFoundError, hub_access_error
 
-    hub_revision = None if revision in ("main", "final") else revision
+    hub_revision = paths.hub_revision(revision)
     try:
-        folder = Path(snapshot_download(source, revision=hub_revision,
-                                        allow_patterns=PREFETCH_PATTERNS,
-                                        ignore_patterns=PREFETCH_IGNORE))
+        folder = Path(
+            snapshot_download(
+                source,
+                revision=hub_revision,
+                allow_patterns=PREFETCH_PATTERNS,
+                ignore_patterns=PREFETCH_IGNORE,
+            )
+        )
         if not weight_files(folder)[0] and not (folder / _WEIGHT_FORMATS[0][1]).is_file():
-            folder = Path(snapshot_download(source, revision=hub_revision,
-                                            allow_patterns=PREFETCH_BIN_PATTERNS))
+            folder = Path(
+                snapshot_download(
+                    source, revision=hub_revision, allow_patterns=PREFETCH_BIN_PATTERNS
+                )
+            )
     except OSError as err:  # the hub's HTTP errors are OSErrors
         access = hub_access_error(err, source, hub_revision)
         if access is not None:
@@ -167,12 +149,14 @@ def _download(source: str, revision: str) -> Path:
         if isinstance(err, RevisionNotFoundError):
             raise ModelNotFoundError(
                 f"prefetch {source}@{revision}: the Hub has no revision {revision} of {source} "
-                f"(its branches: https://huggingface.co/{source}/tree/main)") from err
+                f"(its branches: https://huggingface.co/{source}/tree/main)"
+            ) from err
         if isinstance(err, LocalEntryNotFoundError):
             raise ModelNotFoundError(
                 f"prefetch {source}@{revision}: the Hub cannot be reached and the model is not "
                 f"in the cache ({constants.HF_HUB_CACHE}); prefetch where there is network (the "
-                f"login node) with HF_HUB_OFFLINE unset ({err.__class__.__name__})") from err
+                f"login node) with HF_HUB_OFFLINE unset ({err.__class__.__name__})"
+            ) from err
         raise
     return folder
 
@@ -209,8 +193,11 @@ def prefetch(models: Sequence[tuple[str, str | None]]) -> list[FetchedModel]:
                 f"prefetch {source}@{revision}: {folder} lacks {'; '.join(missing)}, so jobs "
                 "could not load it offline (no marker written). Check that this revision has "
                 "transformers weights (model*.safetensors or pytorch_model*.bin"
-                + ("" if looks_like_folder(source) or source == EMBEDDED
-                   else f": https://huggingface.co/{source}/tree/{revision}")
+                + (
+                    ""
+                    if looks_like_folder(source) or source == EMBEDDED
+                    else f": https://huggingface.co/{source}/tree/{revision}"
+                )
                 + ") and that the cache's disk or quota is not full (HF_HOME), then rerun."
             )
         done.append(FetchedModel(source, revision, str(folder), tuple(weight_files(folder)[0])))

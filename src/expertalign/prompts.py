@@ -23,8 +23,14 @@ Use::
 
 from __future__ import annotations
 
-__all__ = ["SENTENCES_PER_CALL", "KINDS", "PROMPT_SETS", "DEFAULT_PROMPT_SET", "build_prompts",
-           "article"]
+__all__ = [
+    "SENTENCES_PER_CALL",
+    "KINDS",
+    "PROMPT_SETS",
+    "DEFAULT_PROMPT_SET",
+    "build_prompts",
+    "article",
+]
 
 SENTENCES_PER_CALL = 10
 KINDS: tuple[str, ...] = ("facts", "stories")
@@ -65,16 +71,21 @@ def article(pos: str) -> str:
     return "an" if pos[:1].lower() in "aeiou" and pos else "a"
 
 
-def build_prompts(word: str, pos: str, definition: str, kind: str, n_calls: int,
-                  prompt_set: str = DEFAULT_PROMPT_SET) -> list[str]:
+def build_prompts(
+    word: str,
+    pos: str,
+    definition: str,
+    kind: str,
+    n_calls: int,
+    prompt_set: str = DEFAULT_PROMPT_SET,
+) -> list[str]:
     """`n_calls` user prompts of style `kind` ("facts" or "stories"; "short stories" also
     accepted) from `prompt_set` ("paper" or "short"), each asking for SENTENCES_PER_CALL
     sentences. The calls are identical: variety comes from sampling, and identical prompts let
     a local backend prefill them once. An empty definition becomes "the usual sense of the
     <pos>"."""
     if prompt_set not in PROMPT_SETS:
-        raise ValueError(f"prompt set must be one of {', '.join(PROMPT_SETS)}, "
-                         f"got '{prompt_set}'")
+        raise ValueError(f"prompt set must be one of {', '.join(PROMPT_SETS)}, got '{prompt_set}'")
     kind = "stories" if kind in ("short stories", "short_stories") else kind
     if kind not in KINDS:
         raise ValueError(f"prompt kind must be one of {', '.join(KINDS)}, got '{kind}'")
@@ -82,6 +93,10 @@ def build_prompts(word: str, pos: str, definition: str, kind: str, n_calls: int,
         raise ValueError(f"n_calls must be >= 0, got {n_calls}")
     definition = " ".join(str(definition or "").split()).rstrip(".")
     text = PROMPT_SETS[prompt_set][kind].format(
-        n=SENTENCES_PER_CALL, pos=pos, word=word, article=article(pos),
-        definition=definition or f"the usual sense of the {pos}")
+        n=SENTENCES_PER_CALL,
+        pos=pos,
+        word=word,
+        article=article(pos),
+        definition=definition or f"the usual sense of the {pos}",
+    )
     return [text] * n_calls

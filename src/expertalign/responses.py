@@ -5,7 +5,8 @@
     >>> from expertalign.responses import max_pooled_responses
     >>> lm = load_model("embedded")
     >>> layout = find_units(lm.model)
-    >>> responses = max_pooled_responses(lm.model, lm.tokenizer, ["A cat sat.", "Dogs bark."], layout)
+    >>> sentences = ["A cat sat.", "Dogs bark."]
+    >>> responses = max_pooled_responses(lm.model, lm.tokenizer, sentences, layout)
     >>> responses.shape                      # unit-major: [n_units, n_sentences]
     torch.Size([155520, 2])
 
@@ -28,7 +29,13 @@ import torch
 
 from expertalign.units import UnitLayout
 
-__all__ = ["max_pool_hooks", "max_pooled_responses", "pool_responses_into", "token_batches"]
+__all__ = [
+    "max_pool_hooks",
+    "max_pooled_responses",
+    "pool_responses_into",
+    "token_batches",
+    "tokenize_sentences",
+]
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +140,12 @@ def token_batches(lengths: Sequence[int], max_tokens: int) -> list[list[int]]:
     return batches
 
 
-def _tokenize(tokenizer, sentences: Sequence[str], max_length: int):
+def tokenize_sentences(tokenizer, sentences: Sequence[str], max_length: int):
+    """Token ids and special-token masks of ``sentences`` (lists, unpadded), as the responses see
+    them: the tokenizer's special tokens added, each truncated to ``max_length`` tokens.
+
+        >>> ids, special = tokenize_sentences(lm.tokenizer, ["A cat sat."], max_length=128)
+    """
     encoded = tokenizer(
         list(sentences),
         add_special_tokens=True,
@@ -167,8 +179,16 @@ def max_pooled_responses(
         layout.n_units, len(sentences), dtype=dtype or parameter.dtype, device=parameter.device
     )
     pool_responses_into(
-        model, tokenizer, sentences, layout, out, columns=range(len(sentences)),
-        max_tokens=max_tokens, max_length=max_length, padding_side=padding_side, progress=progress,
+        model,
+        tokenizer,
+        sentences,
+        layout,
+        out,
+        columns=range(len(sentences)),
+        max_tokens=max_tokens,
+        max_length=max_length,
+        padding_side=padding_side,
+        progress=progress,
     )
     return out
 
@@ -200,7 +220,7 @@ def pool_responses_into(
     if out.ndim != 2 or out.shape[0] != layout.n_units:
         raise ValueError(f"out must be [{layout.n_units}, n], got {tuple(out.shape)}")
     device = next(model.parameters()).device
-    ids, special = _tokenize(tokenizer, sentences, max_length)
+    ids, special = tokenize_sentences(tokenizer, sentences, max_length)
     for i, mask in enumerate(special):
         if all(mask):
             raise ValueError(f"sentence {i} ({sentences[i][:60]!r}) has no real tokens")
@@ -254,8 +274,9 @@ def pool_responses_into(
     return assigned
 
 
-def _check_finite_columns(out: torch.Tensor, assigned: Sequence[int], sentences: Sequence[str],
-                          layout: UnitLayout) -> None:
+def _check_finite_columns(
+    out: torch.Tensor, assigned: Sequence[int], sentences: Sequence[str], layout: UnitLayout
+) -> None:
     """Refuse NaN/inf responses, naming the unit (with its module) and the sentence: the
     matrix is unit-major, and a transposed report is easy to get wrong downstream."""
     from expertalign.ap import NonFiniteResponseError, first_non_finite
@@ -275,4 +296,5 @@ def _check_finite_columns(out: torch.Tensor, assigned: Sequence[int], sentences:
         f"unit responses contain {count} non-finite values (NaN or inf), first at unit {unit} "
         f"({module.name} feature {unit - module.offset}) for sentence {sentence} "
         f"({sentences[sentence][:60]!r}); in bf16/fp16 this usually means overflow - run the "
-        "model in float32 or bfloat16, never float16 for GPT-NeoX")
+        "model in float32 or bfloat16, never float16 for GPT-NeoX"
+    )

@@ -27,18 +27,27 @@ from __future__ import annotations
 import re
 from collections.abc import MutableMapping, Sequence
 
-__all__ = ["FILTERS", "MIN_WORDS", "MAX_WORDS", "word_pattern", "extract_sentences",
-           "dedupe_key"]
+__all__ = ["FILTERS", "MIN_WORDS", "MAX_WORDS", "word_pattern", "extract_sentences", "dedupe_key"]
 
 MIN_WORDS = 4
 MAX_WORDS = 60
-FILTERS: tuple[str, ...] = ("preamble", "length", "no_word", "word_repeated", "about_task",
-                            "loop", "duplicate")
+FILTERS: tuple[str, ...] = (
+    "preamble",
+    "length",
+    "no_word",
+    "word_repeated",
+    "about_task",
+    "loop",
+    "duplicate",
+)
 
 
 _BULLET = re.compile(r"^\s*(?:[-*•·]+\s*|\(?\d{1,3}\s*[.):\]]\s*|\d{1,3}\s+-\s+|#+\s*)")
-_LABEL = re.compile(r"^\s*\**\s*(?:sentence|fact|story|short story|example)\s*\d*\s*\**\s*[:.)-]"
-                    r"\s*\**\s*", re.IGNORECASE)
+_LABEL = re.compile(
+    r"^\s*\**\s*(?:sentence|fact|story|short story|example)\s*\d*\s*\**\s*[:.)-]"
+    r"\s*\**\s*",
+    re.IGNORECASE,
+)
 # A heading of one or two words before a colon or dash ("Cat: a feline mammal", "Doctor - a
 # licensed medical practitioner", "Fun fact: ..."): the
 # item is what follows, and it must mention the concept on its own.
@@ -50,7 +59,8 @@ _META = re.compile(
     r"this|each|every|following|short|\d+)\s+(?:stor(?:y|ies)|"
     r"sentences?|facts?)\b(?!\s+(?:of|about)\s+(?:his|her|their|my|our)\b)"
     r"|\bthe\s+(?:word|term|noun|verb|adjective)\s+['\"“‘]|\brefer(?:s|ring)? to the concept\b",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 _VOWELS = set("aeiou")
 
 
@@ -60,8 +70,12 @@ def _inflections(token: str, pos: str) -> set[str]:
         forms |= {token + "s", token + "es"}
         if len(token) > 1 and token.endswith("y") and token[-2] not in _VOWELS:
             forms.add(token[:-1] + "ies")
-    if pos == "noun" and len(token) > 3 and token.endswith("s") and not token.endswith(
-            ("ss", "us", "is")):
+    if (
+        pos == "noun"
+        and len(token) > 3
+        and token.endswith("s")
+        and not token.endswith(("ss", "us", "is"))
+    ):
         # Plural concept words ("flowers") also count in the singular.
         forms.add(token[:-1])
     if pos == "verb":
@@ -69,8 +83,12 @@ def _inflections(token: str, pos: str) -> set[str]:
         forms |= {stem + "ed", stem + "ing", token + "d" if token.endswith("e") else token + "ed"}
         if len(token) > 1 and token.endswith("y") and token[-2] not in _VOWELS:
             forms.add(token[:-1] + "ied")
-        if (len(token) >= 3 and token[-1] not in _VOWELS | set("wxy")
-                and token[-2] in _VOWELS and token[-3] not in _VOWELS):
+        if (
+            len(token) >= 3
+            and token[-1] not in _VOWELS | set("wxy")
+            and token[-2] in _VOWELS
+            and token[-3] not in _VOWELS
+        ):
             forms |= {token + token[-1] + "ed", token + token[-1] + "ing"}  # stop -> stopped
     return forms
 
@@ -86,8 +104,9 @@ def word_pattern(word: str, pos: str) -> re.Pattern[str]:
     forms = sorted(_inflections(last, pos), key=lambda f: (-len(f), f))
     sep = r"[\s\-]+"
     prefix = "".join(re.escape(t) + sep for t in head)
-    return re.compile(r"\b" + prefix + "(?:" + "|".join(map(re.escape, forms)) + r")\b",
-                      re.IGNORECASE)
+    return re.compile(
+        r"\b" + prefix + "(?:" + "|".join(map(re.escape, forms)) + r")\b", re.IGNORECASE
+    )
 
 
 def _clean_item(line: str) -> str:
@@ -149,8 +168,12 @@ def _rejection(item: str, pattern: re.Pattern[str]) -> str | None:
     return None
 
 
-def extract_sentences(raw_completions: Sequence[str], word: str, pos: str,
-                      counts: MutableMapping[str, int] | None = None) -> list[str]:
+def extract_sentences(
+    raw_completions: Sequence[str],
+    word: str,
+    pos: str,
+    counts: MutableMapping[str, int] | None = None,
+) -> list[str]:
     """Items of the completions that pass every filter (see the module docstring), cleaned
     and deduplicated, in order.
 

@@ -22,14 +22,26 @@ from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-__all__ = ["FINGERPRINT_KEY", "SPEED_SETTINGS", "shaping_settings", "settings_fingerprint",
-           "recorded_fingerprint", "stale_concepts", "batches"]
+__all__ = [
+    "FINGERPRINT_KEY",
+    "SPEED_SETTINGS",
+    "shaping_settings",
+    "settings_fingerprint",
+    "recorded_fingerprint",
+    "stale_concepts",
+    "batches",
+]
 
 FINGERPRINT_KEY = b"expertalign.sentence_settings"
 T = TypeVar("T")
 # Settings that change how fast sentences are made, or where a server runs, not which sentences.
-SPEED_SETTINGS = ("batch_size", "openai_api_key_env", "openai_allow_insecure_http",
-                  "openai_base_url", "concepts_per_job")
+SPEED_SETTINGS = (
+    "batch_size",
+    "openai_api_key_env",
+    "openai_allow_insecure_http",
+    "openai_base_url",
+    "concepts_per_job",
+)
 CORPUS_SETTINGS = ("corpus", "corpus_min_words", "corpus_max_words", "fallback")
 
 
@@ -38,8 +50,12 @@ def _file_identity(path: str | os.PathLike[str]) -> str:
     return f"{Path(path).resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
 
 
-def shaping_settings(settings: Mapping[str, Any], *, provided: str | None = None,
-                     fallback_fingerprint: str | None = None) -> dict[str, Any]:
+def shaping_settings(
+    settings: Mapping[str, Any],
+    *,
+    provided: str | None = None,
+    fallback_fingerprint: str | None = None,
+) -> dict[str, Any]:
     """The settings a concept's sentences depend on, with nothing else, so that only a change
     of these makes them again: for a ``provided`` file how many are taken and the file's
     content; for a corpus its settings (and, for a concept with too few corpus sentences, which
@@ -57,14 +73,18 @@ def shaping_settings(settings: Mapping[str, Any], *, provided: str | None = None
             shaping["fallback"] = settings.get("fallback")
             shaping["fallback_fingerprint"] = fallback_fingerprint
         return shaping
-    return {k: v for k, v in settings.items()
-            if k not in (*SPEED_SETTINGS, *CORPUS_SETTINGS, "provided")}
+    return {
+        k: v
+        for k, v in settings.items()
+        if k not in (*SPEED_SETTINGS, *CORPUS_SETTINGS, "provided")
+    }
 
 
 def settings_fingerprint(concept: Mapping[str, Any], settings: Mapping[str, Any]) -> str:
     """A digest of everything that shapes a concept's sentences."""
-    text = json.dumps({"concept": dict(concept), "settings": dict(settings)}, sort_keys=True,
-                      default=str)
+    text = json.dumps(
+        {"concept": dict(concept), "settings": dict(settings)}, sort_keys=True, default=str
+    )
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -82,20 +102,25 @@ def recorded_fingerprint(path: str | os.PathLike[str]) -> str | None:
     return value.decode() if value is not None else None
 
 
-def stale_concepts(outputs: Mapping[str, str],
-                   fingerprints: Mapping[str, str | Collection[str]]) -> list[str]:
+def stale_concepts(
+    outputs: Mapping[str, str], fingerprints: Mapping[str, str | Collection[str]]
+) -> list[str]:
     """Concepts (in ``outputs`` order) whose file is missing or holds none of the fingerprints
     it may have (a corpus concept: the one of its corpus sentences, or of its fallback's)."""
+
     def accepted(concept: str) -> Collection[str]:
         value = fingerprints[concept]
         return (value,) if isinstance(value, str) else value
 
-    return [concept for concept, path in outputs.items()
-            if recorded_fingerprint(path) not in accepted(concept)]
+    return [
+        concept
+        for concept, path in outputs.items()
+        if recorded_fingerprint(path) not in accepted(concept)
+    ]
 
 
 def batches(items: Sequence[T], size: int) -> list[list[T]]:
     """``items`` in consecutive groups of at most ``size``."""
     if size < 1:
         raise ValueError(f"batch size must be at least 1, got {size}")
-    return [list(items[start:start + size]) for start in range(0, len(items), size)]
+    return [list(items[start : start + size]) for start in range(0, len(items), size)]

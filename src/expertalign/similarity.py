@@ -12,13 +12,13 @@ Jaccard of two empty sets is 0.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["Similarity", "pairwise_similarity", "similarity_frame"]
+__all__ = ["Similarity", "pairwise_similarity", "similarity_frame", "pair_table"]
 
 _CHUNK_UNITS = 1 << 16
 
@@ -75,27 +75,35 @@ def pairwise_similarity(
     return Similarity(names, taus, intersections, sizes, cosine(dots), cosine(dots_centered))
 
 
+def pair_table(
+    concepts: Sequence[str], matrices: Iterable[tuple[str, float, np.ndarray]]
+) -> pd.DataFrame:
+    """Tidy table over unordered pairs (a < b) of ``concepts``: concept_a, concept_b, measure,
+    tau, value, from ``(measure, tau, matrix [concepts, concepts])`` in the given order."""
+    upper_a, upper_b = np.triu_indices(len(concepts), k=1)
+    names = np.asarray(concepts, dtype=object)
+    frames = [
+        pd.DataFrame(
+            {
+                "concept_a": names[upper_a],
+                "concept_b": names[upper_b],
+                "measure": measure,
+                "tau": tau,
+                "value": matrix[upper_a, upper_b],
+            }
+        )
+        for measure, tau, matrix in matrices
+    ]
+    return pd.concat(frames, ignore_index=True)
+
+
 def similarity_frame(sim: Similarity) -> pd.DataFrame:
     """Tidy table over unordered pairs (a < b): concept_a, concept_b, measure, tau, value."""
-    upper_a, upper_b = np.triu_indices(len(sim.concepts), k=1)
-    names = np.asarray(sim.concepts, dtype=object)
-    frames = []
-
-    def add(measure: str, tau: float, matrix: np.ndarray) -> None:
-        frames.append(
-            pd.DataFrame(
-                {
-                    "concept_a": names[upper_a],
-                    "concept_b": names[upper_b],
-                    "measure": measure,
-                    "tau": tau,
-                    "value": matrix[upper_a, upper_b],
-                }
-            )
-        )
-
-    for tau, matrix in sim.jaccard.items():
-        add("jaccard", tau, matrix)
-    add("cosine_ap", np.nan, sim.cosine_ap)
-    add("cosine_ap_centered", np.nan, sim.cosine_ap_centered)
-    return pd.concat(frames, ignore_index=True)
+    return pair_table(
+        sim.concepts,
+        [
+            *(("jaccard", tau, matrix) for tau, matrix in sim.jaccard.items()),
+            ("cosine_ap", np.nan, sim.cosine_ap),
+            ("cosine_ap_centered", np.nan, sim.cosine_ap_centered),
+        ],
+    )

@@ -170,8 +170,7 @@ def spearman_ci(
     if np.ptp(xa) == 0 or np.ptp(ya) == 0:
         return SpearmanResult(math.nan, math.nan, math.nan, math.nan, n, True, 0)
     rho, p = _spearman_point(xa, ya)
-    idx = _boot_indices(np.random.default_rng(seed), n_boot, n)
-    boots = _spearman_of_resamples(idx, (xa,), ya)[0]
+    boots = bootstrap_spearman(xa, ya, n_boot=n_boot, seed=seed)
     lo, hi = _percentile_ci(boots, level)
     return SpearmanResult(rho, lo, hi, p, n, False, int(np.isfinite(boots).sum()))
 

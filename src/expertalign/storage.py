@@ -31,7 +31,8 @@ __all__ = ["expertise_table", "read_expertise", "write_table_atomic", "read_tabl
 
 
 def write_table_atomic(table: pa.Table, path: str | os.PathLike) -> None:
-    """Write ``table`` as Parquet (``.parquet``) or Arrow IPC (``.arrow``/``.feather``) atomically."""
+    """Write ``table`` as Parquet (``.parquet``), Arrow IPC (``.arrow``/``.feather``/``.ipc``) or
+    CSV/TSV (``.csv``/``.tsv``) atomically."""
     path = Path(path)
     if path.suffix not in (".parquet", ".arrow", ".feather", ".ipc", ".csv", ".tsv"):
         raise ValueError(f"don't know how to write {path.suffix!r} files ({path})")
@@ -65,7 +66,8 @@ def expertise_table(
     metadata: Mapping[str, str] | None = None,
     unit_stats: Mapping[str, np.ndarray] | None = None,
 ) -> pa.Table:
-    """One row per concept: ``concept, n_positives, n_negatives, ap`` (+ optional unit statistics)."""
+    """One row per concept: ``concept, n_positives, n_negatives, ap`` (+ optional unit
+    statistics)."""
     if ap.ndim != 2 or ap.shape[0] != len(concepts):
         raise ValueError(f"ap must be [{len(concepts)}, n_units], got {ap.shape}")
     columns = {
@@ -83,7 +85,8 @@ def expertise_table(
 def read_expertise(
     paths: Sequence[str | os.PathLike], column: str = "ap"
 ) -> tuple[list[str], np.ndarray]:
-    """Concept ids and their AP vectors ``float32 [concepts, units]`` from expertise files, in order."""
+    """Concept ids and their AP vectors ``float32 [concepts, units]`` from expertise files, in
+    order."""
     concepts: list[str] = []
     blocks: list[np.ndarray] = []
     n_units = None

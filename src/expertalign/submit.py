@@ -18,9 +18,9 @@ runs on a node (offline compute nodes need the model pre-fetched: ``expertalign 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-import time
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +44,8 @@ class ExpertsRequest:
 @dataclass
 class ExpertsResult:
     ap: np.ndarray  # float32 [units]
-    units: object = field(repr=False)  # pandas DataFrame: unit, layer, module, kind, submodule, index
+    # pandas DataFrame: unit, layer, module, kind, submodule, index
+    units: object = field(repr=False)
 
     def experts(self, tau: float) -> np.ndarray:
         """Unit ids whose AP is strictly greater than ``tau``."""
@@ -52,8 +53,12 @@ class ExpertsResult:
 
 
 def workflow_request(
-    concept: str, configfile: str | Path, *, model: str, source: str | None = None,
-    **options: object
+    concept: str,
+    configfile: str | Path,
+    *,
+    model: str,
+    source: str | None = None,
+    **options: object,
 ) -> ExpertsRequest:
     """A request for one concept of a workflow run: its sentences and its negatives as the workflow
     has them (``results/sentences/<source>/<concept>.parquet`` and that source's negative bank;
@@ -64,19 +69,21 @@ def workflow_request(
     import pandas as pd
 
     from expertalign import paths
-    from expertalign.negatives import concept_negatives
-
     from expertalign.config import ConfigError, sentence_sources
+    from expertalign.negatives import concept_negatives
 
     config = _workflow_config(configfile)
     sources = list(sentence_sources(config))
     source = source or sources[0]
     if source not in sources:
-        raise ConfigError(f"{configfile}: no sentence source {source!r} in sentences.sources "
-                          f"({', '.join(sources)})")
+        raise ConfigError(
+            f"{configfile}: no sentence source {source!r} in sentences.sources "
+            f"({', '.join(sources)})"
+        )
     sentences = Path(paths.sentence_file(config["results"], source, concept))
-    bank_path = Path(paths.bank_file(config["results"], source,
-                                     config["negatives"]["bank_version"]))
+    bank_path = Path(
+        paths.bank_file(config["results"], source, config["negatives"]["bank_version"])
+    )
     for path in (sentences, bank_path):
         if not path.exists():
             raise FileNotFoundError(
@@ -88,8 +95,14 @@ def workflow_request(
         raise ValueError(f"{sentences}: no sentences for concept {concept!r}")
     bank = pd.read_parquet(bank_path)
     rule = config["negatives"]
-    rows = concept_negatives(bank, concept, rule["n_negatives"], positives,
-                             mode=rule.get("mode", "shared"), seed=rule.get("seed", 0))
+    rows = concept_negatives(
+        bank,
+        concept,
+        rule["n_negatives"],
+        positives,
+        mode=rule.get("mode", "shared"),
+        seed=rule.get("seed", 0),
+    )
     negatives = bank["text"].iloc[rows].tolist()
     return ExpertsRequest(model=model, positives=positives, negatives=negatives, **options)
 
@@ -107,11 +120,22 @@ def compute_experts(request: ExpertsRequest) -> ExpertsResult:
     from expertalign.models import load_model
     from expertalign.units import find_units
 
-    lm = load_model(request.model, request.revision, dtype=request.dtype,
-                    random_init=request.random_init, seed=request.seed)
+    lm = load_model(
+        request.model,
+        request.revision,
+        dtype=request.dtype,
+        random_init=request.random_init,
+        seed=request.seed,
+    )
     layout = find_units(lm.model)
-    ap = concept_expertise(lm, layout, request.positives, request.negatives,
-                           max_length=request.max_length, max_tokens=request.max_tokens)
+    ap = concept_expertise(
+        lm,
+        layout,
+        request.positives,
+        request.negatives,
+        max_length=request.max_length,
+        max_tokens=request.max_tokens,
+    )
     return ExpertsResult(ap=ap, units=layout.table().to_pandas())
 
 
@@ -122,7 +146,8 @@ def run_experts(
     wait: bool = True,
     poll_s: float = 2.0,
 ):
-    """Compute here (``slurm=None``) or submit to SLURM; returns the result, or the job if not ``wait``.
+    """Compute here (``slurm=None``) or submit to SLURM; returns the result, or the job if not
+    ``wait``.
 
     ``slurm`` holds submitit parameters, e.g. ``{"slurm_partition": "gpu", "gpus_per_node": 1,
     "timeout_min": 30, "mem_gb": 32}``. Waiting gives up (and cancels the job) after the job's

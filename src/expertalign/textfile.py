@@ -22,8 +22,9 @@ class NotUTF8Error(ValueError):
 
     def __init__(self, path: Path, line: int, byte: int) -> None:
         self.path, self.line, self.byte = path, line, byte
-        super().__init__(f"{path}, line {line}: not UTF-8 text (byte 0x{byte:02x}); save the "
-                         "file as UTF-8")
+        super().__init__(
+            f"{path}, line {line}: not UTF-8 text (byte 0x{byte:02x}); save the file as UTF-8"
+        )
 
 
 def read_utf8(path: str | os.PathLike[str]) -> str:

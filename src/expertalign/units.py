@@ -4,7 +4,7 @@
     >>> layout = find_units(model)        # from model.config.model_type
     >>> layout.n_units, layout.modules[0]
     (155520, RecordedModule(name='model.layers.0.self_attn.q_proj', layer=0, kind='attention', ...))
-    >>> layout.table()                    # pyarrow Table: unit, layer, module, kind, submodule, index
+    >>> layout.table()        # pyarrow Table: unit, layer, module, kind, submodule, index
     >>> register_units("my_arch", UnitSpec(layers="blocks", modules={"attn.proj": "attention"}))
 
 A unit is one output feature of a recorded linear module; its global id is its column in every
@@ -150,7 +150,8 @@ def _output_width(module: torch.nn.Module, name: str) -> int:
     width = getattr(module, "out_features", None) or getattr(module, "nf", None)
     if width is None:
         raise UnknownArchitectureError(
-            f"module {name} ({type(module).__name__}) has no out_features/nf: cannot count its units"
+            f"module {name} ({type(module).__name__}) has no out_features/nf: "
+            "cannot count its units"
         )
     return int(width)
 
@@ -185,11 +186,15 @@ def find_units(model: torch.nn.Module, spec: UnitSpec | None = None) -> UnitLayo
         # a misspelt suffix would otherwise quietly leave its modules out of every AP vector
         layer, _, name, suffix, _ = min(found, key=lambda item: item[0])
         prefix = name[: -len(suffix)]
-        linear = sorted(n[len(prefix):] for n, m in model.named_modules() if n.startswith(prefix)
-                        and (hasattr(m, "out_features") or hasattr(m, "nf")))
+        linear = sorted(
+            n[len(prefix) :]
+            for n, m in model.named_modules()
+            if n.startswith(prefix) and (hasattr(m, "out_features") or hasattr(m, "nf"))
+        )
         raise UnknownArchitectureError(
             f"unit spec for {model_type!r}: module suffix(es) {missing} match no module of "
-            f"{type(model).__name__}; the linear modules of layer {layer} are {linear}")
+            f"{type(model).__name__}; the linear modules of layer {layer} are {linear}"
+        )
     found.sort(key=lambda item: (item[0], item[1]))
     modules = []
     offset = 0

@@ -2,8 +2,12 @@ rule similarity:
     input:
         experts=expert_shards,
     output:
-        pairs=f"{RESULTS}/similarity/{{source}}/{{model}}/{{revision}}/pairs.parquet",
-        sizes=f"{RESULTS}/similarity/{{source}}/{{model}}/{{revision}}/sizes.parquet",
+        pairs=paths.similarity_file(
+            RESULTS, "{source}", "{model}", "{revision}", "pairs"
+        ),
+        sizes=paths.similarity_file(
+            RESULTS, "{source}", "{model}", "{revision}", "sizes"
+        ),
     log:
         f"{RESULTS}/logs/similarity/{{source}}/{{model}}/{{revision}}.log",
     benchmark:
@@ -18,12 +22,18 @@ rule similarity:
 
 rule alignment:
     input:
-        pairs=f"{RESULTS}/similarity/{{source}}/{{model}}/{{revision}}/pairs.parquet",
-        baselines=f"{RESULTS}/baselines/{{model}}/{{revision}}.parquet",
+        pairs=paths.similarity_file(
+            RESULTS, "{source}", "{model}", "{revision}", "pairs"
+        ),
+        baselines=paths.baselines_file(RESULTS, "{model}", "{revision}"),
         judgments=judgment_files,
     output:
-        table=f"{RESULTS}/alignment/{{source}}/{{judgment}}/{{model}}/{{revision}}.parquet",
-        comparison=f"{RESULTS}/alignment/{{source}}/{{judgment}}/{{model}}/{{revision}}-vs-baselines.parquet",
+        table=paths.alignment_table(
+            RESULTS, "{source}", "{judgment}", "{model}", "{revision}"
+        ),
+        comparison=paths.alignment_table(
+            RESULTS, "{source}", "{judgment}", "{model}", "{revision}", "-vs-baselines"
+        ),
     log:
         f"{RESULTS}/logs/alignment/{{source}}/{{judgment}}/{{model}}/{{revision}}.log",
     benchmark:
@@ -57,7 +67,7 @@ rule alignment_summary:
     conda:
         "../../envs/expertalign.yaml"
     script:
-        "../scripts/alignment_summary.py"
+        "../scripts/concat_tables.py"
 
 
 rule comparison_summary:

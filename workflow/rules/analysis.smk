@@ -2,7 +2,7 @@ rule embedding_baselines:
     input:
         model=prefetched_model,
     output:
-        pairs=f"{RESULTS}/baselines/{{model}}/{{revision}}.parquet",
+        pairs=paths.baselines_file(RESULTS, "{model}", "{revision}"),
     log:
         f"{RESULTS}/logs/embedding_baselines/{{model}}/{{revision}}.log",
     benchmark:
@@ -21,7 +21,7 @@ rule domains:
         experts=expert_shards,
         concepts=config["concepts"],
     output:
-        table=f"{RESULTS}/domains/{{model}}/{{revision}}.parquet",
+        table=paths.domains_table(RESULTS, "{model}", "{revision}"),
         figure=report(
             f"{RESULTS}/figures/domains/{{model}}-{{revision}}.png",
             caption="../report/domains_figure.rst",
@@ -45,7 +45,7 @@ rule domains:
 
 rule domains_summary:
     input:
-        tables=per_run(f"{RESULTS}/domains/{{model}}/{{revision}}.parquet"),
+        tables=per_run(paths.domains_table(RESULTS, "{model}", "{revision}")),
     output:
         parquet=f"{RESULTS}/tables/domains.parquet",
         csv=report(
@@ -66,7 +66,7 @@ rule domains_summary:
 rule development:
     input:
         experts=all_expert_shards(),
-        units=expand(f"{RESULTS}/units/{{model}}.parquet", model=MODELS),
+        units=[paths.units_file(RESULTS, model) for model in MODELS],
     output:
         sizes=report(
             f"{RESULTS}/tables/set_sizes.csv",
@@ -164,42 +164,6 @@ rule spp:
         settings=config["spp"],
     script:
         "../scripts/spp.py"
-
-
-rule pilot:
-    input:
-        sentences=lambda wildcards: pilot_sentence_files(),
-        bank=lambda wildcards: pilot_bank(),
-        model=prefetched_pilot,
-    output:
-        summary=report(
-            f"{RESULTS}/tables/pilot_stability.csv",
-            caption="../report/pilot.rst",
-            category="Pilot",
-        ),
-        sizes=f"{RESULTS}/tables/pilot_set_sizes.csv",
-        figure=report(
-            f"{RESULTS}/figures/pilot_stability.png",
-            caption="../report/pilot.rst",
-            category="Pilot",
-        ),
-    log:
-        f"{RESULTS}/logs/pilot.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/pilot.tsv"
-    conda:
-        "../../envs/expertalign.yaml"
-    threads: 2
-    params:
-        model=lambda wildcards: pilot_model_spec(),
-        revision=lambda wildcards: pilot_model_spec().get("revisions", ["main"])[-1],
-        concepts=lambda wildcards: pilot_concepts(),
-        disjoint=pilot_disjoint(),
-        pilot=config["pilot"],
-        settings=config["experts"],
-        negatives_mode=config["negatives"]["mode"],
-    script:
-        "../scripts/pilot.py"
 
 
 rule cost_table:

@@ -4,7 +4,7 @@ import math
 import re
 from pathlib import Path
 
-from expertalign import fetch, paths
+from expertalign import paths
 from expertalign.concepts import load_concepts
 from expertalign.config import check_config, sentence_sources, validate_config
 from expertalign.judgments import MEN_FILES, check_judged_pairs
@@ -91,7 +91,7 @@ def shard_concepts(shard):
 
 
 def shard_ids():
-    return [f"{k:04d}" for k in range(N_SHARDS)]
+    return [paths.shard_id(k) for k in range(N_SHARDS)]
 
 
 def model_revisions():
@@ -421,20 +421,15 @@ def expert_resource(name):
 
 
 # One list of what a config loads, shared with `expertalign prefetch --configfile`
-# (expertalign.fetch): models, the generator, the pilot's model.
-source_slug = fetch.source_slug
-fetched_revision = fetch.fetched_revision
-
-
-def model_sources():
-    """Every (source, revision) a compute job loads: models, the generator, the pilot's model."""
-    return fetch.model_sources(config)
+# (expertalign.paths.config_models): models, the generator, the pilot's model.
+source_slug = paths.source_slug
+fetched_revision = paths.fetched_revision
 
 
 def prefetched(source, revision):
     """Marker of a pre-fetched model: compute jobs depend on it and then load offline."""
     revision = fetched_revision(source, revision)
-    return f"{RESULTS}/prefetch/{source_slug(source)}/{revision}.json"
+    return paths.prefetch_marker(RESULTS, source_slug(source), revision)
 
 
 def prefetched_model(wildcards):
@@ -476,7 +471,7 @@ def spp_files():
 
 def alignment_tables(suffix=""):
     return [
-        f"{RESULTS}/alignment/{source}/{judgment}/{model}/{revision}{suffix}.parquet"
+        paths.alignment_table(RESULTS, source, judgment, model, revision, suffix)
         for source in SENTENCE_SOURCES
         for judgment in JUDGMENTS
         for model, revision in model_revisions()
@@ -521,7 +516,7 @@ def concept_groups():
 
 def pilot_model_spec():
     """The pilot's model: a configured model by name, or any other source (e.g. gpt2)."""
-    return fetch.pilot_model_spec(config)
+    return paths.pilot_model_spec(config)
 
 
 @functools.cache
@@ -607,7 +602,7 @@ def final_outputs():
         f"{RESULTS}/tables/set_sizes.csv",
         f"{RESULTS}/tables/cost.csv",
         f"{RESULTS}/tables/sentence_diversity.csv",
-        *(f"{RESULTS}/units/{model}.parquet" for model in MODELS),
+        *(paths.units_file(RESULTS, model) for model in MODELS),
     ]
     if CONCEPTS["domain"].astype(bool).any():
         outputs.append(f"{RESULTS}/tables/domains.csv")
@@ -618,7 +613,7 @@ def final_outputs():
     return outputs
 
 
-SOURCES = {source_slug(s): s for s, _ in model_sources()}
+SOURCES = {source_slug(s): s for s, _ in paths.config_models(config)}
 
 
 localrules:

@@ -5,7 +5,7 @@ rule units_table:
             MODELS[wildcards.model].get("revisions", ["main"])[0],
         ),
     output:
-        units=f"{RESULTS}/units/{{model}}.parquet",
+        units=paths.units_file(RESULTS, "{model}"),
     log:
         f"{RESULTS}/logs/units_table/{{model}}.log",
     benchmark:
@@ -27,7 +27,7 @@ rule experts:
     output:
         experts=expert_shard("{source}", "{model}", "{revision}", "{shard}"),
     log:
-        f"{RESULTS}/logs/experts/{{source}}/{{model}}/{{revision}}/shard-{{shard}}.log",
+        paths.expert_log(RESULTS, "{source}", "{model}", "{revision}", "{shard}"),
     benchmark:
         paths.expert_benchmark(RESULTS, "{source}", "{model}", "{revision}", "{shard}")
     wildcard_constraints:

@@ -1,6 +1,6 @@
 rule prefetch:
     output:
-        marker=f"{RESULTS}/prefetch/{{slug}}/{{revision}}.json",
+        marker=paths.prefetch_marker(RESULTS, "{slug}", "{revision}"),
     log:
         f"{RESULTS}/logs/prefetch/{{slug}}/{{revision}}.log",
     benchmark:

@@ -1,7 +1,7 @@
-from expertalign import steps
+from expertalign.jobs import alignment, runtime
 
-steps.setup_logging(snakemake.log[0])
-steps.alignment(
+runtime.start_job(snakemake.log[0])
+alignment.alignment(
     [snakemake.input.pairs, snakemake.input.baselines],
     snakemake.output.table,
     snakemake.output.comparison,

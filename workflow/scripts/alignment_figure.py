@@ -1,9 +1,8 @@
-from expertalign import steps
+from expertalign.jobs import alignment, runtime
 
-steps.setup_logging(snakemake.log[0])
-steps.alignment_figure(
+runtime.start_job(snakemake.log[0])
+alignment.alignment_figure(
     snakemake.input.table,
     snakemake.output.figure,
     human_reference=snakemake.params.human_reference,
-    revisions=snakemake.params.revisions,
 )

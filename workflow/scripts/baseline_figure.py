@@ -1,8 +1,7 @@
-from expertalign.analysis import steps
-from expertalign.steps import setup_logging
+from expertalign.jobs import analysis, runtime
 
-setup_logging(snakemake.log[0])
-steps.baseline_figure(
+runtime.start_job(snakemake.log[0])
+analysis.baseline_figure(
     snakemake.input.table,
     snakemake.output.figure,
     tau=snakemake.params.tau,

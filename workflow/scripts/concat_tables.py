@@ -1,5 +1,4 @@
-from expertalign.analysis import steps
-from expertalign.steps import setup_logging
+from expertalign.jobs import alignment, runtime
 
-setup_logging(snakemake.log[0])
-steps.concat_tables(snakemake.input.tables, snakemake.output.parquet, snakemake.output.csv)
+runtime.start_job(snakemake.log[0])
+alignment.concat_tables(snakemake.input.tables, snakemake.output.parquet, snakemake.output.csv)

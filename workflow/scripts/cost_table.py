@@ -1,7 +1,6 @@
-from expertalign.analysis import steps
-from expertalign.steps import setup_logging
+from expertalign.jobs import analysis, runtime
 
-setup_logging(snakemake.log[0])
-steps.cost_table(
+runtime.start_job(snakemake.log[0])
+analysis.cost_table(
     snakemake.input.benchmarks, snakemake.params.shard_sizes, snakemake.output.table
 )

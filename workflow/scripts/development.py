@@ -1,8 +1,7 @@
-from expertalign.analysis import steps
-from expertalign.steps import setup_logging
+from expertalign.jobs import analysis, runtime
 
-setup_logging(snakemake.log[0])
-steps.development(
+runtime.start_job(snakemake.log[0])
+analysis.development(
     snakemake.input.experts,
     snakemake.params.units,
     taus=snakemake.params.taus,

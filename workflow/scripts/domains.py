@@ -1,8 +1,7 @@
-from expertalign.analysis import steps
-from expertalign.steps import setup_logging
+from expertalign.jobs import analysis, runtime
 
-setup_logging(snakemake.log[0])
-steps.domains(
+runtime.start_job(snakemake.log[0])
+analysis.domains(
     snakemake.input.experts,
     snakemake.input.concepts,
     snakemake.output.table,

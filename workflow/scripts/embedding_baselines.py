@@ -1,11 +1,12 @@
-from expertalign.analysis import steps
-from expertalign.models import gpus_requested, require_gpu
-from expertalign.steps import setup_logging
+from expertalign.jobs import analysis, runtime
 
-setup_logging(snakemake.log[0], snakemake.threads)
-# Asked for a GPU but none is visible: stop now rather than run on the CPU in float32.
-require_gpu(gpus_requested(snakemake.resources), snakemake.rule)
-steps.embedding_baselines(
+runtime.start_job(
+    snakemake.log[0],
+    threads=snakemake.threads,
+    gpus=snakemake.resources,
+    rule=snakemake.rule,
+)
+analysis.embedding_baselines(
     snakemake.params.model,
     snakemake.wildcards.revision,
     snakemake.params.words,

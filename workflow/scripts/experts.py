@@ -1,11 +1,13 @@
-from expertalign import steps
-from expertalign.models import gpus_requested, require_gpu
+from expertalign.jobs import experts, runtime
 
-steps.setup_logging(snakemake.log[0], snakemake.threads)
-# Asked for a GPU but none is visible: stop now rather than run on the CPU in float32.
-require_gpu(gpus_requested(snakemake.resources), snakemake.rule)
+runtime.start_job(
+    snakemake.log[0],
+    threads=snakemake.threads,
+    gpus=snakemake.resources,
+    rule=snakemake.rule,
+)
 # max_tokens (a speed setting) comes from the config, not params, so tuning it reruns nothing.
-steps.experts(
+experts.experts(
     snakemake.input.sentences,
     snakemake.input.bank,
     snakemake.output.experts,

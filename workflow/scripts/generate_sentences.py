@@ -1,12 +1,11 @@
-from expertalign.models import gpus_requested, require_gpu
-from expertalign.sentence_jobs import make_sentences
-from expertalign.steps import setup_logging
+from expertalign.jobs import runtime, sentences
 
-setup_logging(snakemake.log[0], snakemake.threads)
 # Asked for a GPU but none is visible: stop now rather than run on the CPU in float32.
-require_gpu(gpus_requested(snakemake.resources), snakemake.rule)
+runtime.start_job(
+    snakemake.log[0], threads=snakemake.threads, gpus=snakemake.resources, rule=snakemake.rule
+)
 batch = snakemake.params.batch
-make_sentences(
+sentences.make_sentences(
     batch["concepts"],
     snakemake.output.batch,
     settings=snakemake.params.settings,

@@ -1,7 +1,7 @@
-from expertalign import steps
+from expertalign.jobs import runtime, sentences
 
-steps.setup_logging(snakemake.log[0])
-steps.negative_bank(
+runtime.start_job(snakemake.log[0], threads=snakemake.threads)
+sentences.negative_bank(
     snakemake.input.sentences,
     snakemake.output.bank,
     size=snakemake.params.size,

@@ -1,12 +1,13 @@
-from expertalign.analysis import steps
-from expertalign.models import gpus_requested, require_gpu
-from expertalign.steps import setup_logging
+from expertalign.jobs import pilot, runtime
 
-setup_logging(snakemake.log[0], snakemake.threads)
-# Asked for a GPU but none is visible: stop now rather than run on the CPU in float32.
-require_gpu(gpus_requested(snakemake.resources), snakemake.rule)
+runtime.start_job(
+    snakemake.log[0],
+    threads=snakemake.threads,
+    gpus=snakemake.resources,
+    rule=snakemake.rule,
+)
 settings = snakemake.params.pilot
-steps.pilot(
+pilot.pilot(
     snakemake.input.sentences,
     snakemake.input.bank[0] if snakemake.input.bank else None,
     spec=snakemake.params.model,

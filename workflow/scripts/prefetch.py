@@ -1,6 +1,4 @@
-from expertalign import steps
+from expertalign.jobs import runtime, sentences
 
-steps.setup_logging(snakemake.log[0], offline=False)
-steps.prefetch(
-    snakemake.params.source, snakemake.wildcards.revision, snakemake.output.marker
-)
+runtime.start_job(snakemake.log[0], threads=snakemake.threads, offline=False)
+sentences.prefetch(snakemake.params.source, snakemake.wildcards.revision, snakemake.output.marker)

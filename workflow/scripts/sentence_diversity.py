@@ -1,5 +1,4 @@
-from expertalign.sentence_jobs import diversity_table
-from expertalign.steps import setup_logging
+from expertalign.jobs import runtime, sentences
 
-setup_logging(snakemake.log[0])
-diversity_table(snakemake.input.sentences, snakemake.output.table)
+runtime.start_job(snakemake.log[0], threads=snakemake.threads)
+sentences.diversity_table(snakemake.input.sentences, snakemake.output.table)

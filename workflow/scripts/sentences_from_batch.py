@@ -1,7 +1,6 @@
-from expertalign.sentence_jobs import move_out_of_batch
-from expertalign.steps import setup_logging
+from expertalign.jobs import runtime, sentences
 
-setup_logging(snakemake.log[0])
-move_out_of_batch(
+runtime.start_job(snakemake.log[0], threads=snakemake.threads)
+sentences.move_out_of_batch(
     snakemake.input.batch, snakemake.wildcards.concept, snakemake.output.sentences
 )

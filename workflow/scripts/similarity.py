@@ -1,7 +1,7 @@
-from expertalign import steps
+from expertalign.jobs import alignment, runtime
 
-steps.setup_logging(snakemake.log[0])
-steps.similarity(
+runtime.start_job(snakemake.log[0])
+alignment.similarity(
     snakemake.input.experts,
     snakemake.output.pairs,
     snakemake.output.sizes,

@@ -1,9 +1,8 @@
-from expertalign.analysis import steps
-from expertalign.steps import setup_logging
+from expertalign.jobs import analysis, runtime
 
-setup_logging(snakemake.log[0])
+runtime.start_job(snakemake.log[0])
 settings = snakemake.params.settings
-steps.spp(
+analysis.spp(
     snakemake.input.experts,
     snakemake.params.words,
     snakemake.params.spp_dir,

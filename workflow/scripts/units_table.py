@@ -1,4 +1,4 @@
-from expertalign import steps
+from expertalign.jobs import experts, runtime
 
-steps.setup_logging(snakemake.log[0])
-steps.units_table(snakemake.params.model, snakemake.params.revision, snakemake.output.units)
+runtime.start_job(snakemake.log[0])
+experts.units_table(snakemake.params.model, snakemake.params.revision, snakemake.output.units)

@@ -85,7 +85,7 @@ def _taus(taus: Iterable[float]) -> list[float]:
 
 def concept_set_sizes(
     ap: ArrayLike,
-    taus: Iterable[float] = (0.5, 0.6, 0.7, 0.8, 0.9),
+    taus: Iterable[float],
     concepts: Sequence[str] | None = None,
     model: str | None = None,
     checkpoint: str | None = None,
@@ -169,7 +169,7 @@ def summarise_set_sizes(
 def consecutive_jaccard(
     ap_from: ArrayLike,
     ap_to: ArrayLike,
-    taus: Iterable[float] = (0.5, 0.6, 0.7, 0.8, 0.9),
+    taus: Iterable[float],
     concepts: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Jaccard of each concept's expert set at one checkpoint with its set at the next.
@@ -207,7 +207,7 @@ def consecutive_jaccard(
 def development_stability(
     load_ap: Callable[[str, str], ArrayLike],
     checkpoints: Mapping[str, Sequence[str]],
-    taus: Iterable[float] = (0.5, 0.6, 0.7, 0.8, 0.9),
+    taus: Iterable[float],
     concepts: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """:func:`consecutive_jaccard` over each model's checkpoints, holding two AP matrices at once.
@@ -233,14 +233,23 @@ def development_stability(
             prev = nxt
     if not frames:
         return pd.DataFrame(
-            columns=["model", "checkpoint_from", "checkpoint_to", "tau", "concept", "jaccard",
-                     "size_from", "size_to"]
+            columns=[
+                "model",
+                "checkpoint_from",
+                "checkpoint_to",
+                "tau",
+                "concept",
+                "jaccard",
+                "size_from",
+                "size_to",
+            ]
         )
     return pd.concat(frames, ignore_index=True)
 
 
 def unit_expert_counts(
-    ap: ArrayLike | APMatrix, taus: Iterable[float] = (0.5, 0.6, 0.7, 0.8, 0.9),
+    ap: ArrayLike | APMatrix,
+    taus: Iterable[float],
     rows: ArrayLike | None = None,
 ) -> dict[float, NDArray[np.int64]]:
     """For each τ, how many concepts (of ``rows``, default all) each unit is an expert for

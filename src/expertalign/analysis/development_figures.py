@@ -51,6 +51,7 @@ __all__ = [
 
 def transition_label(checkpoint_from: str, checkpoint_to: str) -> str:
     """``step1``, ``step512`` -> ``1_to_512`` (the paper's Fig. 6 labels)."""
+
     def short(name: str) -> str:
         return re.sub(r"^step", "", str(name))
 
@@ -68,18 +69,23 @@ def plot_checkpoint_stability(
 
     _require(df, ["model", "checkpoint_from", "checkpoint_to", "tau", "jaccard"], "stability")
     rank = {c: i for i, c in enumerate(checkpoint_order(df["checkpoint_to"]))}
-    steps = (df[["checkpoint_from", "checkpoint_to"]].drop_duplicates()
-             .sort_values("checkpoint_to", key=lambda c: c.map(rank)))
+    steps = (
+        df[["checkpoint_from", "checkpoint_to"]]
+        .drop_duplicates()
+        .sort_values("checkpoint_to", key=lambda c: c.map(rank))
+    )
     labels = [transition_label(a, b) for a, b in zip(steps.checkpoint_from, steps.checkpoint_to)]
     x_of = {lab: i for i, lab in enumerate(dict.fromkeys(labels))}
     taus = sorted(df["tau"].unique())
     models = list(dict.fromkeys(df["model"]))
     colors = _colors(models)
-    d = df.assign(_label=[transition_label(a, b)
-                          for a, b in zip(df.checkpoint_from, df.checkpoint_to)])
+    d = df.assign(
+        _label=[transition_label(a, b) for a, b in zip(df.checkpoint_from, df.checkpoint_to)]
+    )
     with plt.rc_context(_STYLE):
-        fig, axes = plt.subplots(1, len(taus), figsize=(max(4.0, 3.6 * len(taus)), 3.8),
-                                 sharey=True, squeeze=False)
+        fig, axes = plt.subplots(
+            1, len(taus), figsize=(max(4.0, 3.6 * len(taus)), 3.8), sharey=True, squeeze=False
+        )
         for ax, tau in zip(axes[0], taus):
             for k, model in enumerate(models):
                 g = d[(d["tau"] == tau) & (d["model"] == model)]
@@ -91,8 +97,16 @@ def plot_checkpoint_stability(
                     pts.append((x_of[label], mean, low, high))
                 x, mean, low, high = (np.array(v) for v in zip(*sorted(pts)))
                 off = 0.08 * (k - (len(models) - 1) / 2)
-                ax.errorbar(x + off, mean, yerr=[mean - low, high - mean], marker="o", ms=3,
-                            capsize=2, color=colors[model], label=model)
+                ax.errorbar(
+                    x + off,
+                    mean,
+                    yerr=[mean - low, high - mean],
+                    marker="o",
+                    ms=3,
+                    capsize=2,
+                    color=colors[model],
+                    label=model,
+                )
             ax.set_title(f"τ = {tau:g}")
             ax.set_xticks(range(len(x_of)))
             ax.set_xticklabels(list(x_of), rotation=60, ha="right")
@@ -106,8 +120,9 @@ def plot_checkpoint_stability(
 
 
 def _at(dist: pd.DataFrame, grouping: str, tau: float) -> pd.DataFrame:
-    g = dist[(dist["grouping"] == grouping) & np.isclose(dist["tau"], tau)
-             & (dist["concepts"] == "all")]
+    g = dist[
+        (dist["grouping"] == grouping) & np.isclose(dist["tau"], tau) & (dist["concepts"] == "all")
+    ]
     if g.empty:
         raise ValueError(f"no rows with grouping {grouping!r} at τ = {tau:g}")
     return g
@@ -118,14 +133,21 @@ def _checkpoint_colors(names: list[str]) -> dict[str, tuple[float, ...]]:
     return {c: cmap(0.9 * i / max(1, len(names) - 1)) for i, c in enumerate(names)}
 
 
-def _lines_by_checkpoint(ax, rows: pd.DataFrame, order: list[str],
-                         colors: dict[str, tuple[float, ...]]) -> None:
+def _lines_by_checkpoint(
+    ax, rows: pd.DataFrame, order: list[str], colors: dict[str, tuple[float, ...]]
+) -> None:
     """Mean experts per concept by layer, one line per checkpoint (in training order)."""
     for ckpt in order:
         g = rows[rows["checkpoint"] == ckpt].sort_values("layer")
         if not g.empty:
-            ax.plot(g["layer"], g["mean_experts_per_concept"], marker="o", ms=2,
-                    color=colors[ckpt], label=ckpt)
+            ax.plot(
+                g["layer"],
+                g["mean_experts_per_concept"],
+                marker="o",
+                ms=2,
+                color=colors[ckpt],
+                label=ckpt,
+            )
 
 
 def plot_expert_development(
@@ -137,14 +159,24 @@ def plot_expert_development(
     """Fig. 7 and App. H.1-H.3, one row per model: (a) total experts (summed over concepts) in
     attention and MLP units per checkpoint; (b) mean experts per concept per MLP layer and
     (c) per attention layer, one line per checkpoint (light: early, dark: late)."""
-    _require(dist, ["model", "checkpoint", "concepts", "grouping", "tau", "expert_incidences",
-                    "mean_experts_per_concept"], "expert development")
+    _require(
+        dist,
+        [
+            "model",
+            "checkpoint",
+            "concepts",
+            "grouping",
+            "tau",
+            "expert_incidences",
+            "mean_experts_per_concept",
+        ],
+        "expert development",
+    )
     kinds = _at(dist, "kind", tau)
     layers = _at(dist, "layer+kind", tau)
     models = list(dict.fromkeys(dist["model"]))
     with plt.rc_context(_STYLE):
-        fig, axes = plt.subplots(len(models), 3, figsize=(15.0, 3.6 * len(models)),
-                                 squeeze=False)
+        fig, axes = plt.subplots(len(models), 3, figsize=(15.0, 3.6 * len(models)), squeeze=False)
         for row, model in zip(axes, models):
             mine = kinds[kinds["model"] == model]
             order = checkpoint_order(mine["checkpoint"])
@@ -152,8 +184,14 @@ def plot_expert_development(
             kind_colors = _colors(sorted(mine["kind"].unique()))
             for kind, g in mine.groupby("kind"):
                 g = g.assign(_x=g["checkpoint"].map(pos)).sort_values("_x")
-                row[0].plot(g["_x"], g["expert_incidences"], marker="o", ms=3,
-                            color=kind_colors[kind], label=kind)
+                row[0].plot(
+                    g["_x"],
+                    g["expert_incidences"],
+                    marker="o",
+                    ms=3,
+                    color=kind_colors[kind],
+                    label=kind,
+                )
             row[0].set_xticks(range(len(order)))
             row[0].set_xticklabels(order, rotation=45, ha="right")
             row[0].set_title(f"{model}: total experts (τ = {tau:g})")
@@ -182,8 +220,19 @@ def plot_layer_submodule(
     """App. H.4-H.7 (``dist``: rows of grouping layer+kind+submodule): one row per model, one
     column per sub-module (attention first, then MLP); mean experts per concept per layer, one
     line per checkpoint (light: early, dark: late)."""
-    _require(dist, ["model", "checkpoint", "concepts", "tau", "layer", "submodule",
-                    "mean_experts_per_concept"], "layer x sub-module")
+    _require(
+        dist,
+        [
+            "model",
+            "checkpoint",
+            "concepts",
+            "tau",
+            "layer",
+            "submodule",
+            "mean_experts_per_concept",
+        ],
+        "layer x sub-module",
+    )
     d = dist
     if "grouping" in d.columns:
         d = d[d["grouping"] == "layer+kind+submodule"]
@@ -193,8 +242,9 @@ def plot_layer_submodule(
     models = list(dict.fromkeys(d["model"]))
     n_cols = max(d.groupby("model")["submodule"].nunique())
     with plt.rc_context(_STYLE):
-        fig, axes = plt.subplots(len(models), n_cols, figsize=(3.8 * n_cols, 3.3 * len(models)),
-                                 squeeze=False)
+        fig, axes = plt.subplots(
+            len(models), n_cols, figsize=(3.8 * n_cols, 3.3 * len(models)), squeeze=False
+        )
         for row, model in zip(axes, models):
             mine = d[d["model"] == model]
             if "kind" in mine.columns:
@@ -204,16 +254,20 @@ def plot_layer_submodule(
             subs = list(dict.fromkeys(mine["submodule"]))
             for ax, sub in zip(row, subs):
                 _lines_by_checkpoint(ax, mine[mine["submodule"] == sub], order, colors)
-                kind = mine.loc[mine["submodule"] == sub, "kind"].iloc[0] if (
-                    "kind" in mine.columns) else ""
+                kind = (
+                    mine.loc[mine["submodule"] == sub, "kind"].iloc[0]
+                    if ("kind" in mine.columns)
+                    else ""
+                )
                 ax.set_title(f"{model}: {kind}.{sub}".replace(": .", ": "), fontsize=10)
                 ax.set_xlabel("layer")
                 ax.grid(alpha=0.3)
-            for ax in row[len(subs):]:
+            for ax in row[len(subs) :]:
                 ax.axis("off")
             row[0].set_ylabel(f"experts per concept\n(mean, τ = {tau:g})")
-            row[len(subs) - 1].legend(frameon=False, fontsize=7, loc="upper left",
-                                      bbox_to_anchor=(1, 1))
+            row[len(subs) - 1].legend(
+                frameon=False, fontsize=7, loc="upper left", bbox_to_anchor=(1, 1)
+            )
         fig.suptitle(title)
         fig.tight_layout()
         return save_figure(fig, path)
@@ -229,8 +283,11 @@ def plot_expert_distribution(
     per sub-module for broader vs specific domain concepts (all concepts where the table has no
     domains), at both τ. Log y, so that τ = 0.9's far smaller shares stay readable.
     """
-    _require(dist, ["model", "checkpoint", "concepts", "grouping", "tau", "share_of_units"],
-             "expert distribution")
+    _require(
+        dist,
+        ["model", "checkpoint", "concepts", "grouping", "tau", "share_of_units"],
+        "expert distribution",
+    )
     models = list(dict.fromkeys(dist["model"]))
     taus = sorted(dist["tau"].unique())
     tau_pair = [taus[0], taus[-1]] if len(taus) > 1 else taus
@@ -238,8 +295,9 @@ def plot_expert_distribution(
     kind_colors = _colors(sorted(dist.loc[dist["grouping"] == "layer+kind", "kind"].unique()))
     group_colors = {"broader": "#8c2d04", "specific": "#fd8d3c", "all": "#636363"}
     with plt.rc_context(_STYLE):
-        fig, axes = plt.subplots(2, len(models), figsize=(max(6.0, 5.6 * len(models)), 8.0),
-                                 squeeze=False, sharey="row")
+        fig, axes = plt.subplots(
+            2, len(models), figsize=(max(6.0, 5.6 * len(models)), 8.0), squeeze=False, sharey="row"
+        )
         for col, model in enumerate(models):
             mine = dist[dist["model"] == model]
             last = checkpoint_order(mine["checkpoint"])[-1]
@@ -249,9 +307,15 @@ def plot_expert_distribution(
             for tau, style in zip(tau_pair, ("-", "--")):
                 for kind, g in layers[layers["tau"] == tau].groupby("kind"):
                     g = g.sort_values("layer")
-                    ax.plot(g["layer"], g["share_of_units"].clip(lower=1e-6), ls=style,
-                            marker="o", ms=2.5, color=kind_colors[kind],
-                            label=f"{kind}, τ = {tau:g}")
+                    ax.plot(
+                        g["layer"],
+                        g["share_of_units"].clip(lower=1e-6),
+                        ls=style,
+                        marker="o",
+                        ms=2.5,
+                        color=kind_colors[kind],
+                        label=f"{kind}, τ = {tau:g}",
+                    )
             ax.set_yscale("log")
             ax.set_xlabel("layer")
             ax.set_title(f"{model} ({last}): by layer")
@@ -265,17 +329,25 @@ def plot_expert_distribution(
             for i, (group, tau) in enumerate(bars):
                 g = subs[(subs["concepts"] == group) & (subs["tau"] == tau)]
                 y = g.set_index("submodule").reindex(order)["share_of_units"].clip(lower=1e-6)
-                ax.bar(np.arange(len(order)) - 0.4 + width * (i + 0.5), y, width,
-                       color=group_colors[group], hatch="//" if tau == tau_pair[-1] else None,
-                       edgecolor="white", lw=0.5, label=f"{group} concepts, τ = {tau:g}")
+                ax.bar(
+                    np.arange(len(order)) - 0.4 + width * (i + 0.5),
+                    y,
+                    width,
+                    color=group_colors[group],
+                    hatch="//" if tau == tau_pair[-1] else None,
+                    edgecolor="white",
+                    lw=0.5,
+                    label=f"{group} concepts, τ = {tau:g}",
+                )
             ax.set_yscale("log")
             ax.set_xticks(range(len(order)))
             ax.set_xticklabels(order, rotation=30, ha="right")
             ax.set_title(f"{model} ({last}): by sub-module")
             ax.set_xlabel("sub-module (attention, then MLP)")
             ax.grid(axis="y", alpha=0.3, which="both")
-            ax.legend(frameon=False, fontsize=8, ncol=2, loc="upper center",
-                      bbox_to_anchor=(0.5, -0.3))
+            ax.legend(
+                frameon=False, fontsize=8, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.3)
+            )
         for row in axes:
             row[0].set_ylabel("share of units that are experts\n(mean over concepts, log)")
         fig.suptitle(title)

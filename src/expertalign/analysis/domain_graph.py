@@ -7,8 +7,6 @@ Usage::
     w = domain_graph.reciprocal_overlap(masks)             # masks: bool [concepts, units]
     edges = domain_graph.strongest_neighbours(w, k=3)
     domain_graph.plot_domain_graph(masks, concepts, table, "results/figures/domains.png", seed=0)
-
-(also importable from :mod:`expertalign.analysis.domains`).
 """
 
 from __future__ import annotations
@@ -21,14 +19,15 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
-from expertalign.analysis.domains import _as_masks, _mask_rows, _n_rows, parse_domains
+from expertalign.analysis.domains import parse_domains
+from expertalign.apmatrix import bool_masks, mask_rows, n_mask_rows
 
 __all__ = ["reciprocal_overlap", "strongest_neighbours", "plot_domain_graph"]
 
 
 def reciprocal_overlap(masks: ArrayLike) -> NDArray[np.float64]:
     """mean(|A∩B|/|A|, |A∩B|/|B|) for every pair of rows; a term with an empty set counts 0."""
-    m = _as_masks(masks)
+    m = bool_masks(masks)
     f = m.astype(np.float32 if m.shape[1] < 2**24 else np.float64)
     inter = (f @ f.T).astype(np.float64)
     size = m.sum(axis=1).astype(np.float64)
@@ -74,8 +73,8 @@ def plot_domain_graph(
 
     from expertalign.analysis.figures import _STYLE, save_figure
 
-    if len(concepts) != _n_rows(masks):
-        raise ValueError(f"{len(concepts)} concept names for {_n_rows(masks)} mask rows")
+    if len(concepts) != n_mask_rows(masks):
+        raise ValueError(f"{len(concepts)} concept names for {n_mask_rows(masks)} mask rows")
     doms = parse_domains(concepts, table)
     if not doms:
         raise ValueError("the concept table defines no domain")
@@ -89,7 +88,7 @@ def plot_domain_graph(
                 node_domain[r] = d.name
         if d.broader is not None:
             broader_rows.add(d.broader)
-    w = reciprocal_overlap(_mask_rows(masks, nodes))
+    w = reciprocal_overlap(mask_rows(masks, nodes))
     g = nx.Graph()
     for r in nodes:
         g.add_node(r, label=concepts[r], domain=node_domain[r])
@@ -107,26 +106,45 @@ def plot_domain_graph(
     with plt.rc_context(_STYLE):
         fig, ax = plt.subplots(figsize=(9, 8))
         nx.draw_networkx_edges(
-            g, pos, ax=ax, edgelist=[(a, b) for a, b, _ in shown],
-            width=[0.5 + 4.0 * x / wmax for _, _, x in shown], alpha=0.8,
-            edge_color=[color[node_domain[a]] if node_domain[a] == node_domain[b] else "0.75"
-                        for a, b, _ in shown],
+            g,
+            pos,
+            ax=ax,
+            edgelist=[(a, b) for a, b, _ in shown],
+            width=[0.5 + 4.0 * x / wmax for _, _, x in shown],
+            alpha=0.8,
+            edge_color=[
+                color[node_domain[a]] if node_domain[a] == node_domain[b] else "0.75"
+                for a, b, _ in shown
+            ],
         )
         nx.draw_networkx_nodes(
-            g, pos, ax=ax, nodelist=nodes, node_color=[color[node_domain[r]] for r in nodes],
-            node_size=[420 if r in broader_rows else 200 for r in nodes], edgecolors="0.2",
+            g,
+            pos,
+            ax=ax,
+            nodelist=nodes,
+            node_color=[color[node_domain[r]] for r in nodes],
+            node_size=[420 if r in broader_rows else 200 for r in nodes],
+            edgecolors="0.2",
             linewidths=0.6,
         )
         # labels just above the nodes so the node colour stays visible
         label_pos = {r: (xy[0], xy[1] + 0.045) for r, xy in pos.items()}
-        nx.draw_networkx_labels(g, label_pos, ax=ax, labels={r: concepts[r] for r in nodes},
-                                font_size=8)
+        nx.draw_networkx_labels(
+            g, label_pos, ax=ax, labels={r: concepts[r] for r in nodes}, font_size=8
+        )
         handles = [Line2D([], [], marker="o", ls="", color=color[n], label=n) for n in names]
-        ax.legend(handles=handles, title="domain", loc="upper left", bbox_to_anchor=(1.0, 1.0),
-                  frameon=False)
-        ax.set_title(f"{title}\n(each concept linked to its {neighbours} most-overlapping "
-                     f"concepts; width: reciprocal overlap)\n{same} of {len(shown)} links "
-                     f"within a domain (coloured; {chance:.0%} for random links)")
+        ax.legend(
+            handles=handles,
+            title="domain",
+            loc="upper left",
+            bbox_to_anchor=(1.0, 1.0),
+            frameon=False,
+        )
+        ax.set_title(
+            f"{title}\n(each concept linked to its {neighbours} most-overlapping "
+            f"concepts; width: reciprocal overlap)\n{same} of {len(shown)} links "
+            f"within a domain (coloured; {chance:.0%} for random links)"
+        )
         ax.axis("off")
         fig.tight_layout()
         return save_figure(fig, path)

@@ -4,9 +4,9 @@ Usage::
 
     from expertalign.analysis import figures
 
-    figures.plot_alignment_by_checkpoint(align, "results/figures/alignment.png")
+    figures.plot_alignment_by_checkpoint(align, "results/figures/alignment.png", reference=0.84)
     #   align: model, checkpoint, tau, rho, ci_low, ci_high   (one row per point)
-    figures.plot_baselines(base, "results/figures/baselines.png")
+    figures.plot_baselines(base, "results/figures/baselines.png", reference=0.84)
     #   base: method, rho, ci_low, ci_high [, model]
     figures.plot_spp_overlap(pairs, "results/figures/spp.png")
     #   pairs: level (none/weak/strong), overlap [, model]
@@ -37,10 +37,10 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from expertalign.analysis.development import checkpoint_order  # noqa: E402
+from expertalign.analysis.spp import LEVELS  # noqa: E402
 from expertalign.atomic import atomic_path  # noqa: E402
 
 __all__ = [
-    "INTER_HUMAN_MEN",
     "save_figure",
     "plot_alignment_by_checkpoint",
     "plot_baselines",
@@ -49,8 +49,6 @@ __all__ = [
     "plot_pilot",
 ]
 
-INTER_HUMAN_MEN = 0.84
-SPP_LEVELS = ("none", "weak", "strong")
 
 _STYLE = {
     "font.size": 11,
@@ -93,7 +91,8 @@ def _colors(names: Sequence[str]) -> dict[str, tuple[float, float, float, float]
 def plot_alignment_by_checkpoint(
     df: pd.DataFrame,
     path: str | os.PathLike[str],
-    reference: float | None = INTER_HUMAN_MEN,
+    *,
+    reference: float | None,
     title: str = "Alignment of expert overlap with MEN across training",
     ylabel: str = "Spearman ρ (expert Jaccard vs MEN)",
 ) -> Path:
@@ -117,14 +116,22 @@ def plot_alignment_by_checkpoint(
                     continue
                 g["_x"] = g["checkpoint"].map(pos)
                 g = g.sort_values("_x")
-                ax.plot(g["_x"], g["rho"], marker="o", ms=3, lw=1.5, color=colors[model],
-                        label=model)
-                ax.fill_between(g["_x"], g["ci_low"], g["ci_high"], color=colors[model],
-                                alpha=0.2, lw=0)
+                ax.plot(
+                    g["_x"], g["rho"], marker="o", ms=3, lw=1.5, color=colors[model], label=model
+                )
+                ax.fill_between(
+                    g["_x"], g["ci_low"], g["ci_high"], color=colors[model], alpha=0.2, lw=0
+                )
                 # a band is invisible for a single checkpoint: draw its CI as an error bar
-                ax.errorbar(g["_x"], g["rho"], yerr=[g["rho"] - g["ci_low"],
-                                                     g["ci_high"] - g["rho"]],
-                            fmt="none", ecolor=colors[model], elinewidth=1, capsize=3)
+                ax.errorbar(
+                    g["_x"],
+                    g["rho"],
+                    yerr=[g["rho"] - g["ci_low"], g["ci_high"] - g["rho"]],
+                    fmt="none",
+                    ecolor=colors[model],
+                    elinewidth=1,
+                    capsize=3,
+                )
             if reference is not None:
                 ax.axhline(reference, ls="--", color="0.3", lw=1, label="inter-human")
             ax.set_title(f"τ = {tau:g}")
@@ -139,8 +146,14 @@ def plot_alignment_by_checkpoint(
                 if lab not in labels:
                     handles.append(h)
                     labels.append(lab)
-        fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0),
-                   ncol=min(len(labels), 6), frameon=False)
+        fig.legend(
+            handles,
+            labels,
+            loc="upper center",
+            bbox_to_anchor=(0.5, 0.0),
+            ncol=min(len(labels), 6),
+            frameon=False,
+        )
         fig.suptitle(title)
         fig.tight_layout()
         return save_figure(fig, path)
@@ -149,7 +162,8 @@ def plot_alignment_by_checkpoint(
 def plot_baselines(
     df: pd.DataFrame,
     path: str | os.PathLike[str],
-    reference: float | None = INTER_HUMAN_MEN,
+    *,
+    reference: float | None,
     title: str = "Expert overlap vs baselines (MEN test)",
     ylabel: str = "Spearman ρ with MEN",
 ) -> Path:
@@ -179,16 +193,27 @@ def plot_baselines(
                 ys.append(r["rho"])
                 lo.append(r["rho"] - r["ci_low"])
                 hi.append(r["ci_high"] - r["rho"])
-            ax.bar(xs, ys, width=width * 0.95, color=colors[method], label=method,
-                   yerr=[lo, hi], capsize=3, error_kw={"lw": 1})
+            ax.bar(
+                xs,
+                ys,
+                width=width * 0.95,
+                color=colors[method],
+                label=method,
+                yerr=[lo, hi],
+                capsize=3,
+                error_kw={"lw": 1},
+            )
         if reference is not None:
             ax.axhline(reference, ls="--", color="0.3", lw=1, label="inter-human")
         ax.axhline(0, color="0.5", lw=0.8)
         ax.set_xticks(range(len(models)))
         # "model checkpoint" labels side by side collide; one line each keeps them apart.
         labels = [str(m).replace(" ", "\n", 1) for m in models]
-        ax.set_xticklabels(labels, rotation=30 if len(models) > 3 else 0, ha="right"
-                           if len(models) > 3 else "center")
+        ax.set_xticklabels(
+            labels,
+            rotation=30 if len(models) > 3 else 0,
+            ha="right" if len(models) > 3 else "center",
+        )
         ax.set_ylabel(ylabel)
         ax.set_title(title)
         ax.grid(axis="y", alpha=0.3)
@@ -211,10 +236,10 @@ def plot_spp_overlap(
     d = df.copy()
     if "model" not in d.columns:
         d["model"] = ""
-    unknown = set(d["level"]) - set(SPP_LEVELS)
+    unknown = set(d["level"]) - set(LEVELS)
     if unknown:
-        raise ValueError(f"spp: unknown level(s) {sorted(unknown)}; expected {SPP_LEVELS}")
-    levels = [lv for lv in SPP_LEVELS if lv in set(d["level"])]
+        raise ValueError(f"spp: unknown level(s) {sorted(unknown)}; expected {LEVELS}")
+    levels = [lv for lv in LEVELS if lv in set(d["level"])]
     models = list(dict.fromkeys(d["model"]))
     colors = _colors(models)
     from expertalign.stats import bootstrap_mean_ci
@@ -231,8 +256,15 @@ def plot_spp_overlap(
                 below.append(mean - low)
                 above.append(high - mean)
             xs = np.arange(len(levels)) + off
-            ax.errorbar(xs, means, yerr=[below, above], marker="o", capsize=3,
-                        color=colors[model], label=model or None)
+            ax.errorbar(
+                xs,
+                means,
+                yerr=[below, above],
+                marker="o",
+                capsize=3,
+                color=colors[model],
+                label=model or None,
+            )
         ax.set_xticks(range(len(levels)))
         ax.set_xticklabels(levels)
         ax.set_xlabel("relation level")
@@ -275,8 +307,16 @@ def plot_set_sizes(
                 # log axes cannot show 0; clip to 0.1 experts so empty sets stay visible
                 y = g["mean_size"].clip(lower=0.1)
                 low, high = g["ci_low"].clip(lower=0.1), g["ci_high"].clip(lower=0.1)
-                ax.errorbar(g["_x"], y, yerr=[(y - low).clip(lower=0), (high - y).clip(lower=0)],
-                            marker="o", ms=3, capsize=3, color=colors[tau], label=f"τ = {tau:g}")
+                ax.errorbar(
+                    g["_x"],
+                    y,
+                    yerr=[(y - low).clip(lower=0), (high - y).clip(lower=0)],
+                    marker="o",
+                    ms=3,
+                    capsize=3,
+                    color=colors[tau],
+                    label=f"τ = {tau:g}",
+                )
             ax.set_yscale("log")
             ax.set_title(model)
             ax.set_xticks(range(len(order)))
@@ -313,25 +353,46 @@ def plot_pilot(
         for ax, tau in zip(axes[0], taus):
             for n_neg in negs:
                 for comparison, ls in (("within", "-"), ("across", "--")):
-                    g = df[(df["tau"] == tau) & (df["n_negatives"] == n_neg)
-                           & (df["comparison"] == comparison)].sort_values("n_positives")
+                    g = df[
+                        (df["tau"] == tau)
+                        & (df["n_negatives"] == n_neg)
+                        & (df["comparison"] == comparison)
+                    ].sort_values("n_positives")
                     if g.empty:
                         continue
-                    ax.plot(g["n_positives"], g["mean_jaccard"], ls=ls, marker="o", ms=3,
-                            color=colors[n_neg], label=f"{comparison}, {n_neg} negatives")
+                    ax.plot(
+                        g["n_positives"],
+                        g["mean_jaccard"],
+                        ls=ls,
+                        marker="o",
+                        ms=3,
+                        color=colors[n_neg],
+                        label=f"{comparison}, {n_neg} negatives",
+                    )
                     if "sd_jaccard" in g.columns:
                         sd = g["sd_jaccard"].fillna(0.0)
-                        ax.fill_between(g["n_positives"], g["mean_jaccard"] - sd,
-                                        g["mean_jaccard"] + sd, color=colors[n_neg], alpha=0.12,
-                                        lw=0)
+                        ax.fill_between(
+                            g["n_positives"],
+                            g["mean_jaccard"] - sd,
+                            g["mean_jaccard"] + sd,
+                            color=colors[n_neg],
+                            alpha=0.12,
+                            lw=0,
+                        )
             ax.set_title(f"τ = {tau:g}")
             ax.set_xlabel("positive sentences per concept")
             ax.set_ylim(-0.02, 1.02)
             ax.grid(alpha=0.3)
         axes[0][0].set_ylabel(ylabel)
         handles, labels = axes[0][0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0),
-                   ncol=min(len(labels), 4), frameon=False)
+        fig.legend(
+            handles,
+            labels,
+            loc="upper center",
+            bbox_to_anchor=(0.5, 0.0),
+            ncol=min(len(labels), 4),
+            frameon=False,
+        )
         fig.suptitle(title)
         fig.tight_layout()
         return save_figure(fig, path)

@@ -50,8 +50,14 @@ from numpy.typing import ArrayLike, NDArray
 from expertalign.negatives import pick_negatives
 from expertalign.stats import jaccard_matrix
 
-__all__ = ["PilotResult", "fold_rows", "concept_fold_ap", "pilot_stability",
-           "summarise_pilot", "men_pilot_concepts"]
+__all__ = [
+    "PilotResult",
+    "fold_rows",
+    "concept_fold_ap",
+    "pilot_stability",
+    "summarise_pilot",
+    "men_pilot_concepts",
+]
 
 
 @dataclass(frozen=True)
@@ -106,14 +112,14 @@ def fold_rows(
     negative_pool: ArrayLike,
     n_positives: int,
     n_negatives: int,
-    k: int = 5,
+    k: int,
     seed: int = 0,
     disjoint: bool = True,
     negatives_mode: str = "shared",
 ) -> dict[tuple[str, int], tuple[NDArray[np.intp], NDArray[np.intp]]]:
-    """(concept, fold) -> (positive rows, negative rows) for one configuration, as drawn by
-    :func:`pilot_stability` with the same seed, mode and a sweep whose largest sizes are
-    ``n_positives`` and ``n_negatives``."""
+    """(concept, fold) -> (positive rows, negative rows), each in draw order, so that a prefix is
+    a smaller set: the draw of :func:`pilot_stability`, whose largest sizes are ``n_positives``
+    and ``n_negatives``. Too few negatives for any concept is an error before anything runs."""
     p = {c: np.asarray(v, dtype=np.intp) for c, v in pools.items()}
     neg_pool = np.asarray(negative_pool, dtype=np.intp)
     o = _draw(p, neg_pool, k, n_positives, disjoint, np.random.default_rng(seed))
@@ -129,16 +135,18 @@ def fold_rows(
 def _fold_negatives(
     order: NDArray[np.intp], own: set[int], n: int, concept: str, fold: int, mode: str, seed: int
 ) -> NDArray[np.intp]:
-    """``n`` negatives of ``concept`` in fold ``fold`` in draw order (a prefix is a smaller draw)."""
-    keep = np.fromiter((r not in own for r in order.tolist()), dtype=bool, count=order.size)
-    eligible = order[keep]
-    if eligible.size < n:
-        raise ValueError(
-            f"concept {concept!r}, fold {fold}: only {eligible.size} negatives available outside "
-            f"its pool, need {n}; enlarge the negative pool, use fewer folds or disjoint=False"
-        )
-    picked = pick_negatives(eligible.tolist(), n, concept, mode=mode, seed=seed,
-                            draw=("pilot-fold", fold))
+    """``n`` negatives of ``concept`` in fold ``fold``, in draw order (a prefix: a smaller draw)."""
+    picked = pick_negatives(
+        order.tolist(),
+        n,
+        concept,
+        own=own,
+        mode=mode,
+        seed=seed,
+        draw=("pilot-fold", fold),
+        source=f"fold {fold}'s negative pool",
+        hint="enlarge the negative pool, use fewer folds or disjoint=False",
+    )
     return np.asarray(picked, dtype=np.intp)
 
 
@@ -151,6 +159,7 @@ def _row_source(responses: Any) -> tuple[RowResponses, int | None]:
     import torch
 
     if callable(responses):
+
         def as_tensor(rows: NDArray[np.intp]) -> Any:
             out = responses(rows)
             return out if isinstance(out, torch.Tensor) else torch.from_numpy(np.asarray(out))
@@ -166,8 +175,9 @@ def _row_source(responses: Any) -> tuple[RowResponses, int | None]:
     return (lambda rows: t[torch.from_numpy(np.asarray(rows, dtype=np.int64))]), t.shape[0]
 
 
-def concept_fold_ap(bank: Any, union: NDArray[np.intp], positives: Any,
-                    negatives: NDArray[np.intp]) -> NDArray[np.float32]:
+def concept_fold_ap(
+    bank: Any, union: NDArray[np.intp], positives: Any, negatives: NDArray[np.intp]
+) -> NDArray[np.float32]:
     """AP [units] of ``positives`` [P, units] against the rows ``negatives`` of a fold's sorted
     negatives ``bank`` (an :class:`expertalign.ap.SortedNegatives` of the rows ``union``, sorted
     ascending): every other row of the union is excluded."""
@@ -183,10 +193,11 @@ def pilot_stability(
     responses: Any,
     pools: Mapping[str, ArrayLike],
     negative_pool: ArrayLike,
-    n_positives: Iterable[int] = (50, 100, 200),
-    n_negatives: Iterable[int] = (500, 1000),
-    taus: Iterable[float] = (0.5, 0.6, 0.7, 0.8, 0.9),
-    k: int = 5,
+    *,
+    n_positives: Iterable[int],
+    n_negatives: Iterable[int],
+    taus: Iterable[float],
+    k: int,
     seed: int = 0,
     disjoint: bool = True,
     negatives_mode: str = "shared",
@@ -222,23 +233,23 @@ def pilot_stability(
     p = {c: np.asarray(v, dtype=np.intp) for c, v in pools.items()}
     neg_pool = np.asarray(negative_pool, dtype=np.intp)
     if n_rows is not None:
-        for name, rows in [*((f"pool of {c!r}", r) for c, r in p.items()),
-                           ("negative_pool", neg_pool)]:
+        for name, rows in [
+            *((f"pool of {c!r}", r) for c, r in p.items()),
+            ("negative_pool", neg_pool),
+        ]:
             if rows.size and (rows.min() < 0 or rows.max() >= n_rows):
                 raise ValueError(f"{name} has row indices outside [0, {n_rows})")
 
-    o = _draw(p, neg_pool, k, max(pos_sizes), disjoint, np.random.default_rng(seed))
-    own = {c: set(p[c].tolist()) for c in concepts}
+    rows = fold_rows(p, neg_pool, pos_sizes[-1], neg_sizes[-1], k, seed, disjoint, negatives_mode)
     shape = (len(neg_sizes), len(pos_sizes), len(tau_list), k, len(concepts))
     packed: NDArray[np.uint8] | None = None
     n_units = 0
     for f in range(k):
-        negs = {c: _fold_negatives(o.negatives[f], own[c], neg_sizes[-1], c, f, negatives_mode,
-                                   seed) for c in concepts}
+        negs = {c: rows[(c, f)][1] for c in concepts}
         union = np.unique(np.concatenate(list(negs.values())))
         bank = SortedNegatives(get_rows(union))
         for j, c in enumerate(concepts):
-            pos = get_rows(o.positives[c][f][: pos_sizes[-1]])
+            pos = get_rows(rows[(c, f)][0])
             n_units = int(pos.shape[1])
             for a, n_neg in enumerate(neg_sizes):
                 for b, n_pos in enumerate(pos_sizes):
@@ -267,8 +278,9 @@ def pilot_stability(
     return PilotResult(summarise_pilot(pairs_df, sizes_df), pairs_df, sizes_df)
 
 
-def _compare(masks: NDArray[np.bool_], concepts: Sequence[str]
-             ) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _compare(
+    masks: NDArray[np.bool_], concepts: Sequence[str]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Within-concept (across folds) and across-concept (within a fold) Jaccards of masks
     [k, concepts, units], and the set sizes."""
     k = masks.shape[0]
@@ -281,10 +293,16 @@ def _compare(masks: NDArray[np.bool_], concepts: Sequence[str]
         jm = jaccard_matrix(masks[f])
         for a, b in zip(*np.triu_indices(len(concepts), 1)):
             rows.append(("across", concepts[a], concepts[b], f, f, jm[a, b]))
-    pairs = pd.DataFrame(rows, columns=["comparison", "concept_a", "concept_b", "fold_a",
-                                        "fold_b", "jaccard"])
-    sizes = pd.DataFrame({"fold": np.repeat(np.arange(k), len(concepts)),
-                          "concept": list(concepts) * k, "size": masks.sum(axis=2).reshape(-1)})
+    pairs = pd.DataFrame(
+        rows, columns=["comparison", "concept_a", "concept_b", "fold_a", "fold_b", "jaccard"]
+    )
+    sizes = pd.DataFrame(
+        {
+            "fold": np.repeat(np.arange(k), len(concepts)),
+            "concept": list(concepts) * k,
+            "size": masks.sum(axis=2).reshape(-1),
+        }
+    )
     return pairs, sizes
 
 
@@ -314,8 +332,9 @@ def summarise_pilot(pairs: pd.DataFrame, sizes: pd.DataFrame | None = None) -> p
     return out
 
 
-def men_pilot_concepts(men: pd.DataFrame, concept_of: Mapping[str, str], n_pairs: int,
-                       seed: int = 0) -> list[str]:
+def men_pilot_concepts(
+    men: pd.DataFrame, concept_of: Mapping[str, str], n_pairs: int, seed: int = 0
+) -> list[str]:
     """Concepts of ``n_pairs`` MEN pairs (``men``: word1, word2, e.g. the dev = training split)
     drawn with ``seed`` among the pairs whose two words have concepts (``concept_of``: lower-case
     word -> concept id); both concepts of each drawn pair, in pair order, each once."""
@@ -323,8 +342,10 @@ def men_pilot_concepts(men: pd.DataFrame, concept_of: Mapping[str, str], n_pairs
     w2 = men["word2"].astype(str).str.lower()
     ok = np.flatnonzero((w1.isin(concept_of) & w2.isin(concept_of) & (w1 != w2)).to_numpy())
     if ok.size < n_pairs:
-        raise ValueError(f"only {ok.size} MEN pairs have both words among the concepts; "
-                         f"pilot.men_pairs asks for {n_pairs}")
+        raise ValueError(
+            f"only {ok.size} MEN pairs have both words among the concepts; "
+            f"pilot.men_pairs asks for {n_pairs}"
+        )
     chosen = np.sort(np.random.default_rng(seed).choice(ok, size=n_pairs, replace=False))
     words = [w for i in chosen for w in (w1.iloc[i], w2.iloc[i])]
     return list(dict.fromkeys(concept_of[w] for w in words))

@@ -8,6 +8,8 @@
 their inputs, call the science in the rest of the package and write their outputs atomically, so
 a killed job leaves nothing that looks finished. The modules mirror ``workflow/rules/``:
 ``jobs.sentences`` (sentences.smk), ``jobs.experts`` (experts.smk), ``jobs.alignment``
-(alignment.smk), ``jobs.analysis`` (analysis.smk); ``jobs.runtime`` prepares any job's process.
+(alignment.smk), ``jobs.analysis`` (analysis.smk), ``jobs.pilot`` (pilot.smk); ``jobs.runtime``
+prepares any job's process (log, offline hub, threads, the GPU check). Paths come from
+:mod:`expertalign.paths`, the one module that knows the results layout.
 See docs/CONTRACTS.md.
 """

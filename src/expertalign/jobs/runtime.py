@@ -13,12 +13,28 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["start_job", "setup_logging"]
+__all__ = [
+    "ALLOW_NO_GPU_ENV",
+    "NoGPUError",
+    "gpus_requested",
+    "require_gpu",
+    "setup_logging",
+    "start_job",
+]
+
+# Set to 1 to let a job that asked for a GPU run on the CPU (a test cluster with fake GPUs).
+ALLOW_NO_GPU_ENV = "EXPERTALIGN_ALLOW_NO_GPU"
+log = logging.getLogger(__name__)
+
+
+class NoGPUError(RuntimeError):
+    """A job that asked for a GPU sees none (it would run on the CPU in float32 instead)."""
 
 
 def setup_logging(log_path: str | None, threads: int | None = None, offline: bool = True) -> None:
@@ -49,6 +65,54 @@ def setup_logging(log_path: str | None, threads: int | None = None, offline: boo
             sys.modules["torch"].set_num_threads(int(threads))
 
 
+def gpus_requested(resources: Any) -> int:
+    """GPUs a Snakemake job asked for: its ``gpu`` resource, else the count in a ``gres`` such
+    as ``gpu:a100:1`` (sites that want ``--gres``; see profiles/slurm/README.md).
+    ``resources`` is ``snakemake.resources`` or any mapping."""
+    gpu = resources.get("gpu", 0) or 0
+    if int(gpu) > 0:
+        return int(gpu)
+    total = 0
+    for item in str(resources.get("gres", "") or "").split(","):
+        parts = item.split("(")[0].strip().split(":")
+        if parts[0] == "gpu":
+            total += int(parts[-1]) if len(parts) > 1 and parts[-1].isdigit() else 1
+    return total
+
+
+def require_gpu(requested: int, rule: str) -> None:
+    """Raise :class:`NoGPUError` when a job asked for ``requested`` > 0 GPUs and torch sees none.
+
+    Without this check such a job quietly runs its model on the CPU in float32, hours slower,
+    on a node the site charges as a GPU node. The message names the node, what
+    ``CUDA_VISIBLE_DEVICES`` holds and whether torch was built with CUDA. Setting
+    ``EXPERTALIGN_ALLOW_NO_GPU=1`` turns the error into a warning (a test cluster whose GPUs are
+    fake)."""
+    if requested <= 0:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        log.info("rule %s: %s on %s", rule, torch.cuda.get_device_name(0), socket.gethostname())
+        return
+    build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    where = (
+        f"rule {rule} asked for {requested} GPU(s) but torch sees none on node "
+        f"{socket.gethostname()} (CUDA_VISIBLE_DEVICES={visible!r}, "
+        f"torch {torch.__version__}, {build})"
+    )
+    if os.environ.get(ALLOW_NO_GPU_ENV) == "1":
+        log.warning("%s; running on the CPU because %s=1", where, ALLOW_NO_GPU_ENV)
+        return
+    raise NoGPUError(
+        f"{where}: stopping instead of running on the CPU in float32. Check that the job got a "
+        "GPU (the rule's `gpu`/`gres` in profiles/slurm/config.yaml; `nvidia-smi` on the node) and "
+        "that torch was installed with CUDA (tools/setup.sh with EXPERTALIGN_TORCH=<CUDA torch "
+        f"version>). To run GPU rules on the CPU on purpose, set {ALLOW_NO_GPU_ENV}=1."
+    )
+
+
 def start_job(
     log_path: str | None,
     *,
@@ -59,9 +123,7 @@ def start_job(
 ) -> None:
     """Set up logging, offline mode and threads (:func:`setup_logging`); for a rule that asked
     for GPUs (``gpus`` is ``snakemake.resources``), stop unless torch sees one, rather than run
-    on the CPU in float32 (:func:`expertalign.models.require_gpu`)."""
+    on the CPU in float32 (:func:`require_gpu`)."""
     setup_logging(log_path, threads, offline)
     if gpus is not None:
-        from expertalign.models import gpus_requested, require_gpu
-
         require_gpu(gpus_requested(gpus), rule)

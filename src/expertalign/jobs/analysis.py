@@ -1,11 +1,16 @@
-"""Workflow steps of the paper's analyses (baselines, domains, development, SPP, cost).
+"""Jobs of ``workflow/rules/analysis.smk``: the paper's analyses beyond alignment.
 
-    >>> from expertalign.analysis import steps
-    >>> steps.domains(expert_files, "config/concepts.tsv", "domains.parquet", "domains.png",
-    ...               taus=[0.5], n_perm=1000, seed=0, model="pythia-1b", revision="step143000")
+    >>> from expertalign.jobs import analysis, runtime
+    >>> runtime.start_job(snakemake.log[0])
+    >>> analysis.domains(expert_files, "config/concepts.tsv", "domains.parquet", "domains.png",
+    ...                  taus=[0.5], n_perm=1000, seed=0, model="pythia-1b",
+    ...                  revision="step143000")
 
-Like :mod:`expertalign.steps`, every function reads files, calls the analysis modules and writes
-its outputs atomically; the Snakemake scripts only unpack ``snakemake``.
+Embedding baselines, domains, development across checkpoints, semantic priming (SPP), cost and
+the baseline figure. Every job reads files, calls :mod:`expertalign.analysis` and writes its
+outputs atomically; per-shard paths are read back with :mod:`expertalign.paths`. The summary
+tables use :func:`expertalign.jobs.alignment.concat_tables`; :func:`pilot` (its own rule file,
+``pilot.smk``, and module, :mod:`expertalign.jobs.pilot`) is here too under its old name.
 """
 
 from __future__ import annotations
@@ -19,7 +24,10 @@ import pandas as pd
 import pyarrow as pa
 
 from expertalign.apmatrix import APMatrix
-from expertalign.paths import parse_run
+from expertalign.jobs.alignment import concat_tables, with_source
+from expertalign.jobs.experts import load_model_for
+from expertalign.jobs.pilot import pilot
+from expertalign.paths import parse_run, shards_by_checkpoint
 from expertalign.storage import write_table_atomic
 
 __all__ = [
@@ -30,6 +38,7 @@ __all__ = [
     "cost_table",
     "concat_tables",
     "baseline_figure",
+    "pilot",
 ]
 
 log = logging.getLogger("expertalign")
@@ -39,21 +48,31 @@ def _write(frame: pd.DataFrame, path: str) -> None:
     write_table_atomic(pa.Table.from_pandas(frame, preserve_index=False), path)
 
 
-def embedding_baselines(spec: Mapping, revision: str, words: Mapping[str, str],
-                        output: str) -> None:
+def embedding_baselines(
+    spec: Mapping, revision: str, words: Mapping[str, str], output: str
+) -> None:
     """Cosine of input embeddings and of last hidden states for every pair of concept words."""
     from expertalign.baselines import baseline_pairs, word_vectors
-    from expertalign.steps import _load
 
-    lm = _load(spec, revision)
+    lm = load_model_for(spec, revision)
     concepts = list(words)
     vectors = word_vectors(lm.model, lm.tokenizer, [words[c] for c in concepts])
     _write(baseline_pairs(concepts, vectors), output)
 
 
-def domains(expert_files: Sequence[str], concept_table: str, table_out: str, figure_out: str, *,
-            taus: Sequence[float], n_perm: int, seed: int, model: str, revision: str,
-            null: str = "keep_broader") -> None:
+def domains(
+    expert_files: Sequence[str],
+    concept_table: str,
+    table_out: str,
+    figure_out: str,
+    *,
+    taus: Sequence[float],
+    n_perm: int,
+    seed: int,
+    model: str,
+    revision: str,
+    null: str = "keep_broader",
+) -> None:
     """Shared domain cores vs a random baseline, per domain and as the mean over the domains
     (row ``domain`` = "mean"), at every τ; graph figure at the first τ.
 
@@ -84,14 +103,14 @@ def domains(expert_files: Sequence[str], concept_table: str, table_out: str, fig
             if len(candidates) < max(len(d.specific) for d in parsed) + 1:
                 candidates = None  # too few concepts outside domains: draw from all concepts
             # one draw of the domain's size per domain per permutation: the null of the mean
-            draws = dom.random_domains_matched(masks, parsed, n_perm=n_perm, seed=seed,
-                                               candidates=candidates)
+            draws = dom.random_domains_matched(
+                masks, parsed, n_perm=n_perm, seed=seed, candidates=candidates
+            )
             # each domain against every draw of its size (draws keep nothing of the domain)
             per_domain = dom.permutation_pvalues(observed, draws.drop(columns="domain"))
         else:
             raise ValueError(f"null must be 'keep_broader' or 'random', not {null!r}")
-        result = pd.concat([per_domain, dom.mean_over_domains(observed, draws)],
-                           ignore_index=True)
+        result = pd.concat([per_domain, dom.mean_over_domains(observed, draws)], ignore_index=True)
         result.insert(0, "null", null)
         result.insert(0, "tau", tau)
         frames.append(result)
@@ -103,28 +122,34 @@ def domains(expert_files: Sequence[str], concept_table: str, table_out: str, fig
             out[column] = out[column].map(lambda v: ",".join(map(str, v)))
     _write(out, table_out)
     plot_domain_graph(
-        first_masks, concepts, table, figure_out, seed=seed,
+        first_masks,
+        concepts,
+        table,
+        figure_out,
+        seed=seed,
         title=f"Expert overlap between domain concepts ({model}, {revision}, τ = {taus[0]:g})",
     )
 
 
-def _runs(expert_files: Sequence[str]) -> dict[tuple[str, str], list[str]]:
-    """Group shard files (of one sentence source) by (model, revision), read from their paths."""
-    runs: dict[tuple[str, str], list[str]] = {}
-    for path in expert_files:
-        run = parse_run(path)
-        runs.setdefault((run.model, run.revision), []).append(str(path))
-    return runs
-
-
-def development(expert_files: Sequence[str], units_files: Mapping[str, str], *,
-                taus: Sequence[float], revisions: Mapping[str, Sequence[str]], n_boot: int,
-                seed: int, sizes_out: str, stability_out: str, distribution_out: str,
-                sizes_figure: str, distribution_figure: str,
-                concept_groups: Mapping[str, str] | None = None,
-                stability_figure: str | None = None, development_figure: str | None = None,
-                layer_submodule_out: str | None = None,
-                layer_submodule_figure: str | None = None) -> None:
+def development(
+    expert_files: Sequence[str],
+    units_files: Mapping[str, str],
+    *,
+    taus: Sequence[float],
+    revisions: Mapping[str, Sequence[str]],
+    n_boot: int,
+    seed: int,
+    sizes_out: str,
+    stability_out: str,
+    distribution_out: str,
+    sizes_figure: str,
+    distribution_figure: str,
+    concept_groups: Mapping[str, str] | None = None,
+    stability_figure: str | None = None,
+    development_figure: str | None = None,
+    layer_submodule_out: str | None = None,
+    layer_submodule_figure: str | None = None,
+) -> None:
     """Set sizes, checkpoint-to-checkpoint stability and where experts sit (kind, depth, layer
     × sub-module), for all concepts and, with ``concept_groups`` (concept → "broader"/"specific"),
     per group. Optional figures (at the first τ): stability across consecutive checkpoints
@@ -134,7 +159,7 @@ def development(expert_files: Sequence[str], units_files: Mapping[str, str], *,
     from expertalign.analysis import development_figures as devfig
     from expertalign.analysis.figures import plot_set_sizes
 
-    runs = _runs(expert_files)
+    runs = shards_by_checkpoint(expert_files)
     sizes, distribution = [], []
     for (model, revision), files in runs.items():
         ap = APMatrix(files)
@@ -148,14 +173,19 @@ def development(expert_files: Sequence[str], units_files: Mapping[str, str], *,
                 subsets[group] = np.asarray(rows)
         for group, rows in subsets.items():
             counts = dev.unit_expert_counts(ap, taus, rows=rows)
-            for by in (("kind",), ("kind", "submodule"), ("layer", "kind"), ("depth_bin",),
-                       ("layer", "kind", "submodule")):
+            for by in (
+                ("kind",),
+                ("kind", "submodule"),
+                ("layer", "kind"),
+                ("depth_bin",),
+                ("layer", "kind", "submodule"),
+            ):
                 part = dev.expert_distribution(counts, units, n_concepts=len(rows), by=by)
-                part = part.assign(model=model, checkpoint=revision, grouping="+".join(by),
-                                   concepts=group)
+                part = part.assign(
+                    model=model, checkpoint=revision, grouping="+".join(by), concepts=group
+                )
                 distribution.append(part)
-    summary = dev.summarise_set_sizes(pd.concat(sizes, ignore_index=True), n_boot=n_boot,
-                                      seed=seed)
+    summary = dev.summarise_set_sizes(pd.concat(sizes, ignore_index=True), n_boot=n_boot, seed=seed)
     _write(summary, sizes_out)
     plot_set_sizes(summary, sizes_figure)
 
@@ -166,13 +196,25 @@ def development(expert_files: Sequence[str], units_files: Mapping[str, str], *,
     if multi:
         stability = dev.development_stability(load_ap, multi, taus)
     else:
-        stability = pd.DataFrame(columns=["model", "checkpoint_from", "checkpoint_to", "tau",
-                                          "concept", "jaccard", "size_from", "size_to"])
+        stability = pd.DataFrame(
+            columns=[
+                "model",
+                "checkpoint_from",
+                "checkpoint_to",
+                "tau",
+                "concept",
+                "jaccard",
+                "size_from",
+                "size_to",
+            ]
+        )
     _write(stability, stability_out)
     if stability_figure:
         if stability.empty:
-            devfig.plot_message(stability_figure, "No model has several checkpoints: nothing to "
-                                "compare across training.")
+            devfig.plot_message(
+                stability_figure,
+                "No model has several checkpoints: nothing to compare across training.",
+            )
         else:
             devfig.plot_checkpoint_stability(stability, stability_figure)
     dist = pd.concat(distribution, ignore_index=True)
@@ -190,10 +232,22 @@ def development(expert_files: Sequence[str], units_files: Mapping[str, str], *,
         devfig.plot_layer_submodule(layer_sub, layer_submodule_figure, tau=taus[0])
 
 
-def spp(expert_files: Sequence[str], words: Mapping[str, str], spp_dir: str, *,
-        final: Mapping[str, str], pairs_file: str | None, n_per_level: int, seed: int,
-        split: str, tau: float, interaction: bool, pairs_out: str, model_out: str,
-        figure_out: str) -> None:
+def spp(
+    expert_files: Sequence[str],
+    words: Mapping[str, str],
+    spp_dir: str,
+    *,
+    final: Mapping[str, str],
+    pairs_file: str | None,
+    n_per_level: int,
+    seed: int,
+    split: str,
+    tau: float,
+    interaction: bool,
+    pairs_out: str,
+    model_out: str,
+    figure_out: str,
+) -> None:
     """Expert overlap of SPP prime–target pairs by relation level at each model's final
     checkpoint (``final``: model -> revision; other checkpoints' files are ignored), and one
     mixed-effects model across the models, ordered by size (their number of units)."""
@@ -205,26 +259,31 @@ def spp(expert_files: Sequence[str], words: Mapping[str, str], spp_dir: str, *,
         pairs = spp_analysis.read_pairs(pairs_file)
         lacking = sorted((set(pairs["word1"]) | set(pairs["word2"])) - set(concept_of))
         if lacking:
-            raise ValueError(f"{pairs_file}: {len(lacking)} word(s) have no concept in the "
-                             f"concept table, e.g. {lacking[:5]}; rebuild the table and the "
-                             "pair file together")
+            raise ValueError(
+                f"{pairs_file}: {len(lacking)} word(s) have no concept in the "
+                f"concept table, e.g. {lacking[:5]}; rebuild the table and the "
+                "pair file together"
+            )
         counts = pairs["level"].value_counts()
         caption = spp_analysis.levels_caption(split) + (
             f" Pairs per level (none/weak/strong): "
             f"{'/'.join(str(counts.get(lv, 0)) for lv in spp_analysis.LEVELS)}, "
-            f"as sampled when the concept table was built ({Path(pairs_file).name}).")
+            f"as sampled when the concept table was built ({Path(pairs_file).name})."
+        )
     else:
         try:
-            levels = spp_analysis.relation_levels(spp_dir, n_per_level=n_per_level, seed=seed,
-                                                  split=split, vocabulary=concept_of)
+            levels = spp_analysis.relation_levels(
+                spp_dir, n_per_level=n_per_level, seed=seed, split=split, vocabulary=concept_of
+            )
         except ValueError as err:
             # fewer eligible pairs than asked for: use every pair whose two words are concepts
             log.warning("SPP: %s; using all eligible pairs", err)
-            levels = spp_analysis.relation_levels(spp_dir, n_per_level=None, seed=seed,
-                                                  split=split, vocabulary=concept_of)
+            levels = spp_analysis.relation_levels(
+                spp_dir, n_per_level=None, seed=seed, split=split, vocabulary=concept_of
+            )
         pairs, caption = levels.pairs, levels.caption
     rows, n_units = [], {}
-    for (model, revision), files in _runs(expert_files).items():
+    for (model, revision), files in shards_by_checkpoint(expert_files).items():
         if final.get(model) != revision:
             log.info("SPP: skipping %s %s (not the final checkpoint)", model, revision)
             continue
@@ -237,8 +296,11 @@ def spp(expert_files: Sequence[str], words: Mapping[str, str], spp_dir: str, *,
         needed = sorted(set(a) | set(b))
         position = {row: i for i, row in enumerate(needed)}
         masks = ap.packed_rows(needed, tau)
-        overlap = (masks.jaccard_rows([position[i] for i in a], [position[i] for i in b])
-                   if len(a) else np.array([]))
+        overlap = (
+            masks.jaccard_rows([position[i] for i in a], [position[i] for i in b])
+            if len(a)
+            else np.array([])
+        )
         rows.append(pairs.assign(model=model, checkpoint=revision, overlap=overlap))
     if not rows:
         raise ValueError(f"SPP: no expert shards of the final checkpoints {dict(final)}")
@@ -247,12 +309,16 @@ def spp(expert_files: Sequence[str], words: Mapping[str, str], spp_dir: str, *,
     order = sorted(n_units, key=lambda m: (n_units[m], list(final).index(m)))
     log.info("SPP: models by size: %s", ", ".join(f"{m} ({n_units[m]} units)" for m in order))
     if table["level"].nunique() < 3 or len(pairs) < 12:
-        log.warning("SPP: only %d pairs over %d levels; no mixed model", len(pairs),
-                    table["level"].nunique())
+        log.warning(
+            "SPP: only %d pairs over %d levels; no mixed model",
+            len(pairs),
+            table["level"].nunique(),
+        )
         coefficients = pd.DataFrame(columns=["term", "estimate", "se", "z", "p", "structure"])
     else:
-        fit = spp_analysis.fit_mixed_model(table, size_order=order, interaction=interaction,
-                                           caption=caption)
+        fit = spp_analysis.fit_mixed_model(
+            table, size_order=order, interaction=interaction, caption=caption
+        )
         for message in fit.warnings:
             log.warning("SPP mixed model: %s", message)
         coefficients = fit.coefficients.assign(converged=fit.converged, n_obs=fit.n_obs)
@@ -263,34 +329,41 @@ def spp(expert_files: Sequence[str], words: Mapping[str, str], spp_dir: str, *,
     plot_spp_overlap(table, figure_out, caption=caption)
 
 
-def cost_table(benchmark_files: Sequence[str], shard_sizes: Mapping[str, int],
-               output: str) -> None:
+def cost_table(benchmark_files: Sequence[str], shard_sizes: Mapping[str, int], output: str) -> None:
     """Seconds per concept per (model, checkpoint) from the expert rules' benchmark files."""
     rows = []
     for path in benchmark_files:
         run = parse_run(path)
         bench = pd.read_csv(path, sep="\t")
         n = shard_sizes[run.shard]
-        rows.append({"source": run.source, "model": run.model, "checkpoint": run.revision,
-                     "shard": run.shard, "concepts": n, "seconds": bench["s"].mean(),
-                     "max_rss_mb": bench["max_rss"].mean()})
+        rows.append(
+            {
+                "source": run.source,
+                "model": run.model,
+                "checkpoint": run.revision,
+                "shard": run.shard,
+                "concepts": n,
+                "seconds": bench["s"].mean(),
+                "max_rss_mb": bench["max_rss"].mean(),
+            }
+        )
     frame = pd.DataFrame(rows)
-    summary = frame.groupby(["source", "model", "checkpoint"], sort=False).agg(
-        concepts=("concepts", "sum"), seconds=("seconds", "sum"), max_rss_mb=("max_rss_mb", "max")
-    ).reset_index()
+    summary = (
+        frame.groupby(["source", "model", "checkpoint"], sort=False)
+        .agg(
+            concepts=("concepts", "sum"),
+            seconds=("seconds", "sum"),
+            max_rss_mb=("max_rss_mb", "max"),
+        )
+        .reset_index()
+    )
     summary["seconds_per_concept"] = summary["seconds"] / summary["concepts"]
     _write(summary, output)
 
 
-def concat_tables(inputs: Sequence[str], parquet_out: str, csv_out: str | None = None) -> None:
-    frame = pd.concat([pd.read_parquet(p) for p in inputs], ignore_index=True)
-    _write(frame, parquet_out)
-    if csv_out:
-        _write(frame, csv_out)
-
-
-def baseline_figure(alignment_table: str, output: str, *, tau: float,
-                    human_reference: float) -> None:
+def baseline_figure(
+    alignment_table: str, output: str, *, tau: float, human_reference: float
+) -> None:
     """Experts (Jaccard at τ) vs every baseline measure, per model, on the first judgment set."""
     from expertalign.analysis.figures import plot_baselines
 
@@ -298,66 +371,16 @@ def baseline_figure(alignment_table: str, output: str, *, tau: float,
     frame = frame[frame["judgment"] == frame["judgment"].iloc[0]]
     experts = frame[(frame["measure"] == "jaccard") & np.isclose(frame["tau"], tau)]
     others = frame[frame["measure"] != "jaccard"]
-    both = pd.concat([experts.assign(method=f"experts (Jaccard, τ={tau:g})"),
-                      others.assign(method=others["measure"])])
-    from expertalign.steps import with_source
-
-    both["model"] = with_source(both) + " " + both["checkpoint"]
-    plot_baselines(both, output, reference=human_reference,
-                   title=f"Expert overlap vs baselines ({frame['judgment'].iloc[0]})")
-
-
-def pilot(sentence_files: Sequence[str], bank_file: str | None, *, spec: Mapping,
-          revision: str, concepts: Sequence[str], n_positives: Sequence[int],
-          n_negatives: Sequence[int], taus: Sequence[float], k: int, seed: int,
-          disjoint: bool, settings: Mapping, summary_out: str, sizes_out: str,
-          figure_out: str, negatives_mode: str = "shared") -> None:
-    """Expert stability across folds and set sizes (paper Sec. 4, Fig. 1, App. C).
-
-    ``bank_file`` None: the sentence files are the pilot concepts' own pools, and each concept's
-    negatives come from the other pilot concepts' sentences (the paper's design); otherwise
-    negatives come from the bank, skipping the pilot concepts' sentences. Responses are computed
-    on demand, only for the sentences the folds use, each once with disjoint folds."""
-    from expertalign.analysis import pilot as pilot_analysis
-    from expertalign.analysis.figures import plot_pilot
-    from expertalign.responses import max_pooled_responses
-    from expertalign.steps import _load
-    from expertalign.units import find_units
-
-    texts: list[str] = []
-    pools: dict[str, list[int]] = {}
-    for concept, path in zip(concepts, sentence_files):
-        frame = pd.read_parquet(path)
-        pools[concept] = list(range(len(texts), len(texts) + len(frame)))
-        texts.extend(frame["text"])
-    if bank_file is None:
-        negative_pool = list(range(len(texts)))
-    else:
-        bank = pd.read_parquet(bank_file).sort_values("bank_rank", kind="stable")
-        own = set().union(*(set(pd.read_parquet(p)["sentence_id"]) for p in sentence_files))
-        negatives = bank[~bank["sentence_id"].isin(own)]["text"].tolist()
-        negative_pool = list(range(len(texts), len(texts) + len(negatives)))
-        texts.extend(negatives)
-    lm = _load(spec, revision)
-    layout = find_units(lm.model)
-    n_run = [0]
-
-    def run(rows: np.ndarray):
-        n_run[0] += len(rows)
-        return max_pooled_responses(lm.model, lm.tokenizer, [texts[i] for i in rows], layout,
-                                    max_tokens=settings["max_tokens"],
-                                    max_length=settings["max_length"]).T
-
-    log.info("pilot: %d concepts, %d sentences in their pools, %d candidate negatives, "
-             "%d folds (%s)", len(pools), sum(map(len, pools.values())), len(negative_pool), k,
-             "disjoint" if disjoint else "independent draws")
-    result = pilot_analysis.pilot_stability(
-        run, pools, negative_pool, n_positives=tuple(n_positives),
-        n_negatives=tuple(n_negatives), taus=tuple(taus), k=k, seed=seed, disjoint=disjoint,
-        negatives_mode=negatives_mode,
+    both = pd.concat(
+        [
+            experts.assign(method=f"experts (Jaccard, τ={tau:g})"),
+            others.assign(method=others["measure"]),
+        ]
     )
-    log.info("pilot: %d sentence responses computed", n_run[0])
-    summary = result.summary.assign(model=spec["name"], checkpoint=revision)
-    _write(summary, summary_out)
-    _write(result.sizes.assign(model=spec["name"], checkpoint=revision), sizes_out)
-    plot_pilot(summary, figure_out)
+    both["model"] = with_source(both) + " " + both["checkpoint"]
+    plot_baselines(
+        both,
+        output,
+        reference=human_reference,
+        title=f"Expert overlap vs baselines ({frame['judgment'].iloc[0]})",
+    )

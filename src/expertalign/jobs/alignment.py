@@ -1,0 +1,222 @@
+"""Jobs of ``workflow/rules/alignment.smk``: similarities, alignment with human judgments, tables.
+
+    >>> from expertalign.jobs import alignment, runtime
+    >>> runtime.start_job(snakemake.log[0])
+    >>> alignment.similarity(shard_files, "pairs.parquet", "sizes.parquet", taus=[0.5, 0.9])
+    >>> alignment.alignment(["pairs.parquet", "baselines.parquet"], "men.parquet",
+    ...                     "men-vs-baselines.parquet", judgment={"split": "test"},
+    ...                     judgment_name="men", data_dir="data", words={"cat": "cat", ...},
+    ...                     n_boot=1000, seed=0, model="pythia-70m", revision="step512",
+    ...                     source="generated")
+    >>> alignment.concat_tables(tables, "alignment.parquet", "alignment.csv")
+
+Each job reads its inputs, computes, and writes its outputs atomically (``write_table_atomic``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from expertalign.storage import write_table_atomic
+
+__all__ = [
+    "similarity",
+    "read_judgments",
+    "word_pair_similarities",
+    "alignment",
+    "concat_tables",
+    "alignment_figure",
+    "with_source",
+]
+
+log = logging.getLogger("expertalign")
+
+
+def _write(frame: pd.DataFrame, path: str) -> None:
+    write_table_atomic(pa.Table.from_pandas(frame, preserve_index=False), path)
+
+
+def similarity(
+    expert_files: Sequence[str], pairs_out: str, sizes_out: str, *, taus: Sequence[float]
+) -> None:
+    """Expert-set overlap (Jaccard at each τ) and AP cosine of every pair of concepts of one
+    (source, model, revision), and each concept's number of experts at each τ."""
+    from expertalign.apmatrix import APMatrix
+    from expertalign.similarity import pairwise_similarity, similarity_frame
+
+    ap = APMatrix(expert_files)  # read by column blocks: memory is one block, not the files
+    concepts = ap.concepts
+    sim = pairwise_similarity(ap, taus, concepts)
+    _write(similarity_frame(sim), pairs_out)
+    sizes = pd.DataFrame(
+        [
+            {"concept": c, "tau": tau, "n_experts": int(sim.sizes[tau][i]), "n_units": ap.shape[1]}
+            for tau in sim.taus
+            for i, c in enumerate(concepts)
+        ]
+    )
+    _write(sizes, sizes_out)
+
+
+def read_judgments(spec: Mapping, data_dir: str, name: str) -> pd.DataFrame:
+    """The word pairs of judgment set ``name`` (config ``alignment.judgments.<name>``): a file
+    of its own (``path``), or MEN's ``split`` from ``data_dir``."""
+    from expertalign.judgments import read_men, read_word_pairs
+
+    if "path" in spec:
+        return read_word_pairs(
+            spec["path"],
+            word1=spec.get("word1", "word1"),
+            word2=spec.get("word2", "word2"),
+            score=spec.get("score", "score"),
+        )
+    if name.lower() != "men":
+        raise ValueError(
+            f"config alignment.judgments.{name}: give a path (only 'men' is read from data_dir)"
+        )
+    return read_men(data_dir, spec.get("split", "test"))
+
+
+def word_pair_similarities(
+    pairs_table: pd.DataFrame, judgments: pd.DataFrame, words: Mapping[str, str]
+) -> pd.DataFrame:
+    """Judged pairs whose two words are concepts, with every similarity measure as a column."""
+    from expertalign.judgments import pairs_in_vocabulary
+
+    concept_of: dict[str, str] = {}
+    for concept, word in words.items():
+        concept_of.setdefault(str(word).lower(), concept)
+    judged = pairs_in_vocabulary(judgments, concept_of)
+    judged = judged.assign(
+        concept_a=[concept_of[w.lower()] for w in judged["word1"]],
+        concept_b=[concept_of[w.lower()] for w in judged["word2"]],
+    )
+    wide = pairs_table.assign(
+        measure=np.where(
+            pairs_table["tau"].notna(),
+            pairs_table["measure"] + "@" + pairs_table["tau"].astype(str),
+            pairs_table["measure"],
+        )
+    ).pivot_table(index=["concept_a", "concept_b"], columns="measure", values="value")
+    # similarity tables hold each unordered pair once; look both orders up
+    forward = wide.reindex(pd.MultiIndex.from_arrays([judged["concept_a"], judged["concept_b"]]))
+    backward = wide.reindex(pd.MultiIndex.from_arrays([judged["concept_b"], judged["concept_a"]]))
+    values = forward.fillna(backward).reset_index(drop=True)
+    return pd.concat([judged.reset_index(drop=True), values], axis=1)
+
+
+def alignment(
+    pairs_files: Sequence[str],
+    output: str,
+    comparison_output: str,
+    *,
+    judgment: Mapping,
+    judgment_name: str,
+    data_dir: str,
+    words: Mapping[str, str],
+    n_boot: int,
+    seed: int,
+    model: str,
+    revision: str,
+    source: str,
+) -> None:
+    """Spearman of every similarity measure with the human scores, with bootstrap CIs, and a
+    paired comparison of expert overlap (Jaccard at each τ) against every other measure, for
+    the expert sets of one sentence ``source``."""
+    from scipy.stats import spearmanr
+
+    from expertalign.stats import paired_spearman_difference, spearman_ci, williams_test
+
+    judgments = read_judgments(judgment, data_dir, judgment_name)
+    pairs = pd.concat([pd.read_parquet(p) for p in pairs_files], ignore_index=True)
+    table = word_pair_similarities(pairs, judgments, words)
+    measures = [c for c in table.columns if c.startswith(("jaccard", "cosine"))]
+    rows, comparisons = [], []
+    base = {"source": source, "judgment": judgment_name, "model": model, "checkpoint": revision}
+    for measure in measures:
+        result = spearman_ci(table[measure], table["score"], n_boot=n_boot, seed=seed)
+        name, _, tau = measure.partition("@")
+        rows.append(
+            {
+                **base,
+                "measure": name,
+                "tau": float(tau) if tau else np.nan,
+                "rho": result.rho,
+                "ci_low": result.ci_low,
+                "ci_high": result.ci_high,
+                "p_value": result.p_value,
+                "n_pairs": result.n,
+            }
+        )
+    for experts in (m for m in measures if m.startswith("jaccard")):
+        for other in (m for m in measures if not m.startswith("jaccard")):
+            diff, low, high, p_boot = paired_spearman_difference(
+                table[experts], table[other], table["score"], n_boot=n_boot, seed=seed
+            )
+            r1 = spearmanr(table[experts], table["score"]).statistic
+            r2 = spearmanr(table[other], table["score"]).statistic
+            r12 = spearmanr(table[experts], table[other]).statistic
+            if np.isfinite([r1, r2, r12]).all():
+                t, p_williams = williams_test(r1, r2, r12, len(table))
+            else:  # a constant measure (e.g. no experts at a high tau) has no correlation
+                t, p_williams = np.nan, np.nan
+            comparisons.append(
+                {
+                    **base,
+                    "tau": float(experts.partition("@")[2]),
+                    "baseline": other,
+                    "rho_experts": r1,
+                    "rho_baseline": r2,
+                    "difference": diff,
+                    "ci_low": low,
+                    "ci_high": high,
+                    "p_bootstrap": p_boot,
+                    "williams_t": t,
+                    "p_williams": p_williams,
+                    "n_pairs": len(table),
+                }
+            )
+    log.info(
+        "%s %s@%s (%s sentences): %d judged pairs among the concepts",
+        judgment_name,
+        model,
+        revision,
+        source,
+        len(table),
+    )
+    _write(pd.DataFrame(rows), output)
+    _write(pd.DataFrame(comparisons), comparison_output)
+
+
+def concat_tables(inputs: Sequence[str], parquet_out: str, csv_out: str | None = None) -> None:
+    """The rows of several tables (Parquet) as one table, in Parquet and, with ``csv_out``, CSV:
+    the summaries of the alignment, comparison and domains jobs."""
+    frame = pd.concat([pd.read_parquet(p) for p in inputs], ignore_index=True)
+    _write(frame, parquet_out)
+    if csv_out:
+        _write(frame, csv_out)
+
+
+def alignment_figure(table: str, output: str, *, human_reference: float) -> None:
+    """Expert overlap (Jaccard) vs human judgments across checkpoints, one line per model, on
+    the first judgment set of the alignment table."""
+    from expertalign.analysis.figures import plot_alignment_by_checkpoint
+
+    frame = pd.read_parquet(table)
+    jaccard = frame[frame["measure"] == "jaccard"].copy()
+    if jaccard["judgment"].nunique() > 1:
+        jaccard = jaccard[jaccard["judgment"] == jaccard["judgment"].iloc[0]]
+    jaccard["model"] = with_source(jaccard)
+    plot_alignment_by_checkpoint(jaccard, output, reference=human_reference)
+
+
+def with_source(frame: pd.DataFrame) -> pd.Series:
+    """Model names, with the sentence source when a table holds several (one line each)."""
+    if "source" not in frame.columns or frame["source"].nunique() < 2:
+        return frame["model"]
+    return frame["model"] + " (" + frame["source"] + ")"

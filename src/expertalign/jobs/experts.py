@@ -1,0 +1,125 @@
+"""Jobs of ``workflow/rules/experts.smk``: a model's units table and the AP vectors of a shard.
+
+    >>> from expertalign.jobs import experts, runtime
+    >>> runtime.start_job(snakemake.log[0], threads=snakemake.threads,
+    ...                   gpus=snakemake.resources, rule=snakemake.rule)
+    >>> experts.experts(sentence_files, bank_file, output_path, model=spec, revision="step512",
+    ...                 concepts=["cat", ...], n_negatives=1000,
+    ...                 settings={"max_length": 128, "max_tokens": 8192, "unit_stats": True})
+    >>> lm = experts.load_model_for(spec, "step512")  # also the baselines' and the pilot's load
+
+Each job reads its inputs, computes, and writes its output atomically (``write_table_atomic``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+
+import pandas as pd
+
+from expertalign.paths import hub_revision
+from expertalign.storage import expertise_table, write_table_atomic
+
+__all__ = ["load_model_for", "units_table", "experts"]
+
+log = logging.getLogger("expertalign")
+
+
+def load_model_for(spec: Mapping, revision: str):
+    """Load a configured model (``spec``: its ``source``, ``dtype``, ``random_init``, ``seed``)
+    at ``revision`` (:func:`expertalign.models.load_model`)."""
+    from expertalign.models import load_model
+
+    return load_model(
+        spec["source"],
+        hub_revision(revision),
+        dtype=spec.get("dtype", "auto"),
+        random_init=spec.get("random_init", False),
+        seed=spec.get("seed", 0),
+    )
+
+
+def units_table(spec: Mapping, revision: str, output: str) -> None:
+    """The units table of a model at ``revision``, from its config alone (weights are never
+    loaded; every checkpoint of a model has the same units)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from expertalign.models import EMBEDDED, embedded_model_dir
+    from expertalign.units import find_units
+
+    source = str(embedded_model_dir()) if spec["source"] == EMBEDDED else spec["source"]
+    revision = hub_revision(revision)
+    config = AutoConfig.from_pretrained(source, **({"revision": revision} if revision else {}))
+    with torch.device("meta"):
+        skeleton = AutoModelForCausalLM.from_config(config)
+    layout = find_units(skeleton)
+    log.info("%s: %d units in %d layers", spec["name"], layout.n_units, layout.n_layers)
+    write_table_atomic(layout.table(), output)
+
+
+def experts(
+    sentence_files: Sequence[str],
+    bank_file: str,
+    output: str,
+    *,
+    model: Mapping,
+    revision: str,
+    concepts: Sequence[str],
+    n_negatives: int,
+    settings: Mapping,
+) -> None:
+    """AP vectors of a shard's concepts for one (model, revision): one model load, one pass."""
+    from expertalign.extract import ConceptSentences, shard_expertise
+    from expertalign.units import find_units
+
+    bank = pd.read_parquet(bank_file).sort_values("bank_rank", kind="stable")
+    bank_ids = bank["sentence_id"].tolist()
+    shard = []
+    for concept, path in zip(concepts, sentence_files):
+        frame = pd.read_parquet(path)
+        if frame.empty:
+            raise ValueError(f"{path}: no sentences for concept {concept!r}")
+        own = set(bank.loc[bank["concept"] == concept, "sentence_id"])
+        shard.append(ConceptSentences(concept, frame["text"].tolist(), own))
+    start = time.perf_counter()
+    lm = load_model_for(model, revision)
+    layout = find_units(lm.model)
+    log.info(
+        "loaded %s@%s in %.1fs: %d units",
+        model["name"],
+        revision,
+        time.perf_counter() - start,
+        layout.n_units,
+    )
+    result = shard_expertise(
+        lm,
+        layout,
+        shard,
+        bank_ids,
+        bank["text"].tolist(),
+        n_negatives,
+        max_tokens=settings["max_tokens"],
+        max_length=settings["max_length"],
+        unit_stats=settings["unit_stats"],
+        progress=True,
+        negatives_mode=settings.get("negatives_mode", "shared"),
+        negatives_seed=settings.get("negatives_seed", 0),
+    )
+    log.info("timings: %s", result.timings)
+    table = expertise_table(
+        result.concepts,
+        result.ap,
+        n_pos=result.n_positives,
+        n_neg=result.n_negatives,
+        metadata={
+            "model": model["name"],
+            "source": model["source"],
+            "revision": revision,
+            "random_init": str(model.get("random_init", False)),
+        },
+        unit_stats=result.unit_stats,
+    )
+    write_table_atomic(table, output)

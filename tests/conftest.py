@@ -1,0 +1,37 @@
+"""Fixtures shared by the test modules; pytest finds them here, so a test just names them.
+
+    def test_through_slurm(local_slurm, tmp_path):      # the one-node SLURM cluster (session)
+        ...
+
+    def test_offline(monkeypatch_module): ...           # a module-scoped MonkeyPatch
+
+Helpers that are not fixtures stay in their modules (``slurm_cluster``, ``tiny_models``,
+``workflow_helpers``, ``prerequisites``), imported by the tests that use them.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def local_slurm():
+    """A real one-node SLURM cluster (:mod:`slurm_cluster`), started once per session and
+    stopped at its end if this session started it; skipped, saying why, where it cannot start
+    (a failure in CI)."""
+    import slurm_cluster
+
+    slurm_cluster.skip_unless_startable()
+    cluster = slurm_cluster.start_cluster()
+    try:
+        yield cluster
+    finally:
+        slurm_cluster.stop_cluster(cluster)
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    """``monkeypatch`` for module-scoped fixtures: undone when the module's tests are done."""
+    mp = pytest.MonkeyPatch()
+    yield mp
+    mp.undo()
