@@ -24,24 +24,21 @@ from typing import Any
 
 import pandas as pd
 
+from expertalign import judgment_files
+
+# The file readers, re-exported: callers import what they need about judgments from here.
 from expertalign.judgment_files import (
     MEN_FILES,
-    MEN_POS,
+    MEN_POS,  # noqa: F401 - re-exported (judgment_files.__all__)
     JudgmentFileError,
     men_dir,
-    men_parts_of_speech,
+    men_parts_of_speech,  # noqa: F401 - re-exported
     read_men,
     read_word_pairs,
 )
 
 __all__ = [
-    "JudgmentFileError",
-    "MEN_FILES",
-    "MEN_POS",
-    "men_dir",
-    "read_men",
-    "men_parts_of_speech",
-    "read_word_pairs",
+    *judgment_files.__all__,
     "pairs_in_vocabulary",
     "read_judgment_set",
     "judgment_source",

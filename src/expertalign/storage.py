@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -27,7 +28,16 @@ import pyarrow.parquet as pq
 
 from expertalign.atomic import atomic_path
 
-__all__ = ["expertise_table", "read_expertise", "write_table_atomic", "read_table"]
+if TYPE_CHECKING:  # pandas is imported by pyarrow's from_pandas when it is used
+    import pandas as pd
+
+__all__ = [
+    "expertise_table",
+    "read_expertise",
+    "write_table_atomic",
+    "write_frame_atomic",
+    "read_table",
+]
 
 
 def write_table_atomic(table: pa.Table, path: str | os.PathLike) -> None:
@@ -43,6 +53,11 @@ def write_table_atomic(table: pa.Table, path: str | os.PathLike) -> None:
             feather.write_feather(table, tmp, compression="uncompressed")
         else:
             table.to_pandas().to_csv(tmp, sep="\t" if path.suffix == ".tsv" else ",", index=False)
+
+
+def write_frame_atomic(frame: pd.DataFrame, path: str | os.PathLike) -> None:
+    """:func:`write_table_atomic` for a DataFrame (its index is not written)."""
+    write_table_atomic(pa.Table.from_pandas(frame, preserve_index=False), path)
 
 
 def read_table(path: str | os.PathLike) -> pa.Table:

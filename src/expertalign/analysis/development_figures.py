@@ -36,6 +36,8 @@ from expertalign.analysis.figures import (  # noqa: E402
     _STYLE,
     _colors,
     _require,
+    in_checkpoint_order,
+    panel_row,
     save_figure,
 )
 
@@ -83,9 +85,7 @@ def plot_checkpoint_stability(
         _label=[transition_label(a, b) for a, b in zip(df.checkpoint_from, df.checkpoint_to)]
     )
     with plt.rc_context(_STYLE):
-        fig, axes = plt.subplots(
-            1, len(taus), figsize=(max(4.0, 3.6 * len(taus)), 3.8), sharey=True, squeeze=False
-        )
+        fig, axes = panel_row(len(taus))
         for ax, tau in zip(axes[0], taus):
             for k, model in enumerate(models):
                 g = d[(d["tau"] == tau) & (d["model"] == model)]
@@ -183,7 +183,7 @@ def plot_expert_development(
             pos = {c: i for i, c in enumerate(order)}
             kind_colors = _colors(sorted(mine["kind"].unique()))
             for kind, g in mine.groupby("kind"):
-                g = g.assign(_x=g["checkpoint"].map(pos)).sort_values("_x")
+                g = in_checkpoint_order(g, pos)
                 row[0].plot(
                     g["_x"],
                     g["expert_incidences"],

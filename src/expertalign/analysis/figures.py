@@ -83,6 +83,16 @@ def _require(df: pd.DataFrame, columns: Sequence[str], what: str) -> None:
         raise ValueError(f"{what}: DataFrame is empty")
 
 
+def panel_row(n: int, width: float = 3.6) -> tuple[Figure, np.ndarray]:
+    """A row of ``n`` panels sharing the y axis (call inside the style context)."""
+    return plt.subplots(1, n, figsize=(max(4.0, width * n), 3.8), sharey=True, squeeze=False)
+
+
+def in_checkpoint_order(g: pd.DataFrame, pos: dict[str, int]) -> pd.DataFrame:
+    """Rows sorted by training step, with their x position (``pos``: checkpoint → index)."""
+    return g.assign(_x=g["checkpoint"].map(pos)).sort_values("_x")
+
+
 def _colors(names: Sequence[str]) -> dict[str, tuple[float, float, float, float]]:
     cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
     return {n: cmap(i % cmap.N) for i, n in enumerate(names)}
@@ -106,16 +116,13 @@ def plot_alignment_by_checkpoint(
     models = list(dict.fromkeys(df["model"]))
     colors = _colors(models)
     with plt.rc_context(_STYLE):
-        fig, axes = plt.subplots(
-            1, len(taus), figsize=(max(4.0, 3.6 * len(taus)), 3.8), sharey=True, squeeze=False
-        )
+        fig, axes = panel_row(len(taus))
         for ax, tau in zip(axes[0], taus):
             for model in models:
-                g = df[(df["tau"] == tau) & (df["model"] == model)].copy()
+                g = df[(df["tau"] == tau) & (df["model"] == model)]
                 if g.empty:
                     continue
-                g["_x"] = g["checkpoint"].map(pos)
-                g = g.sort_values("_x")
+                g = in_checkpoint_order(g, pos)
                 ax.plot(
                     g["_x"], g["rho"], marker="o", ms=3, lw=1.5, color=colors[model], label=model
                 )
@@ -294,16 +301,13 @@ def plot_set_sizes(
     cmap = plt.get_cmap("viridis")
     colors = {t: cmap(i / max(1, len(taus) - 1)) for i, t in enumerate(taus)}
     with plt.rc_context(_STYLE):
-        fig, axes = plt.subplots(
-            1, len(models), figsize=(max(4.0, 3.8 * len(models)), 3.8), sharey=True, squeeze=False
-        )
+        fig, axes = panel_row(len(models), width=3.8)
         for ax, model in zip(axes[0], models):
             for tau in taus:
-                g = df[(df["model"] == model) & (df["tau"] == tau)].copy()
+                g = df[(df["model"] == model) & (df["tau"] == tau)]
                 if g.empty:
                     continue
-                g["_x"] = g["checkpoint"].map(pos)
-                g = g.sort_values("_x")
+                g = in_checkpoint_order(g, pos)
                 # log axes cannot show 0; clip to 0.1 experts so empty sets stay visible
                 y = g["mean_size"].clip(lower=0.1)
                 low, high = g["ci_low"].clip(lower=0.1), g["ci_high"].clip(lower=0.1)
@@ -347,9 +351,7 @@ def plot_pilot(
     cmap = plt.get_cmap("viridis")
     colors = {n: cmap(0.85 * i / max(1, len(negs) - 1)) for i, n in enumerate(negs)}
     with plt.rc_context(_STYLE):
-        fig, axes = plt.subplots(
-            1, len(taus), figsize=(max(4.0, 3.6 * len(taus)), 3.8), sharey=True, squeeze=False
-        )
+        fig, axes = panel_row(len(taus))
         for ax, tau in zip(axes[0], taus):
             for n_neg in negs:
                 for comparison, ls in (("within", "-"), ("across", "--")):

@@ -20,13 +20,11 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
-from expertalign.storage import write_table_atomic
+from expertalign.storage import write_frame_atomic
 
 __all__ = [
     "similarity",
-    "read_judgments",
     "word_pair_similarities",
     "alignment",
     "concat_tables",
@@ -35,10 +33,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("expertalign")
-
-
-def _write(frame: pd.DataFrame, path: str) -> None:
-    write_table_atomic(pa.Table.from_pandas(frame, preserve_index=False), path)
 
 
 def similarity(
@@ -52,7 +46,7 @@ def similarity(
     ap = APMatrix(expert_files)  # read by column blocks: memory is one block, not the files
     concepts = ap.concepts
     sim = pairwise_similarity(ap, taus, concepts)
-    _write(similarity_frame(sim), pairs_out)
+    write_frame_atomic(similarity_frame(sim), pairs_out)
     sizes = pd.DataFrame(
         [
             {"concept": c, "tau": tau, "n_experts": int(sim.sizes[tau][i]), "n_units": ap.shape[1]}
@@ -60,26 +54,7 @@ def similarity(
             for i, c in enumerate(concepts)
         ]
     )
-    _write(sizes, sizes_out)
-
-
-def read_judgments(spec: Mapping, data_dir: str, name: str) -> pd.DataFrame:
-    """The word pairs of judgment set ``name`` (config ``alignment.judgments.<name>``): a file
-    of its own (``path``), or MEN's ``split`` from ``data_dir``."""
-    from expertalign.judgments import read_men, read_word_pairs
-
-    if "path" in spec:
-        return read_word_pairs(
-            spec["path"],
-            word1=spec.get("word1", "word1"),
-            word2=spec.get("word2", "word2"),
-            score=spec.get("score", "score"),
-        )
-    if name.lower() != "men":
-        raise ValueError(
-            f"config alignment.judgments.{name}: give a path (only 'men' is read from data_dir)"
-        )
-    return read_men(data_dir, spec.get("split", "test"))
+    write_frame_atomic(sizes, sizes_out)
 
 
 def word_pair_similarities(
@@ -130,9 +105,10 @@ def alignment(
     the expert sets of one sentence ``source``."""
     from scipy.stats import spearmanr
 
+    from expertalign.judgments import read_judgment_set
     from expertalign.stats import paired_spearman_difference, spearman_ci, williams_test
 
-    judgments = read_judgments(judgment, data_dir, judgment_name)
+    judgments = read_judgment_set(judgment_name, judgment, data_dir)
     pairs = pd.concat([pd.read_parquet(p) for p in pairs_files], ignore_index=True)
     table = word_pair_similarities(pairs, judgments, words)
     measures = [c for c in table.columns if c.startswith(("jaccard", "cosine"))]
@@ -189,17 +165,17 @@ def alignment(
         source,
         len(table),
     )
-    _write(pd.DataFrame(rows), output)
-    _write(pd.DataFrame(comparisons), comparison_output)
+    write_frame_atomic(pd.DataFrame(rows), output)
+    write_frame_atomic(pd.DataFrame(comparisons), comparison_output)
 
 
 def concat_tables(inputs: Sequence[str], parquet_out: str, csv_out: str | None = None) -> None:
     """The rows of several tables (Parquet) as one table, in Parquet and, with ``csv_out``, CSV:
     the summaries of the alignment, comparison and domains jobs."""
     frame = pd.concat([pd.read_parquet(p) for p in inputs], ignore_index=True)
-    _write(frame, parquet_out)
+    write_frame_atomic(frame, parquet_out)
     if csv_out:
-        _write(frame, csv_out)
+        write_frame_atomic(frame, csv_out)
 
 
 def alignment_figure(table: str, output: str, *, human_reference: float) -> None:

@@ -21,14 +21,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 from expertalign.apmatrix import APMatrix
 from expertalign.jobs.alignment import concat_tables, with_source
 from expertalign.jobs.experts import load_model_for
 from expertalign.jobs.pilot import pilot
 from expertalign.paths import parse_run, shards_by_checkpoint
-from expertalign.storage import write_table_atomic
+from expertalign.storage import write_frame_atomic
 
 __all__ = [
     "embedding_baselines",
@@ -44,10 +43,6 @@ __all__ = [
 log = logging.getLogger("expertalign")
 
 
-def _write(frame: pd.DataFrame, path: str) -> None:
-    write_table_atomic(pa.Table.from_pandas(frame, preserve_index=False), path)
-
-
 def embedding_baselines(
     spec: Mapping, revision: str, words: Mapping[str, str], output: str
 ) -> None:
@@ -57,7 +52,7 @@ def embedding_baselines(
     lm = load_model_for(spec, revision)
     concepts = list(words)
     vectors = word_vectors(lm.model, lm.tokenizer, [words[c] for c in concepts])
-    _write(baseline_pairs(concepts, vectors), output)
+    write_frame_atomic(baseline_pairs(concepts, vectors), output)
 
 
 def domains(
@@ -120,7 +115,7 @@ def domains(
     for column in out.columns:
         if out[column].map(lambda v: isinstance(v, (list, tuple, np.ndarray))).any():
             out[column] = out[column].map(lambda v: ",".join(map(str, v)))
-    _write(out, table_out)
+    write_frame_atomic(out, table_out)
     plot_domain_graph(
         first_masks,
         concepts,
@@ -186,29 +181,16 @@ def development(
                 )
                 distribution.append(part)
     summary = dev.summarise_set_sizes(pd.concat(sizes, ignore_index=True), n_boot=n_boot, seed=seed)
-    _write(summary, sizes_out)
+    write_frame_atomic(summary, sizes_out)
     plot_set_sizes(summary, sizes_figure)
 
     def load_ap(model: str, revision: str) -> APMatrix:
         return APMatrix(runs[(model, revision)])
 
+    # Models with one checkpoint have no consecutive pair: an empty table with its columns.
     multi = {m: list(r) for m, r in revisions.items() if len(r) > 1}
-    if multi:
-        stability = dev.development_stability(load_ap, multi, taus)
-    else:
-        stability = pd.DataFrame(
-            columns=[
-                "model",
-                "checkpoint_from",
-                "checkpoint_to",
-                "tau",
-                "concept",
-                "jaccard",
-                "size_from",
-                "size_to",
-            ]
-        )
-    _write(stability, stability_out)
+    stability = dev.development_stability(load_ap, multi, taus)
+    write_frame_atomic(stability, stability_out)
     if stability_figure:
         if stability.empty:
             devfig.plot_message(
@@ -218,7 +200,7 @@ def development(
         else:
             devfig.plot_checkpoint_stability(stability, stability_figure)
     dist = pd.concat(distribution, ignore_index=True)
-    _write(dist, distribution_out)
+    write_frame_atomic(dist, distribution_out)
     devfig.plot_expert_distribution(dist, distribution_figure)
     if development_figure:
         devfig.plot_expert_development(dist, development_figure, tau=taus[0])
@@ -227,7 +209,7 @@ def development(
     first = ["model", "checkpoint", "concepts", "tau", "layer", "kind", "submodule"]
     layer_sub = layer_sub[first + [c for c in layer_sub.columns if c not in first]]
     if layer_submodule_out:
-        _write(layer_sub, layer_submodule_out)
+        write_frame_atomic(layer_sub, layer_submodule_out)
     if layer_submodule_figure:
         devfig.plot_layer_submodule(layer_sub, layer_submodule_figure, tau=taus[0])
 
@@ -305,7 +287,7 @@ def spp(
     if not rows:
         raise ValueError(f"SPP: no expert shards of the final checkpoints {dict(final)}")
     table = pd.concat(rows, ignore_index=True)
-    _write(table, pairs_out)
+    write_frame_atomic(table, pairs_out)
     order = sorted(n_units, key=lambda m: (n_units[m], list(final).index(m)))
     log.info("SPP: models by size: %s", ", ".join(f"{m} ({n_units[m]} units)" for m in order))
     if table["level"].nunique() < 3 or len(pairs) < 12:
@@ -325,7 +307,7 @@ def spp(
         caption = fit.caption
     coefficients["models"] = ",".join(order)
     coefficients["caption"] = caption
-    _write(coefficients, model_out)
+    write_frame_atomic(coefficients, model_out)
     plot_spp_overlap(table, figure_out, caption=caption)
 
 
@@ -358,7 +340,7 @@ def cost_table(benchmark_files: Sequence[str], shard_sizes: Mapping[str, int], o
         .reset_index()
     )
     summary["seconds_per_concept"] = summary["seconds"] / summary["concepts"]
-    _write(summary, output)
+    write_frame_atomic(summary, output)
 
 
 def baseline_figure(

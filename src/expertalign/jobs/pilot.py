@@ -21,18 +21,13 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 from expertalign.jobs.experts import load_model_for
-from expertalign.storage import write_table_atomic
+from expertalign.storage import write_frame_atomic
 
 __all__ = ["pilot"]
 
 log = logging.getLogger("expertalign")
-
-
-def _write(frame: pd.DataFrame, path: str) -> None:
-    write_table_atomic(pa.Table.from_pandas(frame, preserve_index=False), path)
 
 
 def pilot(
@@ -116,6 +111,6 @@ def pilot(
     )
     log.info("pilot: %d sentence responses computed", n_run[0])
     summary = result.summary.assign(model=spec["name"], checkpoint=revision)
-    _write(summary, summary_out)
-    _write(result.sizes.assign(model=spec["name"], checkpoint=revision), sizes_out)
+    write_frame_atomic(summary, summary_out)
+    write_frame_atomic(result.sizes.assign(model=spec["name"], checkpoint=revision), sizes_out)
     plot_pilot(summary, figure_out)

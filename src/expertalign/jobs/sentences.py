@@ -292,12 +292,10 @@ def negative_bank(
     """The negative bank: ``size`` sentences sampled evenly across the concepts' sentence files
     (seeded, tagged with ``version``), as Parquet
     (:func:`expertalign.negatives.build_negative_bank`)."""
-    import pyarrow as pa
-
     from expertalign.negatives import build_negative_bank
-    from expertalign.storage import write_table_atomic
+    from expertalign.storage import write_frame_atomic
 
     frames = [pd.read_parquet(path) for path in sentence_files]
     bank = build_negative_bank(frames, size=size, seed=seed, version=version)
     log.info("bank %s: %d sentences from %d concepts", version, len(bank), len(frames))
-    write_table_atomic(pa.Table.from_pandas(bank, preserve_index=False), output)
+    write_frame_atomic(bank, output)
