@@ -133,8 +133,9 @@ def tiny_slurm_run(local_slurm, tmp_path_factory):
     profile = profile_for_local_cluster(tmp_path / "profile", local_slurm)
     results = tmp_path / "results"
     logs = tmp_path / "slurm_logs"
-    # Sentence generation through the embedded model is tested locally (test_workflow); here
-    # every concept has provided sentences so the SLURM run measures scheduling, not sampling.
+    # Sentence generation through the embedded model is tested locally
+    # (test_workflow_end_to_end); here every concept has provided sentences so the SLURM run
+    # measures scheduling, not sampling.
     sentences = tmp_path / "sentences"
     shutil.copytree(REPO / "tests" / "data" / "sentences", sentences)
     (sentences / "frost.txt").write_text(

@@ -1,4 +1,5 @@
-"""Tiny random GPT-NeoX, GPT-2 and Llama models with the real module names, for offline tests."""
+"""Tiny random GPT-NeoX, GPT-2 and Llama models with the real module names, for offline tests
+(synthetic inputs without a model are in synthetic_data.py)."""
 
 from __future__ import annotations
 

@@ -9,8 +9,8 @@
 Embedding baselines, domains, development across checkpoints, semantic priming (SPP), cost and
 the baseline figure. Every job reads files, calls :mod:`expertalign.analysis` and writes its
 outputs atomically; per-shard paths are read back with :mod:`expertalign.paths`. The summary
-tables use :func:`expertalign.jobs.alignment.concat_tables`; :func:`pilot` (its own rule file,
-``pilot.smk``, and module, :mod:`expertalign.jobs.pilot`) is here too under its old name.
+tables use :func:`expertalign.jobs.alignment.concat_tables`; the pilot study has its own rule
+file (``pilot.smk``) and module (:mod:`expertalign.jobs.pilot`).
 """
 
 from __future__ import annotations
@@ -23,9 +23,8 @@ import numpy as np
 import pandas as pd
 
 from expertalign.apmatrix import APMatrix
-from expertalign.jobs.alignment import concat_tables, with_source
+from expertalign.jobs.alignment import with_source
 from expertalign.jobs.experts import load_model_for
-from expertalign.jobs.pilot import pilot
 from expertalign.paths import parse_run, shards_by_checkpoint
 from expertalign.storage import write_frame_atomic
 
@@ -35,9 +34,7 @@ __all__ = [
     "development",
     "spp",
     "cost_table",
-    "concat_tables",
     "baseline_figure",
-    "pilot",
 ]
 
 log = logging.getLogger("expertalign")

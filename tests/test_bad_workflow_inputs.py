@@ -1,0 +1,329 @@
+"""Bad workflow inputs run through Snakemake are named and leave computed results as they were."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import yaml
+from tiny_models import tiny_model
+from workflow_helpers import REPO, snakemake
+
+TINY = REPO / "tests/data/tiny_config.yaml"
+
+
+# Issue 12: bad input never gives a silent wrong result. Every case is a row of a table: the bad
+# input, and the words its error message must contain, which name the place to fix (config key,
+# file, line, column, judgment set, unit, sentence). Workflow inputs (config, concept table,
+# provided sentences, judgments) are run through Snakemake against a results folder that already
+# holds computed files, and the failing run must leave every one of them as it was. Cases that
+# already failed clearly before issue 12 are in the table too, so that they keep doing so.
+
+
+# Concepts whose sentences the prepared results folder holds before any bad run.
+COMPUTED = ("sun", "rain")
+# The tiny table's rows; a row appended by a case is on line N_ROWS + 2 (after the header).
+N_ROWS = sum(
+    1
+    for line in (REPO / "tests/data/tiny_concepts.tsv").read_text(encoding="utf-8").splitlines()[1:]
+    if line.strip()
+)
+
+
+# --- workflow inputs ----------------------------------------------------------------------
+
+
+@dataclass
+class Inputs:
+    """A private copy of the tiny run's inputs that a case may break."""
+
+    root: Path
+    config: dict
+    table: Path
+    sentences: Path
+    targets: list[str] = field(default_factory=list)
+
+    def write_config(self) -> Path:
+        path = self.root / "config.yaml"
+        path.write_text(yaml.safe_dump(self.config), encoding="utf-8")
+        return path
+
+    def append_rows(self, *rows: str) -> None:
+        text = self.table.read_text(encoding="utf-8")
+        text += "" if text.endswith("\n") else "\n"
+        self.table.write_text(text + "".join(row + "\n" for row in rows), encoding="utf-8")
+
+
+def _inputs(root: Path) -> Inputs:
+    sentences = root / "sentences"
+    shutil.copytree(REPO / "tests/data/sentences", sentences)
+    table = root / "concepts.tsv"
+    shutil.copy(REPO / "tests/data/tiny_concepts.tsv", table)
+    config = yaml.safe_load(TINY.read_text(encoding="utf-8"))
+    config["concepts"] = str(table)
+    config["results"] = str(root / "results")
+    config["sentences"]["provided"] = f"{sentences}/{{concept}}.txt"
+    targets = [f"{root}/results/sentences/generated/{c}.parquet" for c in COMPUTED]
+    return Inputs(root, config, table, sentences, targets)
+
+
+def _set(*path_and_value):
+    """A case edit that sets config[path...] = value."""
+    *path, value = path_and_value
+
+    def edit(inputs: Inputs) -> None:
+        node = inputs.config
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node[path[-1]] = value
+
+    return edit
+
+
+def _provided(pattern: str):
+    def edit(inputs: Inputs) -> None:
+        pattern_ = pattern.format(root=inputs.root, concept="{concept}")
+        inputs.config["sentences"]["provided"] = pattern_
+
+    return edit
+
+
+def _two_senses(inputs: Inputs) -> None:
+    inputs.append_rows(
+        "bank_n\tbank\tnoun\tsloping land beside a river\t\t",
+        "bank_v\tbank\tverb\tdo business with a bank\t\t",
+    )
+
+
+def _second_line_not_utf8(inputs: Inputs) -> None:
+    lines = inputs.table.read_bytes().split(b"\n")
+    lines[1] = lines[1] + b" caf\xe9"  # Latin-1, as an old editor saves it
+    inputs.table.write_bytes(b"\n".join(lines))
+
+
+def _unjudged_set(inputs: Inputs) -> None:
+    pairs = inputs.root / "fruit_pairs.tsv"
+    pairs.write_text("word1\tword2\tscore\napple\tpear\t7\nplum\tfig\t5\n", encoding="utf-8")
+    inputs.config["alignment"]["judgments"] = {"fruit": {"path": str(pairs)}}
+
+
+def _folder_without_tokenizer(inputs: Inputs) -> None:
+    folder = inputs.root / "my-model"
+    tiny_model("gpt2").save_pretrained(folder)
+    inputs.config["models"] = [{"name": "mine", "source": str(folder)}]
+
+
+def _bad_pos(inputs: Inputs) -> None:
+    lines = inputs.table.read_text(encoding="utf-8").splitlines()
+    lines[3] = lines[3].replace("\tnoun\t", "\tthing\t")
+    inputs.table.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _non_utf8_provided_file(inputs: Inputs) -> None:
+    # a new concept whose file is broken: its job fails, naming the file and the line
+    inputs.append_rows("hail\thail\tnoun\tsmall balls of ice\tweather\tfalse")
+    text = b"Hail fell on the roof.\nThe hail was big.\n" + b"Hail \xff hurt.\n"
+    (inputs.sentences / "hail.txt").write_bytes(text * 3)
+    inputs.targets = [f"{inputs.config['results']}/sentences/generated/hail.parquet"]
+
+
+@dataclass
+class WorkflowCase:
+    name: str
+    edit: Callable[[Inputs], None]
+    expected: tuple[str, ...]  # {root} is the case's folder
+    in_job: bool = False  # False: refused before any job runs
+
+
+WORKFLOW_CASES = [
+    # -- issue 12: silent wrong results
+    WorkflowCase(
+        "two concepts with one word",
+        _two_senses,
+        (
+            "concepts.tsv, line {next+1}, column 'word'",
+            "'bank_n' (line {next})",
+            "one sense per word",
+        ),
+    ),
+    WorkflowCase(
+        "repeated tau", _set("experts", "taus", [0.5, 0.5]), ("experts.taus", "non-unique")
+    ),
+    WorkflowCase(
+        "provided pattern without {concept}",
+        _provided("{root}/sentences/sun.txt"),
+        ("sentences.provided", "no {concept} placeholder"),
+    ),
+    WorkflowCase(
+        "misspelt provided folder",
+        _provided("{root}/sentense/{concept}.txt"),
+        ("sentences.provided", "{root}/sentense/", "does not exist"),
+    ),
+    WorkflowCase(
+        "provided pattern matching no file",
+        _provided("{root}/sentences/{concept}.text"),
+        ("sentences.provided", "no concept has a file"),
+    ),
+    WorkflowCase("spp.tau above 1", _set("spp", "tau", 7), ("spp.tau", "expected number > 0")),
+    WorkflowCase(
+        "plain-http key to a remote host",
+        lambda i: i.config["sentences"].update(
+            backend="openai", openai_base_url="http://example.org/v1"
+        ),
+        ("sentences.openai_base_url", "https"),
+    ),
+    # -- issue 12: crashes
+    WorkflowCase("no tau", _set("experts", "taus", []), ("experts.taus", "non-empty")),
+    WorkflowCase(
+        "provided pattern with another placeholder",
+        _provided("{root}/sentences/{{name}}.txt"),
+        ("sentences.provided", "{name}"),
+    ),
+    WorkflowCase(
+        "temperature 0",
+        _set("sentences", "temperature", 0),
+        ("sentences.temperature", "expected number > 0"),
+    ),
+    WorkflowCase("top_p 5", _set("sentences", "top_p", 5), ("sentences.top_p", "<= 1")),
+    WorkflowCase(
+        "max_length -1", _set("experts", "max_length", -1), ("experts.max_length", ">= 1")
+    ),
+    WorkflowCase(
+        "no judged pair among the concepts",
+        _unjudged_set,
+        ("judgment set 'fruit'", "{root}/fruit_pairs.tsv", "0 of its 2 pairs"),
+    ),
+    # -- issue 12: unclear messages
+    WorkflowCase(
+        "non-UTF-8 byte on line 2 of the concept table",
+        _second_line_not_utf8,
+        ("concepts.tsv, line 2", "not UTF-8"),
+    ),
+    WorkflowCase(
+        "local model folder without a tokenizer",
+        _folder_without_tokenizer,
+        ("models[0] (mine)", "{root}/my-model has no tokenizer"),
+    ),
+    WorkflowCase(
+        "embedded model at a checkpoint",
+        lambda i: i.config["models"][0].update(revisions=["step1"]),
+        ("models[0] (tiny-smollm2)", "no revision(s) ['step1']"),
+    ),
+    WorkflowCase(
+        "unknown key", _set("colour", "blue"), ("unknown key 'colour'", "Additional properties")
+    ),
+    WorkflowCase(
+        "misspelt nested key",
+        _set("experts", "tau", [0.5]),
+        ("unknown key 'tau' (did you mean 'taus'?) under experts",),
+    ),
+    WorkflowCase(
+        "non-UTF-8 provided file",
+        _non_utf8_provided_file,
+        ("{root}/sentences/hail.txt, line 3", "not UTF-8"),
+        in_job=True,
+    ),
+    # -- already clear before issue 12; kept so
+    WorkflowCase("bad pos", _bad_pos, ("concepts.tsv, line 4, column 'pos'", "thing")),
+    WorkflowCase(
+        "duplicate concept id",
+        lambda i: i.append_rows("sun\tsol\tnoun\t\t\t"),
+        ("concepts.tsv, line {next}, column 'concept'", "duplicate concept id 'sun'"),
+    ),
+    WorkflowCase(
+        "positives to negatives far from 400:1000",
+        _set("sentences", "n_positives", 2),
+        ("sentences.n_positives", "400:1000"),
+    ),
+    WorkflowCase(
+        "bank drawn from more concepts than the table has",
+        _set("negatives", "bank_source_concepts", 99),
+        ("negatives.bank_source_concepts=99", f"only {N_ROWS} concepts"),
+    ),
+    WorkflowCase(
+        "float16 model",
+        lambda i: i.config["models"][0].update(dtype="float16"),
+        ("models[0].dtype", "one of auto, float32, bfloat16"),
+    ),
+]
+
+
+def _digest(results: Path) -> dict[str, tuple[str, int]]:
+    """Every file under ``results``: its SHA-256 and modification time."""
+    return {
+        str(path.relative_to(results)): (
+            hashlib.sha256(path.read_bytes()).hexdigest(),
+            path.stat().st_mtime_ns,
+        )
+        for path in sorted(results.rglob("*"))
+        if path.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def computed(tmp_path_factory) -> tuple[Path, dict[str, tuple[str, int]]]:
+    """A results folder holding the sentences of COMPUTED, made by a real run."""
+    inputs = _inputs(tmp_path_factory.mktemp("computed"))
+    snakemake(
+        "--configfile", str(inputs.write_config()), "--cores", "1", *inputs.targets, timeout=600
+    )
+    results = Path(inputs.config["results"])
+    digest = _digest(results)
+    assert {f"sentences/generated/{c}.parquet" for c in COMPUTED} <= set(digest), digest
+    return results, digest
+
+
+@pytest.mark.parametrize("case", WORKFLOW_CASES, ids=lambda c: c.name)
+def test_bad_workflow_input_is_named_and_keeps_results(case, computed, tmp_path):
+    results, before = computed
+    inputs = _inputs(tmp_path)
+    # the bad run reuses the computed results: nothing there may be deleted or changed
+    inputs.config["results"] = str(results)
+    # this case's provided files are copies at another path, which would rerun the computed
+    # concepts: they are targets only where the bad input is refused before any job
+    inputs.targets = [f"{results}/sentences/generated/{c}.parquet" for c in COMPUTED]
+    case.edit(inputs)
+    run = snakemake(
+        "--configfile",
+        str(inputs.write_config()),
+        "--cores",
+        "1",
+        *inputs.targets,
+        check=False,
+        timeout=600,
+    )
+    assert run.returncode != 0, run.stdout[-3000:]
+    places = {"{root}": str(tmp_path), "{next}": str(N_ROWS + 2), "{next+1}": str(N_ROWS + 3)}
+    expected = list(case.expected)
+    for placeholder, value in places.items():
+        expected = [e.replace(placeholder, value) for e in expected]
+    if case.in_job:
+        # the job's log holds the message; Snakemake's output names the log
+        # (hail's batch is a generate_sentences job, or collect_sentences when it holds no
+        # concept to generate)
+        logs = [
+            log
+            for log in (results / "logs").glob("*_sentences/generated/*.log")
+            if str(log) in run.stdout
+        ]
+        assert len(logs) == 1, run.stdout[-3000:]
+        log = logs[0]
+        message = log.read_text(encoding="utf-8")
+        assert not (results / "sentences/generated/hail.parquet").exists()
+    else:
+        assert "Failed validating" not in run.stdout  # no schema dump
+        # the line that matters comes first, right after Snakemake's "Error in file" line
+        lines = run.stdout.splitlines()
+        at = next(i for i, line in enumerate(lines) if re.search(r"Error in file ", line))
+        message = lines[at + 1]
+        assert "rule generate_sentences" not in run.stdout, "a job ran"
+    for words in expected:
+        assert words in message, f"{words!r} not in {message!r}"
+    after = _digest(results)
+    unchanged = {k: v for k, v in before.items() if after.get(k) == v}
+    assert unchanged == before, sorted(set(before) - set(unchanged))
