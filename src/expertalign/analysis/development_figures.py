@@ -114,9 +114,7 @@ def plot_checkpoint_stability(
             ax.grid(axis="y", alpha=0.3)
         axes[0][0].set_ylabel("expert overlap (Jaccard), mean over concepts")
         axes[0][-1].legend(frameon=False, loc="best")
-        fig.suptitle(title)
-        fig.tight_layout()
-        return save_figure(fig, path)
+        return save_figure(fig, path, title)
 
 
 def _at(dist: pd.DataFrame, grouping: str, tau: float) -> pd.DataFrame:
@@ -206,9 +204,7 @@ def plot_expert_development(
                 ax.set_ylabel("experts per concept (mean)")
                 ax.grid(alpha=0.3)
             row[2].legend(frameon=False, fontsize=7, loc="upper left", bbox_to_anchor=(1, 1))
-        fig.suptitle(title)
-        fig.tight_layout()
-        return save_figure(fig, path)
+        return save_figure(fig, path, title)
 
 
 def plot_layer_submodule(
@@ -268,9 +264,7 @@ def plot_layer_submodule(
             row[len(subs) - 1].legend(
                 frameon=False, fontsize=7, loc="upper left", bbox_to_anchor=(1, 1)
             )
-        fig.suptitle(title)
-        fig.tight_layout()
-        return save_figure(fig, path)
+        return save_figure(fig, path, title)
 
 
 def plot_expert_distribution(
@@ -350,9 +344,7 @@ def plot_expert_distribution(
             )
         for row in axes:
             row[0].set_ylabel("share of units that are experts\n(mean over concepts, log)")
-        fig.suptitle(title)
-        fig.tight_layout()
-        return save_figure(fig, path)
+        return save_figure(fig, path, title)
 
 
 def plot_message(path: str | os.PathLike[str], text: str) -> Path:

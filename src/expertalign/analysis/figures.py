@@ -64,8 +64,12 @@ _STYLE = {
 }
 
 
-def save_figure(fig: Figure, path: str | os.PathLike[str]) -> Path:
-    """Write ``fig`` to ``path`` as PNG atomically and close it."""
+def save_figure(fig: Figure, path: str | os.PathLike[str], title: str | None = None) -> Path:
+    """Write ``fig`` to ``path`` as PNG atomically and close it; with ``title``, first give it
+    that title and lay it out tightly."""
+    if title is not None:
+        fig.suptitle(title)
+        fig.tight_layout()
     out = Path(path)
     try:
         with atomic_path(out) as tmp:
@@ -73,6 +77,18 @@ def save_figure(fig: Figure, path: str | os.PathLike[str]) -> Path:
     finally:
         plt.close(fig)
     return out
+
+
+def legend_below(fig: Figure, handles: list, labels: list, max_columns: int) -> None:
+    """One legend for all panels, centred under them."""
+    fig.legend(
+        handles,
+        labels,
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0.0),
+        ncol=min(len(labels), max_columns),
+        frameon=False,
+    )
 
 
 def _require(df: pd.DataFrame, columns: Sequence[str], what: str) -> None:
@@ -153,17 +169,8 @@ def plot_alignment_by_checkpoint(
                 if lab not in labels:
                     handles.append(h)
                     labels.append(lab)
-        fig.legend(
-            handles,
-            labels,
-            loc="upper center",
-            bbox_to_anchor=(0.5, 0.0),
-            ncol=min(len(labels), 6),
-            frameon=False,
-        )
-        fig.suptitle(title)
-        fig.tight_layout()
-        return save_figure(fig, path)
+        legend_below(fig, handles, labels, max_columns=6)
+        return save_figure(fig, path, title)
 
 
 def plot_baselines(
@@ -329,9 +336,7 @@ def plot_set_sizes(
             ax.grid(axis="y", alpha=0.3, which="both")
         axes[0][0].set_ylabel(ylabel)
         axes[0][-1].legend(frameon=False, loc="best")
-        fig.suptitle(title)
-        fig.tight_layout()
-        return save_figure(fig, path)
+        return save_figure(fig, path, title)
 
 
 def plot_pilot(
@@ -387,14 +392,5 @@ def plot_pilot(
             ax.grid(alpha=0.3)
         axes[0][0].set_ylabel(ylabel)
         handles, labels = axes[0][0].get_legend_handles_labels()
-        fig.legend(
-            handles,
-            labels,
-            loc="upper center",
-            bbox_to_anchor=(0.5, 0.0),
-            ncol=min(len(labels), 4),
-            frameon=False,
-        )
-        fig.suptitle(title)
-        fig.tight_layout()
-        return save_figure(fig, path)
+        legend_below(fig, handles, labels, max_columns=4)
+        return save_figure(fig, path, title)
