@@ -24,9 +24,9 @@ then, the table takes as many as there are (with a warning).
 Use (needs the WordNet dict files: `apt-get install wordnet-base`; the default run's table)::
 
     .venv/bin/python tools/make_concepts.py \\
-        --men-dir /work/shared/data/MEN --wordnet-dir /usr/share/wordnet \\
-        --spp-dir /work/shared/data/SPP --spp-per-level 4 \\
-        --corpus brown --corpus-min 24 --data-dir /work/shared/data \\
+        --men-dir ../shared/data/MEN --wordnet-dir /usr/share/wordnet \\
+        --spp-dir ../shared/data/SPP --spp-per-level 4 \\
+        --corpus brown --corpus-min 24 --data-dir ../shared/data \\
         --min-pairs 150 --out config/concepts.tsv --spp-pairs-out config/spp_pairs.tsv
 
 Without `--corpus` it builds the table from all MEN, SPP and domain words (the table before the
@@ -264,10 +264,10 @@ def build_rows(
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--men-dir", type=Path, default=Path("/work/shared/data/MEN"))
+    ap.add_argument("--men-dir", type=Path, default=Path("../shared/data/MEN"))
     ap.add_argument("--wordnet-dir", type=Path, default=Path("/usr/share/wordnet"))
     ap.add_argument("--min-pairs", type=int, default=150)
-    ap.add_argument("--spp-dir", type=Path, default=Path("/work/shared/data/SPP"))
+    ap.add_argument("--spp-dir", type=Path, default=Path("../shared/data/SPP"))
     ap.add_argument(
         "--spp-per-level",
         type=int,
@@ -301,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--data-dir",
         type=Path,
-        default=Path("/work/shared/data"),
+        default=Path("../shared/data"),
         help="data dir holding nltk_data/ (for --corpus brown)",
     )
     ap.add_argument("--out", type=Path, default=Path("config/concepts.tsv"))

@@ -4,10 +4,10 @@ Usage::
 
     from expertalign.judgment_files import read_men, read_word_pairs, men_parts_of_speech
 
-    men = read_men("/work/shared/data", split="test")        # 1000 pairs, natural form
+    men = read_men("../shared/data", split="test")        # 1000 pairs, natural form
     simlex = read_word_pairs("SimLex-999.txt", word1="word1", word2="word2",
                              score="SimLex999", sep="\\t")
-    pos = men_parts_of_speech("/work/shared/data")           # {"sun": "noun", ...}
+    pos = men_parts_of_speech("../shared/data")           # {"sun": "noun", ...}
 
 (all of them are also importable from :mod:`expertalign.judgments`, which selects the pairs a
 run can use.)

@@ -4,10 +4,10 @@ Usage::
 
     from expertalign.judgments import read_men, read_word_pairs, pairs_in_vocabulary
 
-    men = read_men("/work/shared/data", split="test")        # 1000 pairs, natural form
+    men = read_men("../shared/data", split="test")        # 1000 pairs, natural form
     kept = pairs_in_vocabulary(men, {"sun", "car", "water"})
     kept.attrs["vocabulary_filter"]   # counts of what was dropped and why
-    judged = read_judgment_set("men", {"split": "test"}, "/work/shared/data")  # a config entry
+    judged = read_judgment_set("men", {"split": "test"}, "../shared/data")  # a config entry
     judged_among(judged, {"sun", "car"}, "men", judgment_source("men", {"split": "test"}, ".."))
 
 The file readers (:func:`read_men`, :func:`read_word_pairs`, :class:`JudgmentFileError`, ...)

@@ -4,7 +4,7 @@ Usage::
 
     from expertalign.analysis import spp
 
-    levels = spp.relation_levels("/work/shared/data/SPP", n_per_level=100, seed=0)
+    levels = spp.relation_levels("../shared/data/SPP", n_per_level=100, seed=0)
     levels.pairs        # word1 (prime), word2 (target), level (none/weak/strong), fas, relation
     spp.write_pairs(levels.pairs, "config/paper_spp_pairs.tsv")   # when building a concept table
     pairs = spp.read_pairs("config/paper_spp_pairs.tsv")           # in the analysis
