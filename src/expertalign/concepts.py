@@ -25,6 +25,7 @@ are refused, since either sense would otherwise silently take every judgment of 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 
@@ -39,6 +40,7 @@ __all__ = [
     "POS_VALUES",
     "load_concepts",
     "word_concepts",
+    "concept_of_words",
     "wordnet_definition",
 ]
 
@@ -174,6 +176,15 @@ def word_concepts(df: pd.DataFrame) -> dict[str, str]:
                 "judgments are matched by word, so keep one sense per word"
             )
         out[key] = str(concept)
+    return out
+
+
+def concept_of_words(words: Mapping[str, str]) -> dict[str, str]:
+    """The concept of each lower-cased word of ``words`` (concept → word), the first concept
+    where two share a word: how the jobs match judged and primed word pairs to concepts."""
+    out: dict[str, str] = {}
+    for concept, word in words.items():
+        out.setdefault(str(word).lower(), concept)
     return out
 
 

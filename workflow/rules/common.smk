@@ -420,16 +420,10 @@ def expert_resource(name):
     return resource
 
 
-# One list of what a config loads, shared with `expertalign prefetch --configfile`
-# (expertalign.paths.config_models): models, the generator, the pilot's model.
-source_slug = paths.source_slug
-fetched_revision = paths.fetched_revision
-
-
 def prefetched(source, revision):
     """Marker of a pre-fetched model: compute jobs depend on it and then load offline."""
-    revision = fetched_revision(source, revision)
-    return paths.prefetch_marker(RESULTS, source_slug(source), revision)
+    revision = paths.fetched_revision(source, revision)
+    return paths.prefetch_marker(RESULTS, paths.source_slug(source), revision)
 
 
 def prefetched_model(wildcards):
@@ -613,7 +607,9 @@ def final_outputs():
     return outputs
 
 
-SOURCES = {source_slug(s): s for s, _ in paths.config_models(config)}
+# One list of what a config loads, shared with `expertalign prefetch --configfile`
+# (expertalign.paths.config_models): models, the generator, the pilot's model.
+SOURCES = {paths.source_slug(s): s for s, _ in paths.config_models(config)}
 
 
 localrules:

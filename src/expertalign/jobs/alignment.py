@@ -61,11 +61,10 @@ def word_pair_similarities(
     pairs_table: pd.DataFrame, judgments: pd.DataFrame, words: Mapping[str, str]
 ) -> pd.DataFrame:
     """Judged pairs whose two words are concepts, with every similarity measure as a column."""
+    from expertalign.concepts import concept_of_words
     from expertalign.judgments import pairs_in_vocabulary
 
-    concept_of: dict[str, str] = {}
-    for concept, word in words.items():
-        concept_of.setdefault(str(word).lower(), concept)
+    concept_of = concept_of_words(words)
     judged = pairs_in_vocabulary(judgments, concept_of)
     judged = judged.assign(
         concept_a=[concept_of[w.lower()] for w in judged["word1"]],

@@ -232,8 +232,9 @@ def spp(
     mixed-effects model across the models, ordered by size (their number of units)."""
     from expertalign.analysis import spp as spp_analysis
     from expertalign.analysis.figures import plot_spp_overlap
+    from expertalign.concepts import concept_of_words
 
-    concept_of = {str(w).lower(): c for c, w in reversed(list(words.items()))}
+    concept_of = concept_of_words(words)
     if pairs_file:
         pairs = spp_analysis.read_pairs(pairs_file)
         lacking = sorted((set(pairs["word1"]) | set(pairs["word2"])) - set(concept_of))
