@@ -37,6 +37,8 @@ __all__ = [
     "shard_id",
     "sentence_file",
     "bank_file",
+    "pilot_sentence_file",
+    "sentence_batch_dir",
     "prefetch_marker",
     "units_file",
     "expert_shard",
@@ -117,6 +119,16 @@ def shard_id(k: int) -> str:
 def sentence_file(results: str | os.PathLike[str], source: str, concept: str) -> str:
     """A concept's positive sentences from one sentence source."""
     return f"{os.fspath(results)}/sentences/{source}/{concept}.parquet"
+
+
+def pilot_sentence_file(results: str | os.PathLike[str], concept: str) -> str:
+    """A pilot concept's own pool of sentences (``pilot.pool_size``)."""
+    return f"{os.fspath(results)}/pilot/sentences/{concept}.parquet"
+
+
+def sentence_batch_dir(results: str | os.PathLike[str], sentence_set: str, batch: str) -> str:
+    """A sentence batch job's output folder (temporary: its files move to their own paths)."""
+    return f"{os.fspath(results)}/sentences/.batches/{sentence_set}/{batch}"
 
 
 def bank_file(results: str | os.PathLike[str], source: str, version: str) -> str:

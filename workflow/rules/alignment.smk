@@ -41,7 +41,7 @@ rule alignment:
     conda:
         "../../envs/expertalign.yaml"
     params:
-        judgment=lambda wildcards: JUDGMENTS[wildcards.judgment],
+        judgment=lambda wildcards: canonical(JUDGMENTS[wildcards.judgment]),
         data_dir=config["data_dir"],
         concepts=lambda wildcards: dict(zip(CONCEPTS["concept"], CONCEPTS["word"])),
         n_boot=config["alignment"]["n_boot"],

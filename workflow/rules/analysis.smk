@@ -161,7 +161,7 @@ rule spp:
         words=lambda wildcards: concept_words(),
         spp_dir=lambda wildcards, input: str(Path(input.spp[0]).parent),
         final=spp_final_checkpoints(),
-        settings=config["spp"],
+        settings=canonical(config["spp"]),
     script:
         "../scripts/spp.py"
 

@@ -1,9 +1,6 @@
 rule units_table:
     input:
-        model=lambda wildcards: prefetched(
-            MODELS[wildcards.model]["source"],
-            MODELS[wildcards.model].get("revisions", ["main"])[0],
-        ),
+        model=prefetched_units_model,
     output:
         units=paths.units_file(RESULTS, "{model}"),
     log:
@@ -43,7 +40,7 @@ rule experts:
         model=model_load_spec,
         concepts=lambda wildcards: shard_concepts(wildcards.shard),
         n_negatives=config["negatives"]["n_negatives"],
-        settings=expert_settings(),
+        settings=CAMPAIGN.expert_settings(),
     script:
         "../scripts/experts.py"
 

@@ -23,12 +23,12 @@ rule pilot:
         "../../envs/expertalign.yaml"
     threads: 2
     params:
-        model=lambda wildcards: pilot_model_spec(),
+        model=lambda wildcards: canonical(pilot_model_spec()),
         revision=lambda wildcards: pilot_model_spec().get("revisions", ["main"])[-1],
         concepts=lambda wildcards: pilot_concepts(),
         disjoint=pilot_disjoint(),
-        pilot=config["pilot"],
-        settings=config["experts"],
+        pilot=pilot_settings(),
+        settings=canonical({"max_length": config["experts"]["max_length"]}),
         negatives_mode=config["negatives"]["mode"],
     script:
         "../scripts/pilot.py"

@@ -31,7 +31,7 @@ rule generate_sentences:
     threads: 1
     params:
         batch=batch_params,
-        settings=lambda wildcards: sentence_sets()[wildcards.sentence_set]["settings"],
+        settings=batch_settings,
         data_dir=config["data_dir"],
     script:
         "../scripts/generate_sentences.py"

@@ -19,7 +19,11 @@ pilot.pilot(
     k=settings["folds"],
     seed=settings["seed"],
     disjoint=snakemake.params.disjoint,
-    settings=snakemake.params.settings,
+    # max_tokens is a speed setting, read from the config so that tuning it reruns nothing
+    settings={
+        **snakemake.params.settings,
+        "max_tokens": snakemake.config["experts"]["max_tokens"],
+    },
     negatives_mode=snakemake.params.negatives_mode,
     summary_out=snakemake.output.summary,
     sizes_out=snakemake.output.sizes,

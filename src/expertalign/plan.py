@@ -1,0 +1,430 @@
+"""What a campaign consists of, computed from its config alone: one plan, two readers.
+
+    >>> from expertalign.config import load_config
+    >>> from expertalign.plan import Campaign
+    >>> campaign = Campaign(load_config("config/paper.yaml"))
+    >>> campaign.shard_ids()[:2], campaign.shard_concepts("0000")[:3]
+    (['0000', '0001'], ['able', 'abstraction', 'accident'])
+    >>> campaign.sentence_blocks("generated")["gpu-000"][:2]    # a fixed block of the table
+    ['able', 'abstraction']
+    >>> campaign.planned_batches("generated")                   # blocks with missing members
+    {'gpu-000': [...], ...}
+    >>> campaign.expert_job_resources("pythia-12b", 12)        # host/GPU memory, time limit
+    {'mem_mb': ..., 'gpu_mem_mb': ..., 'runtime': ...}
+
+The workflow (``workflow/rules/common.smk``) builds one :class:`Campaign` and asks it for
+everything it plans: concepts, expert shards (blocks of ``experts.shard_size`` rows of the
+concept table), (model, checkpoint) runs, sentence sets and their batches, and each expert job's
+resources. ``expertalign plan`` and ``expertalign status`` read the same object, so what they
+report is what the workflow runs.
+
+**Sentence batches keep their names.** A batch is a fixed block of ``sentences.concepts_per_job``
+rows of a sentence set's concepts, named by its position in the table (``gpu-007``: the eighth
+block, one that needs a GPU generator), never by what is missing. Its job makes only the members
+whose file is missing or was made with other settings (:meth:`Campaign.planned_batches`), so a
+queued SLURM job that re-plans the workflow when it starts finds its batch under the same name
+whatever other batches finished meanwhile.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from expertalign import paths
+
+__all__ = [
+    "PILOT_POOLS",
+    "MODEL_LOAD_KEYS",
+    "EXPERT_SETTINGS",
+    "UNSIZED_EXPERT_JOB",
+    "SentenceSet",
+    "Campaign",
+    "canonical",
+]
+
+log = logging.getLogger(__name__)
+
+# The name of the pilot's pools among the sentence sets (a hyphen, which source names lack).
+PILOT_POOLS = "pilot-pools"
+# What loading a model needs. Its `revisions` list is left out: a job sees only its own revision
+# (a wildcard), so adding a checkpoint to a model reruns nothing that exists.
+MODEL_LOAD_KEYS = ("name", "source", "dtype", "random_init", "seed")
+# Config keys that change what an expert job computes. Speed settings (`experts.max_tokens`) are
+# read by the script from the config instead, so tuning them for a site reruns nothing; tau
+# reaches only the reductions.
+EXPERT_SETTINGS = ("max_length", "unit_stats")
+# Used for a model whose architecture is neither cached nor a reference model (see
+# expertalign.resources.model_shape): the sizes every expert job asked for before estimates.
+UNSIZED_EXPERT_JOB = {"mem_mb": 64000, "gpu_mem_mb": 80000, "runtime": 480}
+# What sentence generation needs of a concept (so editing its domain regenerates nothing).
+GENERATION_FIELDS = ("concept", "word", "pos", "definition")
+
+
+def canonical(value: Any) -> Any:
+    """``value`` with every mapping's keys sorted (recursively) and tuples as lists: the form
+    in which the workflow passes params, so that reordering keys in a config reruns nothing
+    (Snakemake compares params by their text)."""
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+@dataclass(frozen=True)
+class SentenceSet:
+    """What one sentence job family makes: settings, each concept's output file, provided files
+    and (a corpus source's) fallback files."""
+
+    name: str
+    settings: dict[str, Any]
+    outputs: dict[str, str]
+    provided: dict[str, str] = field(default_factory=dict)
+    fallback: dict[str, str] = field(default_factory=dict)
+
+
+class Campaign:
+    """The plan of a run, from a config whose schema defaults are filled
+    (:func:`expertalign.config.load_config`, or the workflow's validated ``config``).
+
+    Raises :class:`ValueError` naming the config key when the config cannot be planned.
+    Reading the file system is limited to the concept table, provided sentence files (their
+    names and digests) and, for :meth:`stale_concepts`, the sentence files' stored fingerprints.
+    """
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        from expertalign.concepts import load_concepts
+        from expertalign.config import sentence_sources
+        from expertalign.sentences import provided_files
+
+        self.config = config
+        self.results: str = config["results"]
+        self.concepts = load_concepts(config["concepts"])
+        self.concept_ids: list[str] = list(self.concepts["concept"])
+        self.shard_size: int = config["experts"]["shard_size"]
+        self.n_shards = math.ceil(len(self.concept_ids) / self.shard_size)
+        self.models: dict[str, dict[str, Any]] = {m["name"]: m for m in config["models"]}
+        self.taus: list[float] = config["experts"]["taus"]
+        self.judgments: dict[str, dict[str, Any]] = config["alignment"]["judgments"]
+        self._check()
+        self.sources = sentence_sources(config)
+        self.primary_source = next(iter(self.sources))
+        # a pattern that finds no file is refused here, rather than silently generating all
+        self.provided = {
+            source: (
+                provided_files(settings["provided"], self.concept_ids)
+                if settings["provided"] is not None
+                else {}
+            )
+            for source, settings in self.sources.items()
+        }
+        self.generation_fields = {
+            row["concept"]: {k: row[k] for k in GENERATION_FIELDS}
+            for row in self.concepts.to_dict("records")
+        }
+
+    def _check(self) -> None:
+        config = self.config
+        if len(self.models) != len(config["models"]):
+            names = [m["name"] for m in config["models"]]
+            raise ValueError(f"config models: model names must be unique, got {names}")
+        bank = config["negatives"]
+        if bank["bank_source_concepts"] > len(self.concept_ids):
+            raise ValueError(
+                f"config negatives.bank_source_concepts={bank['bank_source_concepts']} but "
+                f"{config['concepts']} has only {len(self.concept_ids)} concepts"
+            )
+        ratio = config["sentences"]["n_positives"] / bank["n_negatives"]
+        if abs(ratio - 0.4) > bank["ratio_tolerance"]:
+            raise ValueError(
+                f"config sentences.n_positives / negatives.n_negatives = {ratio:.3f}, but the "
+                f"paper's 400:1000 = 0.4 (tolerance negatives.ratio_tolerance="
+                f"{bank['ratio_tolerance']}). AP's chance level is the positive fraction, so "
+                "tau=0.5 only means what the paper means at that ratio; scale both sizes together."
+            )
+        if bank["bank_size"] < bank["n_negatives"]:
+            raise ValueError(
+                f"config negatives.bank_size={bank['bank_size']} < "
+                f"n_negatives={bank['n_negatives']}"
+            )
+
+    # ------------------------------------------------------------------ shards and runs
+
+    def shard_ids(self) -> list[str]:
+        return [paths.shard_id(k) for k in range(self.n_shards)]
+
+    def shard_concepts(self, shard: str | int) -> list[str]:
+        """Concepts of a shard: a block of the table, so appending rows never moves a concept."""
+        start = int(shard) * self.shard_size
+        return self.concept_ids[start : start + self.shard_size]
+
+    def revisions(self, model: str) -> list[str]:
+        return list(self.models[model].get("revisions", ["main"]))
+
+    def model_revisions(self) -> list[tuple[str, str]]:
+        """(model, revision) pairs of the configured models, in config order."""
+        return [(name, r) for name in self.models for r in self.revisions(name)]
+
+    def model_load_spec(self, model: str) -> dict[str, Any]:
+        spec = self.models[model]
+        return canonical({key: spec[key] for key in MODEL_LOAD_KEYS if key in spec})
+
+    def expert_settings(self) -> dict[str, Any]:
+        """What an expert job computes from, besides its concepts and model (params)."""
+        settings = {key: self.config["experts"][key] for key in EXPERT_SETTINGS}
+        negatives = self.config["negatives"]
+        if negatives["mode"] != "shared":
+            # only outside the default mode, so shared-mode outputs keep their recorded params
+            settings["negatives_mode"] = negatives["mode"]
+            settings["negatives_seed"] = negatives["seed"]
+        return canonical(settings)
+
+    def concept_words(self) -> dict[str, str]:
+        return dict(zip(self.concepts["concept"], self.concepts["word"]))
+
+    # ------------------------------------------------------------------ sentence sets
+
+    @functools.cached_property
+    def sentence_sets(self) -> dict[str, SentenceSet]:
+        """Each source's sentence files, and the pilot's own pools (the first source's settings
+        with ``pilot.pool_size`` sentences)."""
+        sets = {}
+        for source, settings in self.sources.items():
+            takes_fallback = settings["backend"] == "corpus" and settings.get("fallback")
+            sets[source] = SentenceSet(
+                name=source,
+                settings=settings,
+                outputs={c: paths.sentence_file(self.results, source, c) for c in self.concept_ids},
+                provided=self.provided[source],
+                fallback=(
+                    {
+                        c: paths.sentence_file(self.results, settings["fallback"], c)
+                        for c in self.concept_ids
+                    }
+                    if takes_fallback
+                    else {}
+                ),
+            )
+        pilot = self.config["pilot"]
+        if pilot["enabled"] and pilot.get("pool_size"):
+            primary = sets[self.primary_source]
+            sets[PILOT_POOLS] = SentenceSet(
+                name=PILOT_POOLS,
+                settings={**primary.settings, "n_positives": pilot["pool_size"]},
+                outputs={
+                    c: paths.pilot_sentence_file(self.results, c) for c in self.pilot_concepts()
+                },
+                provided=primary.provided,
+                # a fallback source's files hold n_positives sentences, not a pool's
+                fallback={},
+            )
+        return sets
+
+    @functools.cache  # noqa: B019 - one Campaign per workflow load; its plan never changes
+    def sentence_fingerprints(self, name: str, fallback: bool = False) -> dict[str, str]:
+        """Concept -> digest of its row and the settings its sentences depend on
+        (:func:`expertalign.sentence_plan.shaping_settings`); with ``fallback``, the digest a
+        corpus concept has when it takes its fallback source's sentences (only those that may)."""
+        from expertalign.sentence_plan import settings_fingerprint, shaping_settings
+
+        spec = self.sentence_sets[name]
+        if fallback and not spec.fallback:
+            return {}
+        fallback_prints = self.sentence_fingerprints(spec.settings["fallback"]) if fallback else {}
+        return {
+            c: settings_fingerprint(
+                self.generation_fields[c],
+                shaping_settings(
+                    spec.settings,
+                    provided=spec.provided.get(c),
+                    fallback_fingerprint=fallback_prints.get(c),
+                ),
+            )
+            for c in spec.outputs
+            if not fallback or c in spec.fallback
+        }
+
+    @functools.cache  # noqa: B019
+    def sentence_blocks(self, name: str) -> dict[str, list[str]]:
+        """Batch name -> members: every block of ``sentences.concepts_per_job`` concepts of the
+        set, in table order, named ``gpu-NNN`` (a local generator makes some member) or
+        ``cpu-NNN`` (provided files, a corpus or a generation server), whatever is missing."""
+        from expertalign.sentence_plan import batches
+
+        spec = self.sentence_sets[name]
+        blocks = batches(list(spec.outputs), self.config["sentences"]["concepts_per_job"])
+        return {
+            f"{'gpu' if self._needs_gpu(spec, members) else 'cpu'}-{k:03d}": members
+            for k, members in enumerate(blocks)
+        }
+
+    @staticmethod
+    def _needs_gpu(spec: SentenceSet, members: Sequence[str]) -> bool:
+        return spec.settings["backend"] == "transformers" and any(
+            c not in spec.provided for c in members
+        )
+
+    @functools.cache  # noqa: B019
+    def stale_concepts(self, name: str) -> frozenset[str]:
+        """Concepts of a set whose file is missing or holds none of the fingerprints it may have
+        (read from the files' stored fingerprints, once per plan)."""
+        from expertalign.sentence_plan import stale_concepts
+
+        prints = self.sentence_fingerprints(name)
+        fallback_prints = self.sentence_fingerprints(name, fallback=True)
+        accepted = {c: {prints[c], fallback_prints.get(c, prints[c])} for c in prints}
+        return frozenset(stale_concepts(self.sentence_sets[name].outputs, accepted))
+
+    def planned_batches(self, name: str) -> dict[str, list[str]]:
+        """Batch name -> the members it must make, for the blocks that have any."""
+        stale = self.stale_concepts(name)
+        planned = {
+            batch: [c for c in members if c in stale]
+            for batch, members in self.sentence_blocks(name).items()
+        }
+        return {batch: todo for batch, todo in planned.items() if todo}
+
+    def batch_of(self, name: str, concept: str) -> str:
+        for batch, members in self.sentence_blocks(name).items():
+            if concept in members:
+                return batch
+        raise ValueError(f"sentence set {name}: {concept} is in no sentence batch")
+
+    def batch_members(self, name: str, batch: str) -> list[str]:
+        """The members of ``batch`` that its job makes (missing or stale ones)."""
+        blocks = self.sentence_blocks(name)
+        if batch not in blocks:
+            raise ValueError(
+                f"sentence set {name}: no batch {batch!r}; its batches are "
+                f"{', '.join(blocks) or 'none'} (sentences.concepts_per_job="
+                f"{self.config['sentences']['concepts_per_job']} concepts each)"
+            )
+        stale = self.stale_concepts(name)
+        return [c for c in blocks[batch] if c in stale]
+
+    def batch_params(self, name: str, batch: str) -> dict[str, Any]:
+        """Everything the sentence job of ``batch`` needs, in canonical form."""
+        spec = self.sentence_sets[name]
+        members = self.batch_members(name, batch)
+        prints = self.sentence_fingerprints(name)
+        fallback_prints = self.sentence_fingerprints(name, fallback=True)
+        return canonical(
+            {
+                "concepts": [self.generation_fields[c] for c in members],
+                "fingerprints": {c: prints[c] for c in members},
+                "fallback_fingerprints": {
+                    c: fallback_prints[c] for c in members if c in fallback_prints
+                },
+                "provided": {c: spec.provided[c] for c in members if c in spec.provided},
+                "fallback": {c: spec.fallback[c] for c in members if c in spec.fallback},
+                "resume_dir": f"{self.results}/sentences/.unfinished/{name}",
+            }
+        )
+
+    def batch_generator(self, name: str, batch: str) -> tuple[str, str] | None:
+        """(source, revision) of the generator a batch's job loads, or None."""
+        spec = self.sentence_sets[name]
+        if spec.settings["backend"] != "transformers":
+            return None
+        if all(c in spec.provided for c in self.batch_members(name, batch)):
+            return None
+        return spec.settings["generator"], "main"
+
+    # ------------------------------------------------------------------ resources
+
+    @functools.cache  # noqa: B019
+    def expert_job_resources(self, model: str, n_concepts: int) -> dict[str, int]:
+        """Host memory, GPU memory and time limit of one expert job, from the model's shape and
+        the shard (documented in :mod:`expertalign.resources`); retries scale them."""
+        from expertalign.resources import (
+            expert_job_memory,
+            expert_job_runtime_minutes,
+            host_memory_mb,
+            model_shape,
+        )
+
+        spec = self.models[model]
+        try:
+            shape = model_shape(spec["source"])
+        except ValueError as err:
+            log.warning("experts %s: using fixed sizes %s: %s", model, UNSIZED_EXPERT_JOB, err)
+            return dict(UNSIZED_EXPERT_JOB)
+        gpu = expert_job_memory(
+            shape,
+            n_concepts=n_concepts,
+            n_positives=self.config["sentences"]["n_positives"],
+            bank_rows=self.bank_rows(),
+            dtype="float32" if spec.get("dtype") == "float32" else "bfloat16",
+            max_tokens=self.config["experts"]["max_tokens"],
+        )
+        return {
+            "mem_mb": host_memory_mb(gpu),
+            "gpu_mem_mb": gpu.total_mb,
+            "runtime": expert_job_runtime_minutes(shape, n_concepts),
+        }
+
+    def bank_rows(self) -> int:
+        """Bank rows an expert job runs the model over."""
+        negatives = self.config["negatives"]
+        if negatives["mode"] == "per_concept":  # each concept samples from the whole pool
+            return negatives["bank_size"]
+        n_positives = self.config["sentences"]["n_positives"]
+        return min(negatives["bank_size"], negatives["n_negatives"] + n_positives)
+
+    def needs_large_gpu(self, model: str) -> bool:
+        """Whether a model's expert jobs need more GPU memory than experts.standard_gpu_mem_mb."""
+        needed = self.expert_job_resources(model, self.shard_size)["gpu_mem_mb"]
+        return needed > self.config["experts"]["standard_gpu_mem_mb"]
+
+    # ------------------------------------------------------------------ analyses
+
+    @functools.cache  # noqa: B019
+    def pilot_concepts(self) -> list[str]:
+        """The pilot's concepts: both concepts of pilot.men_pairs MEN pairs (the paper's
+        design), else pilot.concepts or the first pilot.n_concepts rows of the table."""
+        settings = self.config["pilot"]
+        if settings.get("men_pairs"):
+            from expertalign.analysis.pilot import men_pilot_concepts
+            from expertalign.concepts import concept_of_words
+            from expertalign.judgments import read_men
+
+            men = read_men(self.config["data_dir"], settings["men_split"])
+            return men_pilot_concepts(
+                men,
+                concept_of_words(self.concept_words()),
+                settings["men_pairs"],
+                settings["seed"],
+            )
+        chosen = settings.get("concepts") or self.concept_ids[: settings["n_concepts"]]
+        unknown = [c for c in chosen if c not in self.concept_ids]
+        if unknown:
+            raise ValueError(f"config pilot.concepts: not in {self.config['concepts']}: {unknown}")
+        return list(chosen)
+
+    def spp_final_checkpoints(self) -> dict[str, str]:
+        """Model -> its final (last configured) revision, for the models of the SPP analysis
+        (spp.models, default: every model that is not random-init)."""
+        names = self.config["spp"].get("models") or [
+            name for name, m in self.models.items() if not m.get("random_init", False)
+        ]
+        unknown = [name for name in names if name not in self.models]
+        if unknown:
+            raise ValueError(f"config spp.models: not configured models: {unknown}")
+        return {name: self.revisions(name)[-1] for name in names}
+
+    def concept_groups(self) -> dict[str, str]:
+        """Domain concepts as "broader" or "specific" (others are neither)."""
+        rows = self.concepts[self.concepts["domain"].astype(bool)]
+        return {
+            row["concept"]: "broader" if row["broader"] else "specific"
+            for row in rows.to_dict("records")
+        }
+
+    def has_domains(self) -> bool:
+        return bool(self.concepts["domain"].astype(bool).any())
+
+    def data_path(self, *parts: str) -> Path:
+        return Path(self.config["data_dir"], *parts)
