@@ -28,7 +28,7 @@ def finished(tmp_path_factory):
     config = yaml.safe_load(TINY.read_text())
     config["results"] = str(root / "results")
     config["sentences"]["provided"] = f"{provided}/{{concept}}.txt"
-    config["pilot"]["enabled"] = False  # not needed to show what reruns
+    # the pilot too: a speed setting or reordered keys must not rerun it either
     path = root / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     snakemake("--configfile", str(path), "--cores", "2", timeout=1500)
@@ -38,7 +38,7 @@ def finished(tmp_path_factory):
 def planned(root, config, *extra: str) -> dict[str, int]:
     """Job counts per rule of a dry run with ``config`` (written next to the run)."""
     path = root / "changed.yaml"
-    path.write_text(yaml.safe_dump(config))
+    path.write_text(yaml.safe_dump(config, sort_keys=False))  # key order as given
     plan = snakemake("-n", "--configfile", str(path), "--quiet", "rules", *extra)
     if "Nothing to be done" in plan.stdout:
         return {}
@@ -138,3 +138,34 @@ def test_a_missing_judgment_file_fails_the_dry_run_by_name(tmp_path):
     assert plan.returncode != 0
     assert str(tmp_path) in plan.stdout, plan.stdout[-3000:]
     assert "MEN_dataset_natural_form_full" in plan.stdout, plan.stdout[-3000:]
+
+
+def test_reordered_config_keys_rerun_nothing(finished):
+    """Params are passed in canonical form: the order of keys in a config block changes none."""
+    root, config = finished
+    reordered = {
+        section: dict(reversed(list(values.items()))) if isinstance(values, dict) else values
+        for section, values in config.items()
+    }
+    reordered["models"] = [dict(reversed(list(m.items()))) for m in config["models"]]
+    assert planned(root, reordered) == {}
+
+
+def test_touched_workflow_files_and_a_refetched_model_rerun_nothing(finished):
+    """A checkout, a pull or `touch` gives every workflow file a new time; with the profiles'
+    rerun triggers that reruns nothing, and a prefetch that reruns (a refreshed cache) reruns
+    no job that reads the model (they take its marker as ancient)."""
+    import os
+
+    root, config = finished
+    touched = [p for p in (REPO / "workflow").rglob("*") if p.is_file()] + [REPO / "Snakefile"]
+    times = {p: p.stat() for p in touched}
+    try:
+        for path in touched:
+            path.touch()
+        assert planned(root, config, "--profile", "profiles/local") == {}
+        counts = planned(root, config, "--profile", "profiles/local", "--forcerun", "prefetch")
+        assert counts == {"prefetch": 1}, counts
+    finally:
+        for path, stat in times.items():
+            os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
