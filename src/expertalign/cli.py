@@ -1,4 +1,8 @@
-"""Command line: ``expertalign prefetch`` and ``expertalign experts``.
+"""Command line: ``expertalign prefetch``, ``expertalign plan`` and ``expertalign experts``.
+
+    $ expertalign plan --configfile config/paper.yaml            # what a campaign will cost
+    $ expertalign plan --configfile config/paper.yaml --measured results   # from a calibration
+    $ expertalign plan --configfile config/paper.yaml --calibration-targets
 
     $ expertalign prefetch --configfile config/paper.yaml        # on the login node, with network
     $ expertalign prefetch EleutherAI/pythia-70m --revision step512
@@ -52,6 +56,27 @@ def _read_lines(path: str) -> list[str]:
     return list(read_provided_sentences(path))
 
 
+def _plan(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from expertalign.config import ConfigError, load_config
+    from expertalign.forecast import calibration_targets, forecast, format_forecast
+    from expertalign.plan import Campaign
+
+    try:
+        campaign = Campaign(load_config(args.configfile))
+    except (ConfigError, ValueError) as err:
+        parser.error(f"{args.configfile}: {err}")
+    if args.calibration_targets:
+        print(" ".join(calibration_targets(campaign)))
+        return 0
+    fc = forecast(campaign, measured=args.measured)
+    print(format_forecast(fc))
+    if args.csv:
+        from expertalign.storage import write_frame_atomic
+
+        write_frame_atomic(fc.table, args.csv)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="expertalign", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -68,6 +93,23 @@ def main(argv: list[str] | None = None) -> int:
         help="fetch every model and revision a config loads: "
         "its models, the generator and the pilot's model",
     )
+
+    plan = sub.add_parser(
+        "plan", help="jobs, submissions, GPU-hours, memory and disk a config's campaign needs"
+    )
+    plan.add_argument("--configfile", default="config/config.yaml")
+    plan.add_argument(
+        "--measured",
+        help="a results folder whose expert benchmark files give measured per-concept costs "
+        "(a calibration run; see --calibration-targets)",
+    )
+    plan.add_argument(
+        "--calibration-targets",
+        action="store_true",
+        help="print the expert shards a calibration run makes (one per model), for "
+        "`snakemake --profile ... $(expertalign plan --calibration-targets ...)`",
+    )
+    plan.add_argument("--csv", help="also write the table here")
 
     exp = sub.add_parser("experts", help="experts of one concept")
     exp.add_argument("--model", required=True)
@@ -130,6 +172,9 @@ def main(argv: list[str] | None = None) -> int:
                 "be fetched (see above)\n",
             )
         return 0
+
+    if args.command == "plan":
+        return _plan(parser, args)
 
     from expertalign.submit import ExpertsRequest, run_experts, workflow_request
 

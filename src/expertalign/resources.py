@@ -109,6 +109,16 @@ REFERENCE_CONFIGS: dict[str, dict] = {
         "intermediate_size": 20480,
     },
     "gpt2": {"model_type": "gpt2", "n_embd": 768, "n_layer": 12, "n_head": 12, "vocab_size": 50257},
+    # the paper's generator (sentences.generator in config/paper.yaml): its GPU-hours and cache
+    "mistralai/Mistral-7B-Instruct-v0.2": {
+        "model_type": "mistral",
+        "hidden_size": 4096,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 8,
+        "intermediate_size": 14336,
+        "vocab_size": 32000,
+    },
     "embedded": {
         "model_type": "llama",
         "hidden_size": 576,

@@ -1,0 +1,347 @@
+"""What a campaign will cost, predicted from its plan before anything is queued.
+
+    >>> from expertalign.config import load_config
+    >>> from expertalign.forecast import forecast, format_forecast
+    >>> fc = forecast(Campaign(load_config("config/paper.yaml")))           # documented model
+    >>> fc = forecast(campaign, measured="results")    # per-concept costs measured in a run
+    >>> print(format_forecast(fc))                      # the table and its totals
+    >>> fc.table                                        # one row per rule x model x checkpoint
+
+Each row is one rule at one (model, checkpoint) (or the whole run, for rules that are not per
+model): jobs, SLURM submissions (local rules submit nothing), whether they need a GPU and which
+tier (``experts_large`` goes to the large cards), GPU-hours predicted, the sum of the jobs' time
+limits, host memory per job and the disk the outputs take.
+
+Where the predictions come from (column ``basis``):
+
+* ``measured``: the expert jobs' own benchmark files of a run of this model (``measured=`` a
+  results folder, e.g. the calibration run of one shard per model on the site; see
+  :func:`calibration_targets`): seconds per concept, the mean over its measured shards.
+* ``paper``: the paper's App. K cost per concept on an A100 (8 s for Pythia-70m, 27 s for 1b,
+  136 s for 12b), interpolated log-log in the parameter count
+  (:func:`expertalign.resources.published_seconds_per_concept`), scaled by
+  ``sentences.n_positives + negatives.bank_size`` against the paper's 400 + 1,000 sentences, plus
+  loading the weights at :data:`LOAD_BYTES_PER_SECOND` per job.
+* ``decode``: sentence generation, by a memory-bandwidth model of sampling (each decoding step
+  reads the generator's weights once: :data:`DECODE_BYTES_PER_SECOND`), for the lists one
+  concept needs (``ceil(n_positives / 10)`` lists of ``max_new_tokens`` in batches of
+  ``batch_size``, times :data:`GENERATION_ROUNDS` for the rounds that refill rejected lines).
+* ``load``: jobs whose cost is loading a model once (baselines).
+* ``cpu``: reductions, which take no GPU time.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from expertalign import paths
+from expertalign.plan import PILOT_POOLS, Campaign
+
+__all__ = [
+    "Forecast",
+    "forecast",
+    "format_forecast",
+    "measured_seconds_per_concept",
+    "calibration_targets",
+    "LOAD_BYTES_PER_SECOND",
+    "DECODE_BYTES_PER_SECOND",
+    "GENERATION_ROUNDS",
+]
+
+# Reading weights from a node's cache into GPU memory (an assumption, not measured on a cluster).
+LOAD_BYTES_PER_SECOND = 1.0e9
+# Effective bytes of weights per second a sampling step reads on an A100 (about half of its
+# 2 TB/s HBM bandwidth; an assumption until a site's generation benchmark replaces it).
+DECODE_BYTES_PER_SECOND = 1.0e12
+# Sampling rounds per concept: the first, plus rounds that refill rejected lines (assumed 1.5).
+GENERATION_ROUNDS = 1.5
+# The paper's sentences per concept behind its App. K costs.
+_PAPER_SENTENCES = 400 + 1000
+_LOCAL_RULES = {
+    "prefetch",
+    "sentences_from_batch",
+    "pilot_sentences_from_batch",
+    "sentence_diversity",
+    "alignment_summary",
+    "comparison_summary",
+    "alignment_figure",
+    "baseline_figure",
+    "domains_summary",
+    "cost_table",
+}
+_COLUMNS = [
+    "rule",
+    "model",
+    "checkpoint",
+    "jobs",
+    "submissions",
+    "gpu",
+    "gpu_hours",
+    "limit_hours",
+    "mem_mb",
+    "disk_gb",
+    "basis",
+]
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """The plan's predicted cost: the table (see the module doc) and what sums it up."""
+
+    table: pd.DataFrame
+    generator_loads: int
+    hub_cache_gb: float
+    measured_models: tuple[str, ...]
+
+    @property
+    def totals(self) -> dict[str, float]:
+        t = self.table
+        return {
+            "jobs": int(t["jobs"].sum()),
+            "submissions": int(t["submissions"].sum()),
+            "gpu_hours": float(t["gpu_hours"].sum()),
+            "limit_hours": float(t.loc[t["gpu"] != "", "limit_hours"].sum()),
+            "disk_gb": float(t["disk_gb"].sum()),
+        }
+
+
+def _shape(campaign: Campaign, model: str):
+    return _source_shape(campaign.models[model]["source"])
+
+
+@functools.cache
+def _source_shape(source: str):
+    """A model's shape (None where neither the cache nor the reference configs know it)."""
+    from expertalign.resources import model_shape
+
+    try:
+        return model_shape(source)
+    except ValueError:
+        return None
+
+
+def measured_seconds_per_concept(
+    campaign: Campaign, results: str | Path, sources: Iterable[str] | None = None
+) -> dict[str, float]:
+    """Model -> seconds per concept of its expert jobs, from a run's benchmark files (the mean
+    of every measured shard's seconds over its concepts); models without any are left out.
+    Shards are sized by this campaign's shard layout (a calibration run uses the same config)."""
+    root = Path(results) / "benchmarks" / "experts"
+    per_model: dict[str, list[float]] = {}
+    for path in sorted(root.glob("*/*/*/shard-*.tsv")):
+        run = paths.parse_run(path)
+        if run.model not in campaign.models or (sources and run.source not in sources):
+            continue
+        n = len(campaign.shard_concepts(run.shard))
+        seconds = pd.read_csv(path, sep="\t")["s"].mean()
+        if n:
+            per_model.setdefault(run.model, []).append(float(seconds) / n)
+    return {model: sum(v) / len(v) for model, v in per_model.items()}
+
+
+def calibration_targets(campaign: Campaign) -> list[str]:
+    """The expert shards a calibration run makes: the first shard of each distinct model source
+    (trained weights, at its last checkpoint) of the first sentence source."""
+    seen, targets = set(), []
+    for name, spec in campaign.models.items():
+        if spec["source"] in seen or spec.get("random_init"):
+            continue
+        seen.add(spec["source"])
+        revision = campaign.revisions(name)[-1]
+        targets.append(
+            paths.expert_shard(campaign.results, campaign.primary_source, name, revision, "0000")
+        )
+    return targets
+
+
+def _paper_seconds_per_concept(campaign: Campaign, model: str) -> float | None:
+    from expertalign.resources import published_seconds_per_concept
+
+    shape = _shape(campaign, model)
+    if shape is None:
+        return None
+    sentences = campaign.config["sentences"]["n_positives"] + campaign.bank_rows()
+    return published_seconds_per_concept(shape.n_parameters) * sentences / _PAPER_SENTENCES
+
+
+def _load_seconds(campaign: Campaign, model: str) -> float:
+    shape = _shape(campaign, model)
+    return 0.0 if shape is None else shape.n_parameters * 2 / LOAD_BYTES_PER_SECOND
+
+
+def _generation_seconds_per_concept(settings: dict) -> float:
+    shape = _source_shape(settings["generator"])
+    # a 7B generator (Mistral-7B's size) when its config is not known here
+    n_parameters = shape.n_parameters if shape else 7.2e9
+    lists = math.ceil(settings["n_positives"] / 10)
+    batches = math.ceil(lists / settings["batch_size"])
+    steps = batches * settings["max_new_tokens"] * GENERATION_ROUNDS
+    return steps * n_parameters * 2 / DECODE_BYTES_PER_SECOND
+
+
+def forecast(campaign: Campaign, measured: str | Path | None = None) -> Forecast:
+    """The cost table of ``campaign`` (see the module doc); ``measured``: a results folder whose
+    expert benchmark files replace the paper's per-concept costs for the models they cover."""
+    rows: list[dict] = []
+    per_concept = measured_seconds_per_concept(campaign, measured) if measured else {}
+    sources = list(campaign.sources)
+    n_concepts = len(campaign.concept_ids)
+    profile_limits = {"embedding_baselines": 240, "generate_sentences": 240, "pilot": 240}
+
+    def add(rule, model="", checkpoint="", *, jobs, gpu="", gpu_hours=0.0, limit_min=60,
+            mem_mb=4000, disk_bytes=0.0, basis="cpu"):  # fmt: skip
+        if not jobs:
+            return
+        rows.append(
+            {
+                "rule": rule,
+                "model": model,
+                "checkpoint": checkpoint,
+                "jobs": jobs,
+                "submissions": 0 if rule in _LOCAL_RULES else jobs,
+                "gpu": gpu,
+                "gpu_hours": gpu_hours,
+                "limit_hours": jobs * limit_min / 60,
+                "mem_mb": mem_mb,
+                "disk_gb": disk_bytes / 1e9,
+                "basis": basis,
+            }
+        )
+
+    # sentences: one job per planned batch, each concept moved out to its own file
+    generator_loads = 0
+    for name, spec in campaign.sentence_sets.items():
+        planned = campaign.planned_batches(name)
+        gpu_batches = {b: m for b, m in planned.items() if b.startswith("gpu-")}
+        generator_loads += len(gpu_batches)
+        made = sum(len(m) for m in gpu_batches.values())
+        seconds = made * _generation_seconds_per_concept(spec.settings) if gpu_batches else 0.0
+        label = "pilot pools" if name == PILOT_POOLS else f"sentences: {name}"
+        add("generate_sentences", label, jobs=len(gpu_batches), gpu="standard",
+            gpu_hours=seconds / 3600, limit_min=profile_limits["generate_sentences"],
+            mem_mb=64000, basis="decode")  # fmt: skip
+        add("collect_sentences", label, jobs=len(planned) - len(gpu_batches))
+        move = "pilot_sentences_from_batch" if name == PILOT_POOLS else "sentences_from_batch"
+        add(move, label, jobs=sum(len(m) for m in planned.values()), mem_mb=0)
+    for source in sources:
+        add("negative_bank", f"sentences: {source}", jobs=1, mem_mb=16000)
+    add("sentence_diversity", jobs=1, mem_mb=0)
+
+    # per model and checkpoint
+    for model, revision in campaign.model_revisions():
+        large = campaign.needs_large_gpu(model)
+        shape = _shape(campaign, model)
+        spc = per_concept.get(model)
+        basis = "measured" if spc is not None else "paper"
+        if spc is None:
+            spc = _paper_seconds_per_concept(campaign, model)
+        shards = campaign.shard_ids()
+        load = _load_seconds(campaign, model)
+        seconds = len(sources) * (
+            n_concepts * (spc or 0.0) + (0 if basis == "measured" else len(shards) * load)
+        )
+        limit = sum(
+            campaign.expert_job_resources(model, len(campaign.shard_concepts(s)))["runtime"]
+            for s in shards
+        )
+        sizes = campaign.expert_job_resources(model, campaign.shard_size)
+        ap_bytes = (shape.n_units if shape else 0) * n_concepts * 4 * len(sources)
+        add("experts_large" if large else "experts", model, revision,
+            jobs=len(sources) * len(shards), gpu="large" if large else "standard",
+            gpu_hours=seconds / 3600, limit_min=limit / len(shards) if shards else 0,
+            mem_mb=sizes["mem_mb"], disk_bytes=ap_bytes,
+            basis=basis if spc is not None else "unknown")  # fmt: skip
+        add("embedding_baselines", model, revision, jobs=1, gpu="standard",
+            gpu_hours=(load + 60) / 3600, limit_min=profile_limits["embedding_baselines"],
+            mem_mb=64000, disk_bytes=n_concepts**2 * 24, basis="load")  # fmt: skip
+        add("similarity", model, revision, jobs=len(sources), mem_mb=8000)
+        add("alignment", model, revision, jobs=len(sources) * len(campaign.judgments),
+            mem_mb=16000)  # fmt: skip
+        if campaign.has_domains():
+            add("domains", model, revision, jobs=1, mem_mb=8000)
+    for model in campaign.models:
+        add("units_table", model, jobs=1, mem_mb=8000)
+
+    # once per run
+    config = campaign.config
+    add("prefetch", jobs=len(paths.config_models(config)), mem_mb=0)
+    if config["pilot"]["enabled"]:
+        pilot = paths.pilot_model_spec(config)
+        add("pilot", pilot["name"], jobs=1, gpu="standard", gpu_hours=0.0,
+            limit_min=profile_limits["pilot"], mem_mb=64000, basis="unknown")  # fmt: skip
+    add("development", jobs=1, mem_mb=16000)
+    if config["spp"]["enabled"]:
+        add("spp", jobs=1, mem_mb=8000)
+    for rule in ("cost_table", "alignment_summary", "comparison_summary", "alignment_figure",
+                 "baseline_figure"):  # fmt: skip
+        add(rule, jobs=1, mem_mb=0)
+    if campaign.has_domains():
+        add("domains_summary", jobs=1, mem_mb=0)
+
+    table = pd.DataFrame(rows, columns=_COLUMNS)
+    return Forecast(
+        table=table,
+        generator_loads=generator_loads,
+        hub_cache_gb=_hub_cache_bytes(campaign) / 1e9,
+        measured_models=tuple(sorted(per_concept)),
+    )
+
+
+def _hub_cache_bytes(campaign: Campaign) -> float:
+    """Weights of every (source, revision) a config loads, at 2 bytes per parameter (the
+    checkpoints' half-precision files); the embedded model is shipped, not fetched."""
+    total = 0.0
+    for source, _revision in paths.config_models(campaign.config):
+        shape = _source_shape(source)
+        if source != "embedded" and shape is not None:
+            total += shape.n_parameters * 2
+    return total
+
+
+def format_forecast(fc: Forecast) -> str:
+    """The table (GPU rules per model and checkpoint, other rules summed) and its totals."""
+    t = fc.table.copy()
+    shown = t[(t["gpu"] != "") | (t["model"] == "")].copy()
+    cpu = t[(t["gpu"] == "") & (t["model"] != "")]
+    if len(cpu):
+        grouped = cpu.groupby("rule", sort=False).agg(
+            jobs=("jobs", "sum"),
+            submissions=("submissions", "sum"),
+            limit_hours=("limit_hours", "sum"),
+            mem_mb=("mem_mb", "max"),
+            disk_gb=("disk_gb", "sum"),
+        )
+        grouped = grouped.reset_index().assign(
+            model="(all)", checkpoint="", gpu="", gpu_hours=0.0, basis="cpu"
+        )
+        shown = pd.concat([shown, grouped[shown.columns]], ignore_index=True)
+    shown["gpu_hours"] = shown["gpu_hours"].map(lambda v: f"{v:.2f}")
+    shown["limit_hours"] = shown["limit_hours"].map(lambda v: f"{v:.1f}")
+    shown["disk_gb"] = shown["disk_gb"].map(lambda v: f"{v:.3f}")
+    totals = fc.totals
+    by_model = (
+        t[t["rule"].str.startswith("experts")].groupby("model", sort=False)["gpu_hours"].sum()
+    )
+    lines = [
+        shown.to_string(index=False),
+        "",
+        f"jobs {totals['jobs']:,}, SLURM submissions {totals['submissions']:,}",
+        f"GPU-hours predicted {totals['gpu_hours']:,.1f} (expert jobs by model: "
+        + ", ".join(f"{m} {h:,.1f}" for m, h in by_model.items())
+        + f"); GPU jobs' time limits add up to {totals['limit_hours']:,.1f} h",
+        f"generator loads {fc.generator_loads:,}; disk written {totals['disk_gb']:,.1f} GB "
+        f"(AP files, baselines); Hugging Face cache {fc.hub_cache_gb:,.1f} GB",
+        "per-concept costs: "
+        + (
+            f"measured for {', '.join(fc.measured_models)}, the paper's App. K for the rest"
+            if fc.measured_models
+            else "the paper's App. K (A100), scaled to this config's sentences per concept"
+        ),
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,105 @@
+"""`expertalign plan`: the campaign's jobs as the workflow plans them, and its predicted cost from
+the paper's per-concept figures or from a calibration run's measured benchmark files."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from workflow_helpers import REPO, snakemake
+
+from expertalign import paths
+from expertalign.cli import main
+from expertalign.config import load_config
+from expertalign.forecast import calibration_targets, forecast, format_forecast
+from expertalign.plan import Campaign
+from expertalign.resources import model_shape, published_seconds_per_concept
+
+
+@pytest.fixture(scope="module")
+def paper(tmp_path_factory):
+    config = load_config(REPO / "config/paper.yaml")
+    campaign = Campaign({**config, "results": str(tmp_path_factory.mktemp("paper"))})
+    return campaign, forecast(campaign)
+
+
+def test_paper_plan_totals(paper):
+    campaign, fc = paper
+    totals = fc.totals
+    # the dry run's jobs, less the `all` target; local rules submit nothing
+    table = fc.table
+    assert totals["jobs"] == int(table["jobs"].sum())
+    local = table[table["submissions"] == 0]
+    assert set(local["rule"]) >= {"prefetch", "sentences_from_batch", "alignment_summary"}
+    assert totals["submissions"] == totals["jobs"] - int(local["jobs"].sum())
+    # one generator load per batch of 16 (79 for 1,249 concepts, 6 for the 92 pilot pools)
+    assert fc.generator_loads == 79 + 6
+    # AP files: float32 per unit and concept, per run
+    units_12b = model_shape("EleutherAI/pythia-12b").n_units
+    experts_12b = table[(table["model"] == "pythia-12b") & (table["checkpoint"] == "step1")]
+    assert experts_12b["disk_gb"].max() == pytest.approx(units_12b * 1249 * 4 / 1e9)
+    assert set(experts_12b.loc[experts_12b["gpu"] != "", "rule"]) == {
+        "experts_large",
+        "embedding_baselines",
+    }
+
+
+def test_paper_costs_follow_app_k(paper):
+    """Pythia-12b's expert jobs cost the paper's 136 s per concept, scaled to 400 + 1,250
+    sentences against its 400 + 1,000, plus loading 24 GB once per shard."""
+    campaign, fc = paper
+    row = fc.table[(fc.table["rule"] == "experts_large") & (fc.table["checkpoint"] == "step1")]
+    row = row[row["model"] == "pythia-12b"].iloc[0]
+    assert row["basis"] == "paper"
+    n_parameters = model_shape("EleutherAI/pythia-12b").n_parameters
+    compute = 1249 * published_seconds_per_concept(n_parameters) * 1650 / 1400
+    load = 105 * n_parameters * 2 / 1e9
+    assert row["gpu_hours"] == pytest.approx((compute + load) / 3600)
+    assert published_seconds_per_concept(n_parameters) == pytest.approx(136, rel=0.02)
+    text = format_forecast(fc)
+    assert "generator loads 85" in text and "App. K" in text
+
+
+def test_measured_costs_replace_the_paper_ones(tmp_path):
+    config = load_config(REPO / "config/config.yaml")
+    campaign = Campaign({**config, "results": str(tmp_path)})
+    bench = paths.expert_benchmark(tmp_path, "generated", "smollm2-135m", "final", "0000")
+    (tmp_path / bench).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / bench).write_text("s\th:m:s\tmax_rss\n64.0\t0:01:04\t900\n")
+    fc = forecast(campaign, measured=tmp_path)
+    experts = fc.table[fc.table["rule"] == "experts"].set_index("model")
+    assert fc.measured_models == ("smollm2-135m",)
+    assert experts.loc["smollm2-135m", "basis"] == "measured"
+    # 64 s for 32 concepts: 2 s each, for 64 concepts in each of the 2 sentence sources
+    assert experts.loc["smollm2-135m", "gpu_hours"] == pytest.approx(2 * 64 * 2.0 / 3600)
+    assert experts.loc["smollm2-135m-random", "basis"] == "paper"
+
+
+def test_calibration_targets_are_one_shard_per_trained_model(paper):
+    campaign, _ = paper
+    targets = calibration_targets(campaign)
+    assert [paths.parse_run(t).model for t in targets] == ["pythia-70m", "pythia-1b", "pythia-12b"]
+    assert all(t.endswith("step143000/shard-0000.arrow") for t in targets)
+
+
+def test_the_plan_command_prints_the_table_and_writes_it(tmp_path, capsys):
+    out = tmp_path / "plan.csv"
+    assert main(["plan", "--configfile", str(REPO / "tests/data/tiny_config.yaml"),
+                 "--csv", str(out)]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "SLURM submissions" in printed and "GPU-hours predicted" in printed
+    assert out.stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_job_counts_are_the_workflow_dry_runs(tmp_path):
+    """One plan, two readers: per rule, the jobs `expertalign plan` counts are the jobs a
+    Snakemake dry run of the same config plans."""
+    results = tmp_path / "results"
+    plan = snakemake("-n", "--quiet", "rules", "--cores", "1", "--config", f"results={results}")
+    counts = {rule: int(n) for rule, n in re.findall(r"^(\w+)\s+(\d+)$", plan.stdout, re.M)}
+    counts.pop("total")
+    counts.pop("all")
+    config = load_config(REPO / "config/config.yaml")
+    table = forecast(Campaign({**config, "results": str(results)})).table
+    assert table.groupby("rule")["jobs"].sum().to_dict() == counts
