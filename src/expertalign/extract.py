@@ -24,12 +24,21 @@ so counting it as both positive and negative would tie a positive with a negativ
 The shard's responses live in one unit-major matrix [units, distinct sentences] (memory grows as
 units × sentences × bytes per value), filled batch by batch in run order; the bank and every
 concept's positives are read from it by column index, without intermediate copies.
+
+Progress goes to the ``expertalign.extract`` logger (:mod:`expertalign.progress`): the forward
+pass logs how many sentences have run, their rate and an ETA at most every
+``$EXPERTALIGN_PROGRESS_SECONDS`` (30 s), and every concept logs a line once its AP is done::
+
+    forward pass: 1200 of 5000 sentences, 41.3 sentences/s, elapsed 0:29, ETA 1:32
+    concept 3 of 12 (cat): 1012 sentences (12 positives, 1000 negatives), 9.8 sentences/s, ...
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -38,10 +47,13 @@ import torch
 from expertalign.ap import SortedNegatives
 from expertalign.models import LoadedModel
 from expertalign.negatives import negative_rows
+from expertalign.progress import ConceptProgress, Progress
 from expertalign.responses import pool_responses_into
 from expertalign.units import UnitLayout
 
 __all__ = ["ConceptSentences", "ShardExpertise", "shard_expertise", "concept_expertise"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -86,6 +98,10 @@ def shard_expertise(
     ``timings`` holds seconds for ``forward_s``, ``bank_sort_s`` and ``ap_s``, and the counts
     ``sentences`` (distinct texts run), ``bank_sentences`` (distinct texts among the bank rows
     used) and ``bank_rows`` (bank prefix that any concept uses; later rows are never run).
+
+    Progress lines go to this module's logger (see the module doc); ``progress`` adds a tqdm
+    bar of the forward pass on stderr (for a terminal: in a log file its updates share lines
+    with the log's).
     """
     if len(bank_ids) != len(bank_texts):
         raise ValueError("bank_ids and bank_texts differ in length")
@@ -124,18 +140,28 @@ def shard_expertise(
     responses = torch.empty(
         layout.n_units, len(texts), dtype=parameter.dtype, device=parameter.device
     )
-    start = time.perf_counter()
-    columns = pool_responses_into(
-        lm.model,
-        lm.tokenizer,
-        texts,
-        layout,
-        responses,
-        max_tokens=max_tokens,
-        max_length=max_length,
-        progress=progress,
+    log.info(
+        "forward pass: %d distinct sentences (%d bank rows, %d concepts) through %d units",
+        len(texts),
+        used,
+        len(concepts),
+        layout.n_units,
     )
+    forward = Progress("forward pass", total=len(texts), unit="sentences", logger=log)
+    start = time.perf_counter()
+    with _counting_batches(lm.model, layout, forward):
+        columns = pool_responses_into(
+            lm.model,
+            lm.tokenizer,
+            texts,
+            layout,
+            responses,
+            max_tokens=max_tokens,
+            max_length=max_length,
+            progress=progress,
+        )
     timings["forward_s"] = time.perf_counter() - start
+    forward.finish()
     column_of = {text: columns[i] for text, i in index_of.items()}
     # pool_responses_into has refused non-finite responses already, naming unit and sentence
     bank_rows = torch.tensor([column_of[t] for t in bank_texts[:used]], dtype=torch.long)
@@ -143,6 +169,13 @@ def shard_expertise(
     # the bank's rows are picked from the response matrix by index: nothing is copied but the sort
     bank = SortedNegatives(responses.T, rows=bank_rows)
     timings["bank_sort_s"] = time.perf_counter() - start
+    log.info(
+        "negative bank: %d rows sorted for %d units in %.1fs",
+        used,
+        layout.n_units,
+        timings["bank_sort_s"],
+    )
+    progress_lines = ConceptProgress(len(concepts), "sentences", logger=log)
     start = time.perf_counter()
     ap_rows, n_pos, n_neg = [], [], []
     stats: dict[str, list[np.ndarray]] = {"neg_mean": [], "pos_median": [], "pos_p90": []}
@@ -163,6 +196,11 @@ def shard_expertise(
             )
             stats["pos_median"].append(quantiles[0].cpu().numpy())
             stats["pos_p90"].append(quantiles[1].cpu().numpy())
+        progress_lines.done(
+            concept.concept,
+            n_pos[-1] + n_neg[-1],
+            f"({n_pos[-1]} positives, {n_neg[-1]} negatives)",
+        )
     timings["ap_s"] = time.perf_counter() - start
     timings["sentences"] = len(texts)
     timings["bank_sentences"] = n_bank_texts
@@ -175,6 +213,30 @@ def shard_expertise(
         unit_stats={k: np.stack(v) for k, v in stats.items()} if unit_stats else None,
         timings=timings,
     )
+
+
+@contextlib.contextmanager
+def _counting_batches(
+    model: torch.nn.Module, layout: UnitLayout, progress: Progress
+) -> Iterator[None]:
+    """Advance ``progress`` by each batch's rows when the batch reaches the last recorded module.
+
+    The forward pass runs every recorded module once per batch (its outputs are what gets
+    pooled), so this hook is one clock read per batch; it reads only the output's batch size and
+    returns nothing, so the computation is untouched. On a GPU it counts batches as the CPU
+    queues them (reading the clock must not wait for the device).
+    """
+    module = dict(model.named_modules())[layout.modules[-1].name]
+
+    def hook(_module: torch.nn.Module, _inputs: object, output: object) -> None:
+        hidden = output[0] if isinstance(output, tuple) else output
+        progress.advance(int(hidden.shape[0]))  # type: ignore[union-attr]
+
+    handle = module.register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
 
 
 def concept_expertise(

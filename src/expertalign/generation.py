@@ -25,17 +25,27 @@ Use::
     write_sentences_atomic(df, "results/sentences/cat.parquet")
 
 The table is that of :func:`expertalign.sentences.sentences_frame` (docs/CONTRACTS.md).
+
+A concept that takes long logs (logger ``expertalign.generation``) how far it is, at most every
+``$EXPERTALIGN_PROGRESS_SECONDS`` (30 s; :mod:`expertalign.progress`): within a round each time
+the backend checks its completions (``stop_when``), and after each round::
+
+    cat: round 2 of at most 4, 9 of 14 sentences so far, elapsed 1:02
+    cat: round 2 of at most 4 done, 12 of 14 sentences, elapsed 1:40
 """
 
 from __future__ import annotations
 
 import inspect
+import logging
 import math
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
+from functools import partial
 from typing import Any, Protocol
 
 import pandas as pd
 
+from expertalign.progress import Heartbeat, format_duration
 from expertalign.prompts import KINDS, SENTENCES_PER_CALL, build_prompts
 from expertalign.seeds import mix_seed
 from expertalign.sentence_filters import FILTERS, dedupe_key, extract_sentences
@@ -55,6 +65,8 @@ ROUND_FILTERS: tuple[str, ...] = ("repeat", "surplus")
 
 # Called with the completions so far; True = all done, or one done-flag per prompt.
 StopWhen = Callable[[list[str]], "bool | Sequence[bool]"]
+
+log = logging.getLogger(__name__)
 
 
 class Backend(Protocol):
@@ -114,6 +126,19 @@ class _Round:
         satisfied = {k: len(found[k]) >= need for k, need in self.missing.items()}
         return [satisfied[k] for k in self.kinds]
 
+    def enough_with_heartbeat(self, beat: Heartbeat, report: Callable[[int], None]) -> StopWhen:
+        """:meth:`enough`, which also calls ``report(new sentences so far)`` when ``beat`` is
+        due: the backend calls it every few decoding steps, so a long round shows life. The
+        verdict is :meth:`enough`'s, so what the backend does is unchanged."""
+
+        def stop_when(completions: list[str]) -> list[bool]:
+            verdict = self.enough(completions)
+            if beat.due():
+                report(sum(len(items) for items in self.new_items(completions).values()))
+            return verdict
+
+        return stop_when
+
 
 def generate_concept_sentences(
     concept_row: Mapping[str, Any] | pd.Series,
@@ -124,6 +149,7 @@ def generate_concept_sentences(
     calls_per_kind: int | None = None,
     prompts: str = "paper",
     filter_counts: MutableMapping[str, int] | None = None,
+    on_round: Callable[[int, int], None] | None = None,
 ) -> pd.DataFrame:
     """`n_sentences` distinct sentences mentioning the concept, half from "facts" prompts and
     half from "stories" prompts (facts get the odd one), in the CONTRACTS.md format.
@@ -136,6 +162,8 @@ def generate_concept_sentences(
     `filter_counts` (a dict, filled also when generation fails) receives, over all rounds, the
     "candidates" (non-empty items of the answers), how many items each filter removed (the
     names of :data:`FILTERS` and :data:`ROUND_FILTERS`), and "kept" (sentences returned).
+    `on_round(round, kept)` is called after each round (numbered from 1) with the sentences
+    kept so far. Progress lines: see the module doc.
     Raises SentenceGenerationError after `max_rounds` rounds without enough sentences.
     """
     concept = row_field(concept_row, "concept")
@@ -154,6 +182,20 @@ def generate_concept_sentences(
     accepts_stop = "stop_when" in backend_params
     hints = {"words": [word]} if "words" in backend_params else {}
     parallel = max(1, int(getattr(backend, "parallel_calls", 1)))
+    beat = Heartbeat()
+
+    def heartbeat(round_no: int, have: int, found: int, state: str = "") -> None:
+        log.info(
+            "%s: round %d of at most %d%s, %d of %d sentences%s, elapsed %s",
+            concept,
+            round_no + 1,
+            max_rounds,
+            state,
+            have + found,
+            n_sentences,
+            "" if state else " so far",
+            format_duration(beat.elapsed),
+        )
 
     for round_no in range(max_rounds):
         missing = {k: quotas[k] - len(kept[k]) for k in KINDS if len(kept[k]) < quotas[k]}
@@ -168,13 +210,14 @@ def generate_concept_sentences(
             texts += build_prompts(word, pos, definition, kind, n_calls, prompt_set=prompts)
             kinds += [kind] * n_calls
         this_round = _Round(word, pos, kinds, missing, seen)
+        have = sum(len(v) for v in kept.values())
 
         round_seed = mix_seed(seed, concept, "round", round_no)
-        raw = (
-            backend.generate(texts, round_seed, stop_when=this_round.enough, **hints)  # type: ignore[call-arg]
-            if accepts_stop
-            else backend.generate(texts, round_seed, **hints)
-        )
+        if accepts_stop:
+            stop_when = this_round.enough_with_heartbeat(beat, partial(heartbeat, round_no, have))
+            raw = backend.generate(texts, round_seed, stop_when=stop_when, **hints)  # type: ignore[call-arg]
+        else:
+            raw = backend.generate(texts, round_seed, **hints)
         if len(raw) != len(texts):
             raise SentenceGenerationError(
                 f"backend {getattr(backend, 'name', backend)!r} returned {len(raw)} completions "
@@ -184,9 +227,14 @@ def generate_concept_sentences(
             kept[kind] += items
             seen.update(dedupe_key(s) for s in items)
         counts.pop("kept", None)  # extract_sentences' own count; "kept" is set below
+        n_kept = sum(len(v) for v in kept.values())
         if filter_counts is not None:
             filter_counts.clear()
-            filter_counts.update(counts, kept=sum(len(v) for v in kept.values()))
+            filter_counts.update(counts, kept=n_kept)
+        if on_round is not None:
+            on_round(round_no + 1, n_kept)
+        if beat.due():
+            heartbeat(round_no, n_kept, 0, " done")
 
     if any(len(kept[k]) < quotas[k] for k in KINDS):
         got = ", ".join(f"{k} {len(kept[k])}/{quotas[k]}" for k in KINDS)

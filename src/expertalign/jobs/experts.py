@@ -9,6 +9,11 @@
     >>> lm = experts.load_model_for(spec, "step512")  # also the baselines' and the pilot's load
 
 Each job reads its inputs, computes, and writes its output atomically (``write_table_atomic``).
+A shard's log shows its progress (:mod:`expertalign.progress`): the model load, the forward
+pass at most every ``$EXPERTALIGN_PROGRESS_SECONDS`` (30 s), and one line per concept::
+
+    forward pass: 1200 of 5000 sentences, 41.3 sentences/s, elapsed 0:29, ETA 1:32
+    concept 3 of 12 (cat): 1012 sentences (12 positives, 1000 negatives), 9.8 sentences/s, ...
 """
 
 from __future__ import annotations
@@ -84,6 +89,8 @@ def experts(
             raise ValueError(f"{path}: no sentences for concept {concept!r}")
         own = set(bank.loc[bank["concept"] == concept, "sentence_id"])
         shard.append(ConceptSentences(concept, frame["text"].tolist(), own))
+    span = f"{shard[0].concept} to {shard[-1].concept}" if shard else "none"
+    log.info("shard of %d concepts (%s): loading %s@%s", len(shard), span, model["name"], revision)
     start = time.perf_counter()
     lm = load_model_for(model, revision)
     layout = find_units(lm.model)
@@ -104,7 +111,9 @@ def experts(
         max_tokens=settings["max_tokens"],
         max_length=settings["max_length"],
         unit_stats=settings["unit_stats"],
-        progress=True,
+        # progress lines go to the log (expertalign.extract); a tqdm bar would write its
+        # carriage-return updates into the same file, on the same lines as those
+        progress=False,
         negatives_mode=settings.get("negatives_mode", "shared"),
         negatives_seed=settings.get("negatives_seed", 0),
     )
@@ -123,3 +132,4 @@ def experts(
         unit_stats=result.unit_stats,
     )
     write_table_atomic(table, output)
+    log.info("wrote %s: %d concepts", output, len(result.concepts))

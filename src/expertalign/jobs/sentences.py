@@ -21,6 +21,10 @@ where the workflow moves each to its own file. A concept that fails does not sto
 the job then fails naming every failed concept, and the finished ones stay in ``resume_dir``,
 from where the next run takes them instead of making them again (so a failure, a kill or a time
 limit loses nothing already made). The generator is loaded only when the first concept needs it.
+Its log has a line per concept (:class:`expertalign.progress.ConceptProgress`), and a concept
+that takes long logs how far its rounds are (:mod:`expertalign.generation`)::
+
+    concept 3 of 16 (cat): 14 sentences in 2 rounds, 0.52 sentences/s, elapsed 1:21, ETA 6:45
 """
 
 from __future__ import annotations
@@ -119,6 +123,7 @@ def _concept_sentences(
     fallback: str | None,
     backend: _Lazy,
     corpus: _Lazy,
+    on_round: Callable[[int, int], None] | None = None,
 ) -> pd.DataFrame:
     from expertalign.generation import format_filter_counts, generate_concept_sentences
     from expertalign.sentences import provided_concept_sentences, sentences_frame
@@ -164,6 +169,7 @@ def _concept_sentences(
             max_rounds=settings["max_rounds"],
             prompts=settings["prompts"],
             filter_counts=counts,
+            on_round=on_round,
         )
     finally:  # also when too few sentences passed: the counts say which filter took them
         log.info("%s: %s prompts; %s", name, settings["prompts"], format_filter_counts(counts))
@@ -182,6 +188,7 @@ def make_sentences(
     data_dir: str | None = None,
 ) -> None:
     """Sentences of each concept into ``batch_dir/<concept>.parquet`` (see the module doc)."""
+    from expertalign.progress import ConceptProgress
     from expertalign.sentences import write_sentences_atomic
 
     provided, fallback = provided or {}, fallback or {}
@@ -199,13 +206,17 @@ def make_sentences(
 
     corpus = _Lazy(load)
     failed: dict[str, str] = {}
+    progress = ConceptProgress(len(concepts), "sentences", logger=log)
+    log.info("sentences of %d concepts (backend %s)", len(concepts), settings["backend"])
     for concept in concepts:
         name = concept["concept"]
         done = resume / f"{name}.parquet"
         accepted = {fingerprints[name], fallback_prints.get(name, fingerprints[name])}
         if recorded_fingerprint(done) in accepted:
             log.info("%s: taken from %s (made by an earlier, unfinished job)", name, done)
+            progress.skipped(name, "taken from an earlier, unfinished job")
             continue
+        rounds: list[int] = []
         try:
             frame = _concept_sentences(
                 concept,
@@ -214,12 +225,16 @@ def make_sentences(
                 fallback=fallback.get(name),
                 backend=backend,
                 corpus=corpus,
+                on_round=lambda round_no, _kept, into=rounds: into.append(round_no),
             )
         except Exception as err:  # noqa: BLE001 - reported below, with every other failure
             log.error("%s: %s", name, err)
             failed[name] = f"{type(err).__name__}: {err}"
+            progress.done(name, 0, f"(failed after {_rounds(rounds)})" if rounds else "(failed)")
             continue
         log.info("%s: %d sentences", name, len(frame))
+        made = f"in {_rounds(rounds)}" if rounds else f"from {frame['source'].iat[0]}"
+        progress.done(name, len(frame), made)
         # a concept that took its fallback's sentences depends on them: its own fingerprint
         took_fallback = frame["source"].astype(str).str.startswith("fallback:").any()
         print_ = fallback_prints[name] if took_fallback else fingerprints[name]
@@ -236,6 +251,11 @@ def make_sentences(
     out.mkdir(parents=True, exist_ok=True)
     for concept in concepts:
         os.replace(resume / f"{concept['concept']}.parquet", out / f"{concept['concept']}.parquet")
+
+
+def _rounds(rounds: Sequence[int]) -> str:
+    """``1 round``, ``2 rounds``: the rounds a concept's generation took (its last round)."""
+    return f"{rounds[-1]} round" + ("" if rounds[-1] == 1 else "s")
 
 
 def move_out_of_batch(
