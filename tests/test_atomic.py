@@ -4,7 +4,10 @@ project folder's group can read shards and tables), whichever writer made them."
 from __future__ import annotations
 
 import os
+import shutil
 import stat
+import tempfile
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -13,7 +16,7 @@ import pyarrow as pa
 import pytest
 
 from expertalign.analysis.figures import save_figure
-from expertalign.atomic import atomic_path
+from expertalign.atomic import _Uninterrupted, atomic_dir, atomic_path, interrupt
 from expertalign.sentences import sentences_frame, write_sentences_atomic
 from expertalign.storage import expertise_table, write_table_atomic
 
@@ -65,3 +68,65 @@ def test_the_file_is_flushed_before_it_appears(tmp_path, monkeypatch):
         tmp.write_text("data")
     assert events[:2] == ["fsync", "replace"]
     assert (tmp_path / "x.txt").read_text() == "data"
+
+
+class _Signalled(BaseException):
+    """What a signal handler raises (runtime.JobTerminated is a SystemExit)."""
+
+
+def test_a_signal_right_after_the_temporary_is_created_still_removes_it(tmp_path, monkeypatch):
+    """A handler's exception lands between two bytecodes, here between ``mkstemp`` returning
+    and the ``try`` that removes its file: :func:`interrupt` holds it until ``tmp`` is named."""
+    real_mkstemp, real_mkdtemp = tempfile.mkstemp, tempfile.mkdtemp
+
+    def mkstemp(*args, **kwargs):
+        made = real_mkstemp(*args, **kwargs)
+        interrupt(_Signalled())
+        return made
+
+    def mkdtemp(*args, **kwargs):
+        made = real_mkdtemp(*args, **kwargs)
+        interrupt(_Signalled())
+        return made
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(tempfile, "mkdtemp", mkdtemp)
+    with pytest.raises(_Signalled), atomic_path(tmp_path / "out.txt"):
+        pytest.fail("the block must not start")
+    with pytest.raises(_Signalled), atomic_dir(tmp_path / "model"):
+        pytest.fail("the block must not start")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_signal_during_the_removal_does_not_cut_it_short(tmp_path, monkeypatch):
+    real_unlink, real_rmtree = Path.unlink, shutil.rmtree
+
+    def unlink(self, *args, **kwargs):
+        interrupt(_Signalled())
+        return real_unlink(self, *args, **kwargs)
+
+    def rmtree(*args, **kwargs):
+        interrupt(_Signalled())
+        return real_rmtree(*args, **kwargs)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    monkeypatch.setattr(shutil, "rmtree", rmtree)
+    with pytest.raises(_Signalled) as raised, atomic_path(tmp_path / "out.txt") as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("the job's own error")
+    assert isinstance(raised.value.__context__, RuntimeError)  # the signal wins, chained
+    with pytest.raises(_Signalled), atomic_dir(tmp_path / "model") as staging:
+        (staging / "config.json").write_text("{")
+    assert list(tmp_path.iterdir()) == [tmp_path / "model"]  # renamed, then the signal
+    assert (tmp_path / "model" / "config.json").read_text() == "{"
+
+
+def test_interrupt_raises_at_once_outside_those_steps():
+    first, second = _Signalled("first"), _Signalled("second")
+    with pytest.raises(_Signalled, match="first"):
+        interrupt(first)
+    with pytest.raises(_Signalled, match="first"), _Uninterrupted():
+        interrupt(first)
+        interrupt(second)  # a repeat while the first waits: the first is raised
+    with _Uninterrupted():
+        pass  # nothing waited: nothing raised

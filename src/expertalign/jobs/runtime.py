@@ -7,30 +7,126 @@
 
 Call it first in a script, before anything imports ``huggingface_hub`` (which reads
 ``HF_HUB_OFFLINE`` at import) or torch/numba (which read the thread variables at import).
+
+It also makes SIGTERM and SIGHUP stop the job by an exception (:func:`unwind_on_signals`).
+SLURM sends SIGTERM at a time limit or ``scancel`` (then SIGKILL after its KillWait, 30 s by
+default), Snakemake sends it to the jobs it stops, a closed terminal sends SIGHUP; Python's default
+action for both ends the process on the spot, without unwinding ``with`` blocks, so an output
+being written through :mod:`expertalign.atomic` left its hidden temporary file or folder behind.
+Now the main thread raises :class:`JobTerminated`, the blocks remove their temporaries, the log
+says ``terminated by SIGTERM``, and the process exits with status 128 + the signal's number
+(143 for SIGTERM), as a shell reports a job killed by a signal.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import socket
 import sys
+import threading
 from collections.abc import Mapping
 from pathlib import Path
+from types import FrameType
 from typing import Any
+
+from expertalign import atomic
 
 __all__ = [
     "ALLOW_NO_GPU_ENV",
+    "TERMINATING_SIGNALS",
+    "JobTerminated",
     "NoGPUError",
     "gpus_requested",
     "require_gpu",
     "setup_logging",
     "start_job",
+    "unwind_on_signals",
 ]
 
 # Set to 1 to let a job that asked for a GPU run on the CPU (a test cluster with fake GPUs).
 ALLOW_NO_GPU_ENV = "EXPERTALIGN_ALLOW_NO_GPU"
 log = logging.getLogger(__name__)
+# What a job stops cleanly on. SIGINT raises KeyboardInterrupt already; SIGKILL cannot be caught.
+TERMINATING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+class JobTerminated(SystemExit):
+    """The job was sent a terminating signal. A ``SystemExit`` so that ``except Exception``
+    does not stop it and the process exits with ``code`` = 128 + the signal's number, silently
+    (the handler has logged why)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(128 + signum)
+        self.signum = signum
+
+    def __str__(self) -> str:
+        return f"terminated by {signal.Signals(self.signum).name} (exit status {self.code})"
+
+
+_handler_pid: int | None = None  # the process that installed the handler; forks inherit it
+_terminated_by: int | None = None
+
+
+def _log_quietly(level: int, message: str, *args: object) -> None:
+    # A handler runs between two bytecodes of the main thread, which may be inside a write to
+    # the same log stream ("reentrant call"): a lost log line must not stop the unwinding.
+    with contextlib.suppress(Exception):
+        log.log(level, message, *args)
+
+
+def _on_terminating_signal(signum: int, frame: FrameType | None) -> None:
+    global _terminated_by
+    if os.getpid() != _handler_pid:
+        # A forked child (multiprocessing) inherited the handler: it dies as it would have
+        # without it, and writes nothing in the job's log.
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
+    name = signal.Signals(signum).name
+    if _terminated_by is not None:
+        # SLURM signals every process of a job step and Snakemake may signal its child too, so a
+        # second SIGTERM can follow within milliseconds; raising again could land in some
+        # library's cleanup. If the first exception was swallowed, SIGKILL still ends the job.
+        _log_quietly(logging.WARNING, "%s again while stopping; ignored", name)
+        return
+    _terminated_by = signum
+    _log_quietly(
+        logging.ERROR,
+        "terminated by %s (a SLURM time limit or scancel, Snakemake stopping, or a closed "
+        "terminal): stopping, removing unfinished outputs' temporary files, exit status %d",
+        name,
+        128 + signum,
+    )
+    # Through atomic.interrupt: held back while an atomic block creates or removes a temporary.
+    atomic.interrupt(JobTerminated(signum))
+
+
+def unwind_on_signals() -> list[signal.Signals]:
+    """Make SIGTERM and SIGHUP raise :class:`JobTerminated` in this process's main thread, so
+    that ``with`` blocks unwind (atomic outputs remove their temporaries) before it exits with
+    status 128 + the signal's number. Returns the signals so handled.
+
+    Only from the main thread (Python allows handlers nowhere else; elsewhere nothing changes),
+    and only for a signal whose action is still the default: an ignored SIGHUP (``nohup``)
+    stays ignored, and a handler someone else installed stays theirs. Calling it again is
+    harmless. Only the first signal raises; repeats are logged and ignored."""
+    global _handler_pid, _terminated_by
+    if threading.current_thread() is not threading.main_thread():
+        return []
+    if _handler_pid != os.getpid():  # first call in this process (or in a fork)
+        _handler_pid, _terminated_by = os.getpid(), None
+    handled = []
+    for signum in TERMINATING_SIGNALS:
+        current = signal.getsignal(signum)
+        if current is signal.SIG_DFL:
+            signal.signal(signum, _on_terminating_signal)
+        elif current is not _on_terminating_signal:
+            continue
+        handled.append(signum)
+    return handled
 
 
 class NoGPUError(RuntimeError):
@@ -121,9 +217,12 @@ def start_job(
     gpus: Mapping[str, Any] | None = None,
     rule: str = "",
 ) -> None:
-    """Set up logging, offline mode and threads (:func:`setup_logging`); for a rule that asked
-    for GPUs (``gpus`` is ``snakemake.resources``), stop unless torch sees one, rather than run
-    on the CPU in float32 (:func:`require_gpu`)."""
+    """Set up logging, offline mode and threads (:func:`setup_logging`); make SIGTERM and
+    SIGHUP unwind the job so that its outputs' temporary files are removed
+    (:func:`unwind_on_signals`); for a rule that asked for GPUs (``gpus`` is
+    ``snakemake.resources``), stop unless torch sees one, rather than run on the CPU in float32
+    (:func:`require_gpu`)."""
     setup_logging(log_path, threads, offline)
+    unwind_on_signals()
     if gpus is not None:
         require_gpu(gpus_requested(gpus), rule)
