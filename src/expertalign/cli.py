@@ -3,6 +3,7 @@
     $ expertalign plan --configfile config/paper.yaml            # what a campaign will cost
     $ expertalign plan --configfile config/paper.yaml --measured results   # from a calibration
     $ expertalign plan --configfile config/paper.yaml --calibration-targets
+    $ expertalign status --configfile config/paper.yaml          # where a campaign stands
 
     $ expertalign prefetch --configfile config/paper.yaml        # on the login node, with network
     $ expertalign prefetch EleutherAI/pythia-70m --revision step512
@@ -111,6 +112,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     plan.add_argument("--csv", help="also write the table here")
 
+    status = sub.add_parser(
+        "status",
+        help="per rule x model x checkpoint: done, running, queued, failed; time spent and "
+        "left; failed jobs with their log and first error line (run where snakemake runs)",
+    )
+    status.add_argument("--configfile", default="config/config.yaml")
+    status.add_argument("--results", help="results folder (default: the config's)")
+    status.add_argument(
+        "--no-slurm", action="store_true", help="do not ask squeue/sacct (default: if found)"
+    )
+
     exp = sub.add_parser("experts", help="experts of one concept")
     exp.add_argument("--model", required=True)
     exp.add_argument("--revision")
@@ -175,6 +187,18 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "plan":
         return _plan(parser, args)
+    if args.command == "status":
+        from expertalign.config import ConfigError
+        from expertalign.status import main_status
+
+        try:
+            text = main_status(
+                args.configfile, results=args.results, slurm=False if args.no_slurm else None
+            )
+        except (ConfigError, ValueError) as err:
+            parser.error(f"{args.configfile}: {err}")
+        print(text)
+        return 0
 
     from expertalign.submit import ExpertsRequest, run_experts, workflow_request
 
