@@ -13,9 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from workflow_helpers import REPO, TINY
 
-from expertalign import status as status_module
+from expertalign.cli import main as cli_main
 from expertalign.config import load_config
 from expertalign.plan import Campaign
 from expertalign.status import (
@@ -25,6 +26,7 @@ from expertalign.status import (
     expected_jobs,
     first_error_line,
     format_status,
+    probes,
 )
 
 MODEL = "tiny-smollm2"
@@ -311,7 +313,7 @@ def test_a_running_controller(campaign, jobs, tmp_path, monkeypatch):
     write(locks / "0.input.lock", "results/units/tiny-smollm2.parquet\n", age=60)
     write(locks / "0.output.lock", f"{started.outputs[0]}\n{waiting.outputs[0]}\n", age=60)
     mark_incomplete(tmp_path, started.outputs[0])
-    monkeypatch.setattr(status_module, "_snakemake_pids", lambda workdir: [4242])
+    monkeypatch.setattr(probes, "snakemake_pids", lambda workdir: [4242])
     before = sorted((p.name, p.read_text()) for p in locks.iterdir())
 
     report = campaign_status(campaign, workdir=str(tmp_path), slurm=False)
@@ -322,8 +324,35 @@ def test_a_running_controller(campaign, jobs, tmp_path, monkeypatch):
     assert sorted((p.name, p.read_text()) for p in locks.iterdir()) == before
 
     # the lock left by a controller that died: nothing runs, the started job is incomplete
-    monkeypatch.setattr(status_module, "_snakemake_pids", lambda workdir: [])
+    monkeypatch.setattr(probes, "snakemake_pids", lambda workdir: [])
     report = campaign_status(campaign, workdir=str(tmp_path), slurm=False)
     state = {s.job: s.state for s in report.jobs}
     assert (state[started], state[waiting]) == ("incomplete", "todo")
     assert "no snakemake process" in report.controller
+
+
+def test_the_cli_prints_the_table_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    """``expertalign status --no-slurm`` from the working directory: the table and the total
+    line, and not a file created, changed or removed under it (no lock, no .snakemake)."""
+    config = yaml.safe_load((REPO / TINY).read_text())
+    # its paths are relative to the repository; the results go under tmp_path
+    config["concepts"] = str(REPO / config["concepts"])
+    config["data_dir"] = str(REPO / config["data_dir"])
+    config["sentences"]["provided"] = str(REPO / config["sentences"]["provided"])
+    config["spp"]["pairs"] = str(REPO / config["spp"]["pairs"])
+    config["results"] = str(tmp_path / "results")
+    configfile = tmp_path / "config.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    monkeypatch.chdir(tmp_path)
+
+    def listing():
+        return sorted(
+            (str(p.relative_to(tmp_path)), p.stat().st_mtime_ns) for p in tmp_path.rglob("*")
+        )
+
+    before = listing()
+    assert cli_main(["status", "--configfile", str(configfile), "--no-slurm"]) == 0
+    out = capsys.readouterr().out
+    assert "SLURM: not available" in out
+    assert re.search(r"^total: \d+ jobs \(\d+ todo\); time spent", out, flags=re.M)
+    assert listing() == before
