@@ -32,6 +32,10 @@ def test_paper_plan_totals(paper):
     local = table[table["submissions"] == 0]
     assert set(local["rule"]) >= {"prefetch", "sentences_from_batch", "alignment_summary"}
     assert totals["submissions"] == totals["jobs"] - int(local["jobs"].sum())
+    # shards per model and local sentence moves keep the campaign under 1,000 submissions
+    assert totals["submissions"] < 1000
+    experts = table[table["rule"].str.startswith("experts")]
+    assert int(experts["jobs"].sum()) == 8 * (4 + 13 + 63)
     # one generator load per batch of 16 (79 for 1,249 concepts, 6 for the 92 pilot pools)
     assert fc.generator_loads == 79 + 6
     # AP files: float32 per unit and concept, per run
@@ -53,7 +57,7 @@ def test_paper_costs_follow_app_k(paper):
     assert row["basis"] == "paper"
     n_parameters = model_shape("EleutherAI/pythia-12b").n_parameters
     compute = 1249 * published_seconds_per_concept(n_parameters) * 1650 / 1400
-    load = 105 * n_parameters * 2 / 1e9
+    load = 63 * n_parameters * 2 / 1e9  # 63 shards of 20 concepts
     assert row["gpu_hours"] == pytest.approx((compute + load) / 3600)
     assert published_seconds_per_concept(n_parameters) == pytest.approx(136, rel=0.02)
     text = format_forecast(fc)

@@ -222,3 +222,26 @@ def test_shard_shared_mode_is_unchanged_and_per_concept_differs(tiny):
         keep, _ = old_shared_rule(ids, texts, concept.own_bank_ids, set(concept.positives), 15)
         expected = concept_expertise(lm, layout, concept.positives, [texts[r] for r in keep])
         np.testing.assert_array_equal(default.ap[i], expected)
+
+
+@pytest.mark.parametrize("mode", ["shared", "per_concept"])
+def test_a_concepts_ap_does_not_depend_on_its_shard(tiny, mode):
+    """Shards of any size (models.shard_size) give every concept the same AP: alone, or with
+    the others in one shard."""
+    from expertalign.extract import ConceptSentences, shard_expertise
+
+    lm, layout, frames, pool = tiny
+    ids, texts = pool["sentence_id"].tolist(), pool["text"].tolist()
+    concepts = [
+        ConceptSentences(
+            f["concept"].iat[0],
+            f["text"].tolist(),
+            set(pool.loc[pool["concept"] == f["concept"].iat[0], "sentence_id"]),
+        )
+        for f in frames
+    ]
+    settings = {"n_negatives": 15, "negatives_mode": mode, "negatives_seed": 3}
+    together = shard_expertise(lm, layout, concepts, ids, texts, **settings)
+    for i, concept in enumerate(concepts):
+        alone = shard_expertise(lm, layout, [concept], ids, texts, **settings)
+        np.testing.assert_allclose(alone.ap[0], together.ap[i], atol=1e-6)

@@ -162,11 +162,17 @@ def test_a_config_that_cannot_be_planned_names_its_key(default_config, tmp_path,
 
 
 def test_the_paper_plan_sizes_every_run(tmp_path):
-    """The paper's design from its config alone: 105 shards of 12, 24 runs, Pythia-12b on the
-    large cards, and a stable batch layout of its 1,249 concepts."""
+    """The paper's design from its config alone: shards sized per model, 24 runs, Pythia-12b on
+    the large cards, and a stable batch layout of its 1,249 concepts."""
     paper = load_config(REPO / "config/paper.yaml")
     campaign = campaign_in(paper, tmp_path)
     assert len(campaign.concept_ids) == 1249 and len(campaign.shard_ids()) == 105
+    # shards per model: as many concepts as a card holds (models[].shard_size)
+    sizes = {m: len(campaign.shard_ids(m)) for m in ("pythia-70m", "pythia-1b", "pythia-12b")}
+    assert sizes == {"pythia-70m": 4, "pythia-1b": 13, "pythia-12b": 63}
+    assert campaign.shard_concepts("0003", "pythia-70m") == campaign.concept_ids[939:]
+    assert campaign.expert_job_resources("pythia-1b", 100)["gpu_mem_mb"] < 40_000
+    assert campaign.expert_job_resources("pythia-12b", 20)["gpu_mem_mb"] < 80_000
     assert len(campaign.model_revisions()) == 24
     assert [m for m in campaign.models if campaign.needs_large_gpu(m)] == [
         "pythia-12b",

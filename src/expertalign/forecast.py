@@ -138,7 +138,7 @@ def measured_seconds_per_concept(
         run = paths.parse_run(path)
         if run.model not in campaign.models or (sources and run.source not in sources):
             continue
-        n = len(campaign.shard_concepts(run.shard))
+        n = len(campaign.shard_concepts(run.shard, run.model))
         seconds = pd.read_csv(path, sep="\t")["s"].mean()
         if n:
             per_model.setdefault(run.model, []).append(float(seconds) / n)
@@ -241,16 +241,16 @@ def forecast(campaign: Campaign, measured: str | Path | None = None) -> Forecast
         basis = "measured" if spc is not None else "paper"
         if spc is None:
             spc = _paper_seconds_per_concept(campaign, model)
-        shards = campaign.shard_ids()
+        shards = campaign.shard_ids(model)
         load = _load_seconds(campaign, model)
         seconds = len(sources) * (
             n_concepts * (spc or 0.0) + (0 if basis == "measured" else len(shards) * load)
         )
         limit = sum(
-            campaign.expert_job_resources(model, len(campaign.shard_concepts(s)))["runtime"]
+            campaign.expert_job_resources(model, len(campaign.shard_concepts(s, model)))["runtime"]
             for s in shards
         )
-        sizes = campaign.expert_job_resources(model, campaign.shard_size)
+        sizes = campaign.expert_job_resources(model, campaign.shard_size_of(model))
         ap_bytes = (shape.n_units if shape else 0) * n_concepts * 4 * len(sources)
         add("experts_large" if large else "experts", model, revision,
             jobs=len(sources) * len(shards), gpu="large" if large else "standard",

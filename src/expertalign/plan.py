@@ -105,7 +105,6 @@ class Campaign:
         self.concepts = load_concepts(config["concepts"])
         self.concept_ids: list[str] = list(self.concepts["concept"])
         self.shard_size: int = config["experts"]["shard_size"]
-        self.n_shards = math.ceil(len(self.concept_ids) / self.shard_size)
         self.models: dict[str, dict[str, Any]] = {m["name"]: m for m in config["models"]}
         self.taus: list[float] = config["experts"]["taus"]
         self.judgments: dict[str, dict[str, Any]] = config["alignment"]["judgments"]
@@ -153,13 +152,22 @@ class Campaign:
 
     # ------------------------------------------------------------------ shards and runs
 
-    def shard_ids(self) -> list[str]:
-        return [paths.shard_id(k) for k in range(self.n_shards)]
+    def shard_size_of(self, model: str | None = None) -> int:
+        """Concepts per expert job of ``model``: its own ``shard_size``, else experts.shard_size."""
+        if model is None:
+            return self.shard_size
+        return int(self.models[model].get("shard_size") or self.shard_size)
 
-    def shard_concepts(self, shard: str | int) -> list[str]:
+    def shard_ids(self, model: str | None = None) -> list[str]:
+        """The expert shards of ``model`` (None: at experts.shard_size)."""
+        n_shards = math.ceil(len(self.concept_ids) / self.shard_size_of(model))
+        return [paths.shard_id(k) for k in range(n_shards)]
+
+    def shard_concepts(self, shard: str | int, model: str | None = None) -> list[str]:
         """Concepts of a shard: a block of the table, so appending rows never moves a concept."""
-        start = int(shard) * self.shard_size
-        return self.concept_ids[start : start + self.shard_size]
+        size = self.shard_size_of(model)
+        start = int(shard) * size
+        return self.concept_ids[start : start + size]
 
     def revisions(self, model: str) -> list[str]:
         return list(self.models[model].get("revisions", ["main"]))
@@ -376,7 +384,7 @@ class Campaign:
 
     def needs_large_gpu(self, model: str) -> bool:
         """Whether a model's expert jobs need more GPU memory than experts.standard_gpu_mem_mb."""
-        needed = self.expert_job_resources(model, self.shard_size)["gpu_mem_mb"]
+        needed = self.expert_job_resources(model, self.shard_size_of(model))["gpu_mem_mb"]
         return needed > self.config["experts"]["standard_gpu_mem_mb"]
 
     # ------------------------------------------------------------------ analyses

@@ -182,7 +182,12 @@ rule cost_table:
     conda:
         "../../envs/expertalign.yaml"
     params:
-        shard_sizes={shard: len(shard_concepts(shard)) for shard in shard_ids()},
+        shard_sizes={
+            model: {
+                shard: len(shard_concepts(shard, model)) for shard in shard_ids(model)
+            }
+            for model in MODELS
+        },
     script:
         "../scripts/cost_table.py"
 

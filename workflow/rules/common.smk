@@ -66,7 +66,8 @@ def bank_sources(wildcards):
 
 
 def shard_sentences(wildcards):
-    return [sentence_file(wildcards.source, c) for c in shard_concepts(wildcards.shard)]
+    concepts = shard_concepts(wildcards.shard, wildcards.model)
+    return [sentence_file(wildcards.source, c) for c in concepts]
 
 
 def expert_shard(source, model, revision, shard):
@@ -77,7 +78,7 @@ def expert_shards(wildcards):
     source = getattr(wildcards, "source", PRIMARY_SOURCE)
     return [
         expert_shard(source, wildcards.model, wildcards.revision, shard)
-        for shard in shard_ids()
+        for shard in shard_ids(wildcards.model)
     ]
 
 
@@ -168,7 +169,7 @@ def expert_models_pattern(large):
 def expert_resource(name):
     def resource(wildcards, attempt):
         sizes = CAMPAIGN.expert_job_resources(
-            wildcards.model, len(shard_concepts(wildcards.shard))
+            wildcards.model, len(shard_concepts(wildcards.shard, wildcards.model))
         )
         return sizes[name] * attempt
 
@@ -247,7 +248,7 @@ def all_expert_shards():
     return [
         expert_shard(PRIMARY_SOURCE, model, revision, shard)
         for model, revision in model_revisions()
-        for shard in shard_ids()
+        for shard in shard_ids(model)
     ]
 
 
@@ -256,7 +257,7 @@ def all_expert_benchmarks():
         paths.expert_benchmark(RESULTS, source, model, revision, shard)
         for source in SENTENCE_SOURCES
         for model, revision in model_revisions()
-        for shard in shard_ids()
+        for shard in shard_ids(model)
     ]
 
 
@@ -292,7 +293,7 @@ def spp_expert_shards():
     return [
         expert_shard(PRIMARY_SOURCE, model, revision, shard)
         for model, revision in spp_final_checkpoints().items()
-        for shard in shard_ids()
+        for shard in shard_ids(model)
     ]
 
 

@@ -38,7 +38,7 @@ rule experts:
         runtime=expert_resource("runtime"),
     params:
         model=model_load_spec,
-        concepts=lambda wildcards: shard_concepts(wildcards.shard),
+        concepts=lambda wildcards: shard_concepts(wildcards.shard, wildcards.model),
         n_negatives=config["negatives"]["n_negatives"],
         settings=CAMPAIGN.expert_settings(),
     script:

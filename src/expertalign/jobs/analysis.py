@@ -309,13 +309,16 @@ def spp(
     plot_spp_overlap(table, figure_out, caption=caption)
 
 
-def cost_table(benchmark_files: Sequence[str], shard_sizes: Mapping[str, int], output: str) -> None:
-    """Seconds per concept per (model, checkpoint) from the expert rules' benchmark files."""
+def cost_table(
+    benchmark_files: Sequence[str], shard_sizes: Mapping[str, Mapping[str, int]], output: str
+) -> None:
+    """Seconds per concept per (model, checkpoint) from the expert rules' benchmark files;
+    ``shard_sizes``: model -> shard -> its concepts (models may have shards of their own size)."""
     rows = []
     for path in benchmark_files:
         run = parse_run(path)
         bench = pd.read_csv(path, sep="\t")
-        n = shard_sizes[run.shard]
+        n = shard_sizes[run.model][run.shard]
         rows.append(
             {
                 "source": run.source,
