@@ -107,3 +107,46 @@ def test_job_counts_are_the_workflow_dry_runs(tmp_path):
     config = load_config(REPO / "config/config.yaml")
     table = forecast(Campaign({**config, "results": str(results)})).table
     assert table.groupby("rule")["jobs"].sum().to_dict() == counts
+
+
+def test_the_campaign_summary_sets_used_against_predicted_and_counts_retries(tmp_path):
+    """The cost_table job's summary: GPU-hours used per model from the expert benchmark files,
+    against the plan's prediction, and the jobs SLURM ran twice (two logs in its folder)."""
+    import pandas as pd
+
+    from expertalign.jobs.analysis import cost_table
+
+    benchmarks = []
+    for model, shard, seconds in [
+        ("m_a", "0000", 3600.0),
+        ("m_a", "0001", 1800.0),
+        ("b", "0000", 36.0),
+    ]:
+        path = tmp_path / paths.expert_benchmark("results", "gen", model, "final", shard)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"s\tmax_rss\n{seconds}\t100\n")
+        benchmarks.append(str(path))
+    # the executor's log folders: the model name holds an underscore, as wildcards may
+    retried = tmp_path / "logs/slurm/rule_experts/gen_m_a_final_0001"
+    retried.mkdir(parents=True)
+    (retried / "11.log").write_text("oom\n")
+    (retried / "12.log").write_text("ok\n")
+    once = tmp_path / "logs/slurm/rule_experts/gen_b_final_0000"
+    once.mkdir(parents=True)
+    (once / "13.log").write_text("ok\n")
+    cost_table(
+        benchmarks,
+        {"m_a": {"0000": 10, "0001": 5}, "b": {"0000": 4}},
+        str(tmp_path / "cost.csv"),
+        summary_out=str(tmp_path / "summary.csv"),
+        predicted_hours={"m_a": 3.0, "b": 0.02},
+        slurm_log_dirs=[str(tmp_path / "logs/slurm")],
+    )
+    summary = pd.read_csv(tmp_path / "summary.csv").set_index("model")
+    assert summary.loc["m_a", "gpu_hours_used"] == pytest.approx(1.5)
+    assert summary.loc["m_a", "used_over_predicted"] == pytest.approx(0.5)
+    assert summary.loc["m_a", "expert_jobs"] == 2 and summary.loc["m_a", "concepts"] == 15
+    assert summary.loc["m_a", "jobs_retried"] == 1 and summary.loc["b", "jobs_retried"] == 0
+    assert summary.loc["b", "gpu_hours_used"] == pytest.approx(0.01)
+    cost = pd.read_csv(tmp_path / "cost.csv").set_index("model")
+    assert cost.loc["m_a", "seconds_per_concept"] == pytest.approx(5400 / 15)

@@ -49,6 +49,7 @@ __all__ = [
     "format_forecast",
     "measured_seconds_per_concept",
     "calibration_targets",
+    "predicted_expert_hours",
     "LOAD_BYTES_PER_SECOND",
     "DECODE_BYTES_PER_SECOND",
     "GENERATION_ROUNDS",
@@ -291,6 +292,23 @@ def forecast(campaign: Campaign, measured: str | Path | None = None) -> Forecast
         hub_cache_gb=_hub_cache_bytes(campaign) / 1e9,
         measured_models=tuple(sorted(per_concept)),
     )
+
+
+def predicted_expert_hours(campaign: Campaign) -> dict[str, float]:
+    """Model -> GPU-hours of all its expert jobs (every source and checkpoint) by the paper's
+    App. K costs (the ``paper`` basis), whatever exists already: what the campaign summary
+    compares the GPU-hours used with."""
+    hours = {}
+    for model in campaign.models:
+        per_concept = _paper_seconds_per_concept(campaign, model)
+        if per_concept is None:
+            continue
+        shards = len(campaign.shard_ids(model))
+        seconds = len(campaign.concept_ids) * per_concept + shards * _load_seconds(campaign, model)
+        hours[model] = round(
+            seconds * len(campaign.sources) * len(campaign.revisions(model)) / 3600, 6
+        )
+    return hours
 
 
 def _hub_cache_bytes(campaign: Campaign) -> float:

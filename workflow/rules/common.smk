@@ -4,6 +4,7 @@ from pathlib import Path
 from expertalign import paths
 from expertalign.config import check_config, validate_config
 from expertalign.judgments import MEN_FILES, check_judged_pairs
+from expertalign.forecast import predicted_expert_hours
 from expertalign.plan import PILOT_POOLS, Campaign, canonical
 
 # One-line errors naming the config key, before any job is planned (see README: When

@@ -310,10 +310,21 @@ def spp(
 
 
 def cost_table(
-    benchmark_files: Sequence[str], shard_sizes: Mapping[str, Mapping[str, int]], output: str
+    benchmark_files: Sequence[str],
+    shard_sizes: Mapping[str, Mapping[str, int]],
+    output: str,
+    *,
+    summary_out: str | None = None,
+    predicted_hours: Mapping[str, float] | None = None,
+    slurm_log_dirs: Sequence[str] = (".snakemake/slurm_logs", "logs/slurm"),
 ) -> None:
     """Seconds per concept per (model, checkpoint) from the expert rules' benchmark files;
-    ``shard_sizes``: model -> shard -> its concepts (models may have shards of their own size)."""
+    ``shard_sizes``: model -> shard -> its concepts (models may have shards of their own size).
+
+    With ``summary_out``, the campaign's summary per model: expert jobs, GPU-hours they used (the
+    benchmark files' wall time of jobs that each hold one GPU), the GPU-hours ``predicted_hours``
+    (:func:`expertalign.forecast.predicted_expert_hours`) and their ratio, and the jobs that
+    SLURM ran more than once (one SLURM log per attempt, in ``slurm_log_dirs``)."""
     rows = []
     for path in benchmark_files:
         run = parse_run(path)
@@ -342,6 +353,44 @@ def cost_table(
     )
     summary["seconds_per_concept"] = summary["seconds"] / summary["concepts"]
     write_frame_atomic(summary, output)
+    if summary_out is not None:
+        write_frame_atomic(
+            campaign_summary(frame, predicted_hours or {}, retried_jobs(slurm_log_dirs, frame)),
+            summary_out,
+        )
+
+
+def retried_jobs(log_dirs: Sequence[str], jobs: pd.DataFrame) -> dict[str, int]:
+    """Model -> expert jobs (rows of ``jobs``: source, model, checkpoint, shard) that SLURM ran
+    more than once: the executor keeps one log per attempt in
+    ``<dir>/rule_<rule>/<wildcard values joined by "_">/<jobid>.log``."""
+    from pathlib import Path
+
+    model_of = {
+        f"{r.source}_{r.model}_{r.checkpoint}_{r.shard}": r.model for r in jobs.itertuples()
+    }
+    counts: dict[str, int] = {}
+    for root in log_dirs:
+        for job_dir in Path(root).glob("rule_experts*/*"):
+            model = model_of.get(job_dir.name)
+            if model is not None and len(list(job_dir.glob("*.log"))) > 1:
+                counts[model] = counts.get(model, 0) + 1
+    return counts
+
+
+def campaign_summary(
+    jobs: pd.DataFrame, predicted_hours: Mapping[str, float], retried: Mapping[str, int]
+) -> pd.DataFrame:
+    """Per model: expert jobs, GPU-hours used and predicted, their ratio, jobs retried."""
+    used = jobs.groupby("model", sort=False).agg(
+        expert_jobs=("shard", "size"), concepts=("concepts", "sum"), seconds=("seconds", "sum")
+    )
+    table = used.reset_index()
+    table["gpu_hours_used"] = table["seconds"] / 3600
+    table["gpu_hours_predicted"] = table["model"].map(predicted_hours)
+    table["used_over_predicted"] = table["gpu_hours_used"] / table["gpu_hours_predicted"]
+    table["jobs_retried"] = table["model"].map(lambda m: retried.get(m, 0)).astype(int)
+    return table.drop(columns="seconds")
 
 
 def baseline_figure(
