@@ -117,6 +117,29 @@ def test_men_pilot_concepts_from_training_pairs() -> None:
         pilot.men_pilot_concepts(men, concept_of, n_pairs=5)
 
 
+def test_men_pilot_concepts_stay_when_a_concept_is_added() -> None:
+    """The sample is a seeded order of all MEN pairs, not of the covered ones: covering one more
+    pair changes nothing unless that pair comes before the last one drawn."""
+    rng = np.random.default_rng(5)
+    vocabulary = [f"w{i}" for i in range(60)]
+    pairs = rng.choice(vocabulary, size=(400, 2))
+    men = pd.DataFrame({"word1": pairs[:, 0], "word2": pairs[:, 1], "score": 1.0})
+    concept_of = {w: f"c_{w}" for w in vocabulary[:40]}
+    before = pilot.men_pilot_concepts(men, concept_of, n_pairs=5, seed=1)
+    order = np.random.default_rng(1).permutation(len(men))
+    w1, w2 = men["word1"], men["word2"]
+    covered = [i for i in order if w1[i] in concept_of and w2[i] in concept_of and w1[i] != w2[i]]
+    last = list(order).index(covered[4])
+    # a word whose pairs all come after the last pair drawn: adding it keeps the sample
+    later = next(
+        w
+        for w in vocabulary[40:]
+        if all(list(order).index(i) > last for i in range(len(men)) if w in (w1[i], w2[i]))
+    )
+    grown = {**concept_of, later: f"c_{later}"}
+    assert pilot.men_pilot_concepts(men, grown, n_pairs=5, seed=1) == before
+
+
 def test_pilot_errors() -> None:
     r, pools, neg = _pilot_data()
     with pytest.raises(ValueError, match="disjoint folds"):

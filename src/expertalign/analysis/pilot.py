@@ -336,16 +336,22 @@ def men_pilot_concepts(
     men: pd.DataFrame, concept_of: Mapping[str, str], n_pairs: int, seed: int = 0
 ) -> list[str]:
     """Concepts of ``n_pairs`` MEN pairs (``men``: word1, word2, e.g. the dev = training split)
-    drawn with ``seed`` among the pairs whose two words have concepts (``concept_of``: lower-case
-    word -> concept id); both concepts of each drawn pair, in pair order, each once."""
+    whose two words have concepts (``concept_of``: lower-case word -> concept id): the first
+    ``n_pairs`` such pairs in one seeded order of *all* of ``men``'s pairs; both concepts of each
+    pair, in pair order, each once.
+
+    The order does not depend on the concept table, so adding a concept changes the sample only
+    where a newly covered pair comes before the last one drawn (a campaign that grows its table
+    keeps its pilot concepts, their pools and the pilot's results)."""
     w1 = men["word1"].astype(str).str.lower()
     w2 = men["word2"].astype(str).str.lower()
-    ok = np.flatnonzero((w1.isin(concept_of) & w2.isin(concept_of) & (w1 != w2)).to_numpy())
-    if ok.size < n_pairs:
+    ok = (w1.isin(concept_of) & w2.isin(concept_of) & (w1 != w2)).to_numpy()
+    if ok.sum() < n_pairs:
         raise ValueError(
-            f"only {ok.size} MEN pairs have both words among the concepts; "
+            f"only {int(ok.sum())} MEN pairs have both words among the concepts; "
             f"pilot.men_pairs asks for {n_pairs}"
         )
-    chosen = np.sort(np.random.default_rng(seed).choice(ok, size=n_pairs, replace=False))
+    order = np.random.default_rng(seed).permutation(len(men))
+    chosen = np.sort([i for i in order if ok[i]][:n_pairs])
     words = [w for i in chosen for w in (w1.iloc[i], w2.iloc[i])]
     return list(dict.fromkeys(concept_of[w] for w in words))
