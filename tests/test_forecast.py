@@ -65,24 +65,37 @@ def test_paper_costs_follow_app_k(paper):
 
 
 def test_measured_costs_replace_the_paper_ones(tmp_path):
+    """Seconds per concept are measured per model and sentence source; a random-init twin takes
+    its trained model's cost, and a source measured for no model stays on the paper's."""
     config = load_config(REPO / "config/config.yaml")
     campaign = Campaign({**config, "results": str(tmp_path)})
-    bench = paths.expert_benchmark(tmp_path, "generated", "smollm2-135m", "final", "0000")
-    (tmp_path / bench).parent.mkdir(parents=True, exist_ok=True)
-    (tmp_path / bench).write_text("s\th:m:s\tmax_rss\n64.0\t0:01:04\t900\n")
+    for source, seconds in [("generated", 64.0), ("brown", 128.0)]:
+        bench = paths.expert_benchmark(tmp_path, source, "smollm2-135m", "final", "0000")
+        (tmp_path / bench).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / bench).write_text(f"s\th:m:s\tmax_rss\n{seconds}\t0:01:04\t900\n")
     fc = forecast(campaign, measured=tmp_path)
     experts = fc.table[fc.table["rule"] == "experts"].set_index("model")
-    assert fc.measured_models == ("smollm2-135m",)
-    assert experts.loc["smollm2-135m", "basis"] == "measured"
-    # 64 s for 32 concepts: 2 s each, for 64 concepts in each of the 2 sentence sources
-    assert experts.loc["smollm2-135m", "gpu_hours"] == pytest.approx(2 * 64 * 2.0 / 3600)
-    assert experts.loc["smollm2-135m-random", "basis"] == "paper"
+    assert fc.measured_models == ("smollm2-135m", "smollm2-135m-random")
+    # 2 s per concept for generated sentences, 4 s for Brown's, 64 concepts each
+    for model in ("smollm2-135m", "smollm2-135m-random"):
+        assert experts.loc[model, "basis"] == "measured"
+        assert experts.loc[model, "gpu_hours"] == pytest.approx(64 * (2.0 + 4.0) / 3600)
+
+    only_generated = tmp_path / "generated-only"
+    bench = paths.expert_benchmark(only_generated, "generated", "smollm2-135m", "final", "0001")
+    (only_generated / bench).parent.mkdir(parents=True, exist_ok=True)
+    (only_generated / bench).write_text("s\tmax_rss\n32.0\t900\n")
+    fc = forecast(campaign, measured=only_generated)
+    experts = fc.table[fc.table["rule"] == "experts"].set_index("model")
+    # Brown is not measured for any model: the model's own mean stands in for it
+    assert experts.loc["smollm2-135m", "gpu_hours"] == pytest.approx(64 * 2 * 1.0 / 3600)
 
 
 def test_calibration_targets_are_one_shard_per_trained_model(paper):
     campaign, _ = paper
     targets = calibration_targets(campaign)
     assert [paths.parse_run(t).model for t in targets] == ["pythia-70m", "pythia-1b", "pythia-12b"]
+    assert {paths.parse_run(t).source for t in targets} == {"generated"}
     assert all(t.endswith("step143000/shard-0000.arrow") for t in targets)
 
 

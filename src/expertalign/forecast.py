@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,36 +127,58 @@ def _source_shape(source: str):
 
 
 def measured_seconds_per_concept(
-    campaign: Campaign, results: str | Path, sources: Iterable[str] | None = None
-) -> dict[str, float]:
-    """Model -> seconds per concept of its expert jobs, from a run's benchmark files (the mean
-    of every measured shard's seconds over its concepts); models without any are left out.
-    Shards are sized by this campaign's shard layout (a calibration run uses the same config)."""
+    campaign: Campaign, results: str | Path
+) -> dict[tuple[str, str], float]:
+    """(model, sentence source) -> seconds per concept of its expert jobs, from a run's benchmark
+    files (the mean of every measured shard's seconds over its concepts); shards are sized by
+    this campaign's layout (a calibration run uses the same config). Sentences of another
+    source can cost more (Brown's are longer than generated ones), so each source is measured
+    on its own; a pair without a measurement takes, in order, the model's mean over its measured
+    sources, then a measured model of the same architecture (a random-init twin takes its
+    trained model's cost). Pairs with nothing to go on are left out."""
     root = Path(results) / "benchmarks" / "experts"
-    per_model: dict[str, list[float]] = {}
+    samples: dict[tuple[str, str], list[float]] = {}
     for path in sorted(root.glob("*/*/*/shard-*.tsv")):
         run = paths.parse_run(path)
-        if run.model not in campaign.models or (sources and run.source not in sources):
+        if run.model not in campaign.models or run.source not in campaign.sources:
             continue
         n = len(campaign.shard_concepts(run.shard, run.model))
         seconds = pd.read_csv(path, sep="\t")["s"].mean()
         if n:
-            per_model.setdefault(run.model, []).append(float(seconds) / n)
-    return {model: sum(v) / len(v) for model, v in per_model.items()}
+            samples.setdefault((run.model, run.source), []).append(float(seconds) / n)
+    measured = {key: sum(v) / len(v) for key, v in samples.items()}
+
+    def of_model(model: str) -> list[float]:
+        return [v for (m, _), v in measured.items() if m == model]
+
+    filled = dict(measured)
+    for model, spec in campaign.models.items():
+        own = of_model(model)
+        twins = [m for m in campaign.models if campaign.models[m]["source"] == spec["source"]]
+        for source in campaign.sources:
+            if (model, source) in filled:
+                continue
+            twin_costs = [measured[(m, source)] for m in twins if (m, source) in measured]
+            if twin_costs:
+                filled[(model, source)] = twin_costs[0]
+            elif own:
+                filled[(model, source)] = sum(own) / len(own)
+    return filled
 
 
 def calibration_targets(campaign: Campaign) -> list[str]:
     """The expert shards a calibration run makes: the first shard of each distinct model source
-    (trained weights, at its last checkpoint) of the first sentence source."""
+    (trained weights, at its last checkpoint), for each sentence source."""
     seen, targets = set(), []
     for name, spec in campaign.models.items():
         if spec["source"] in seen or spec.get("random_init"):
             continue
         seen.add(spec["source"])
         revision = campaign.revisions(name)[-1]
-        targets.append(
-            paths.expert_shard(campaign.results, campaign.primary_source, name, revision, "0000")
-        )
+        targets += [
+            paths.expert_shard(campaign.results, source, name, revision, "0000")
+            for source in campaign.sources
+        ]
     return targets
 
 
@@ -238,15 +259,15 @@ def forecast(campaign: Campaign, measured: str | Path | None = None) -> Forecast
     for model, revision in campaign.model_revisions():
         large = campaign.needs_large_gpu(model)
         shape = _shape(campaign, model)
-        spc = per_concept.get(model)
-        basis = "measured" if spc is not None else "paper"
-        if spc is None:
-            spc = _paper_seconds_per_concept(campaign, model)
         shards = campaign.shard_ids(model)
         load = _load_seconds(campaign, model)
-        seconds = len(sources) * (
-            n_concepts * (spc or 0.0) + (0 if basis == "measured" else len(shards) * load)
-        )
+        measured_here = [per_concept.get((model, source)) for source in sources]
+        basis = "measured" if all(v is not None for v in measured_here) else "paper"
+        spc = _paper_seconds_per_concept(campaign, model)
+        if basis == "measured":  # loading is inside the measured job times
+            seconds = n_concepts * sum(measured_here)
+        else:
+            seconds = len(sources) * (n_concepts * (spc or 0.0) + len(shards) * load)
         limit = sum(
             campaign.expert_job_resources(model, len(campaign.shard_concepts(s, model)))["runtime"]
             for s in shards
@@ -257,7 +278,7 @@ def forecast(campaign: Campaign, measured: str | Path | None = None) -> Forecast
             jobs=len(sources) * len(shards), gpu="large" if large else "standard",
             gpu_hours=seconds / 3600, limit_min=limit / len(shards) if shards else 0,
             mem_mb=sizes["mem_mb"], disk_bytes=ap_bytes,
-            basis=basis if spc is not None else "unknown")  # fmt: skip
+            basis=basis if basis == "measured" or spc is not None else "unknown")  # fmt: skip
         add("embedding_baselines", model, revision, jobs=1, gpu="standard",
             gpu_hours=(load + 60) / 3600, limit_min=profile_limits["embedding_baselines"],
             mem_mb=64000, disk_bytes=n_concepts**2 * 24, basis="load")  # fmt: skip
@@ -290,7 +311,7 @@ def forecast(campaign: Campaign, measured: str | Path | None = None) -> Forecast
         table=table,
         generator_loads=generator_loads,
         hub_cache_gb=_hub_cache_bytes(campaign) / 1e9,
-        measured_models=tuple(sorted(per_concept)),
+        measured_models=tuple(sorted({model for model, _ in per_concept})),
     )
 
 
