@@ -177,18 +177,21 @@ class Campaign:
         return [(name, r) for name in self.models for r in self.revisions(name)]
 
     def model_load_spec(self, model: str) -> dict[str, Any]:
+        """What loading ``model`` needs, in :data:`MODEL_LOAD_KEYS` order whatever the config's
+        order (params' text must not change: existing outputs keep their recorded params)."""
         spec = self.models[model]
-        return canonical({key: spec[key] for key in MODEL_LOAD_KEYS if key in spec})
+        return {key: spec[key] for key in MODEL_LOAD_KEYS if key in spec}
 
     def expert_settings(self) -> dict[str, Any]:
-        """What an expert job computes from, besides its concepts and model (params)."""
+        """What an expert job computes from, besides its concepts and model (params), in a fixed
+        key order (:data:`EXPERT_SETTINGS`), so reordering the config's keys changes nothing."""
         settings = {key: self.config["experts"][key] for key in EXPERT_SETTINGS}
         negatives = self.config["negatives"]
         if negatives["mode"] != "shared":
             # only outside the default mode, so shared-mode outputs keep their recorded params
             settings["negatives_mode"] = negatives["mode"]
             settings["negatives_seed"] = negatives["seed"]
-        return canonical(settings)
+        return settings
 
     def concept_words(self) -> dict[str, str]:
         return dict(zip(self.concepts["concept"], self.concepts["word"]))

@@ -313,6 +313,7 @@ def final_outputs():
         f"{RESULTS}/figures/baselines.png",
         f"{RESULTS}/tables/set_sizes.csv",
         f"{RESULTS}/tables/cost.csv",
+        f"{RESULTS}/tables/campaign_summary.csv",
         f"{RESULTS}/tables/sentence_diversity.csv",
         *(paths.units_file(RESULTS, model) for model in MODELS),
     ]

@@ -157,7 +157,7 @@ def expected_jobs(campaign: Campaign) -> list[Job]:
     if config["spp"]["enabled"]:
         outputs = [f"{R}/tables/spp_{t}.csv" for t in ("overlap", "mixed_model")]
         add("spp", outputs=[*outputs, f"{R}/figures/spp_overlap.png"])
-    add("cost_table", outputs=[f"{R}/tables/cost.csv"])
+    add("cost_table", outputs=[f"{R}/tables/cost.csv", f"{R}/tables/campaign_summary.csv"])
     add("alignment_summary", outputs=[f"{R}/tables/alignment.{e}" for e in ("parquet", "csv")])
     outputs = [f"{R}/tables/experts_vs_baselines.{e}" for e in ("parquet", "csv")]
     add("comparison_summary", outputs=outputs)
