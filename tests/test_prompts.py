@@ -173,10 +173,7 @@ def test_filter_counts_are_logged_when_generation_fails(tmp_path, monkeypatch, c
         "prompts": "paper",
         "backend": "transformers",
     }
-    with (
-        caplog.at_level(logging.INFO, logger="expertalign"),
-        pytest.raises(sentence_jobs.SentenceBatchError, match="cat: .*found only 2 of 8"),
-    ):
+    with caplog.at_level(logging.INFO, logger="expertalign"):
         sentence_jobs.make_sentences(
             [CAT],
             tmp_path / "batch",
@@ -184,6 +181,10 @@ def test_filter_counts_are_logged_when_generation_fails(tmp_path, monkeypatch, c
             fingerprints={"cat": "x"},
             resume_dir=tmp_path / "resume",
         )
+    # too few after every round: recorded in cat's file (seeded: a retry would fail the same)
+    from expertalign.sentences import failure_of
+
+    assert "found only 2 of 8" in failure_of(tmp_path / "batch" / "cat.parquet")
     assert any(
         "candidates 18, kept 2; removed: preamble 2" in r.getMessage() for r in caplog.records
     )

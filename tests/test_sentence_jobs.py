@@ -4,6 +4,8 @@ a fallback, and the type/token ratio table."""
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 import pytest
 
@@ -15,7 +17,14 @@ from expertalign.sentence_plan import (
     shaping_settings,
     stale_concepts,
 )
-from expertalign.sentences import SentenceGenerationError, sentences_frame, write_sentences_atomic
+from expertalign.sentences import (
+    ConceptFailedError,
+    SentenceGenerationError,
+    failure_of,
+    read_concept_sentences,
+    sentences_frame,
+    write_sentences_atomic,
+)
 
 ROWS = {
     c: {"concept": c, "word": c, "pos": "noun", "definition": f"a {c}"}
@@ -234,15 +243,21 @@ def test_corpus_source_takes_sentences_and_falls_back_where_it_has_too_few(tmp_p
     dog = pd.read_parquet(tmp_path / "batch/dog.parquet")
     assert dog["text"].tolist() == ["A dog ran home fast.", "The dog slept."]
     assert (dog["source"] == "fallback:generated").all()
-    # without a fallback the job fails, naming the concept and the count
-    with pytest.raises(sentence_jobs.SentenceBatchError, match=r"dog.*1 sentence.*2 needed"):
-        sentence_jobs.make_sentences(
-            [ROWS["dog"]],
-            tmp_path / "batch2",
-            settings={**settings, "fallback": None},
-            resume_dir=tmp_path / "resume2",
-            fingerprints={"dog": "d"},
-        )
+    # without a fallback dog cannot get sentences: its file records why (naming the count),
+    # with its fingerprint (not remade until its settings change), and the job goes on
+    sentence_jobs.make_sentences(
+        [ROWS["dog"], ROWS["cat"]],
+        tmp_path / "batch2",
+        settings={**settings, "fallback": None},
+        resume_dir=tmp_path / "resume2",
+        fingerprints={"dog": "d", "cat": "c"},
+    )
+    assert len(pd.read_parquet(tmp_path / "batch2/cat.parquet")) == 2
+    failed = tmp_path / "batch2/dog.parquet"
+    assert re.search(r"dog.*1 sentence.*2 needed", failure_of(failed))
+    assert recorded_fingerprint(failed) == "d"
+    with pytest.raises(ConceptFailedError, match=r"dog.*delete .*dog\.parquet to try again"):
+        read_concept_sentences(failed)
 
 
 def test_diversity_table_has_each_concept_and_a_mean_per_source(tmp_path):

@@ -49,7 +49,12 @@ from expertalign.progress import Heartbeat, format_duration
 from expertalign.prompts import KINDS, SENTENCES_PER_CALL, build_prompts
 from expertalign.seeds import mix_seed
 from expertalign.sentence_filters import FILTERS, dedupe_key, extract_sentences
-from expertalign.sentences import SentenceGenerationError, row_field, sentences_frame
+from expertalign.sentences import (
+    NotEnoughSentencesError,
+    SentenceGenerationError,
+    row_field,
+    sentences_frame,
+)
 
 __all__ = [
     "ROUND_FILTERS",
@@ -164,7 +169,7 @@ def generate_concept_sentences(
     names of :data:`FILTERS` and :data:`ROUND_FILTERS`), and "kept" (sentences returned).
     `on_round(round, kept)` is called after each round (numbered from 1) with the sentences
     kept so far. Progress lines: see the module doc.
-    Raises SentenceGenerationError after `max_rounds` rounds without enough sentences.
+    Raises NotEnoughSentencesError after `max_rounds` rounds without enough sentences.
     """
     concept = row_field(concept_row, "concept")
     word = row_field(concept_row, "word") or concept
@@ -238,7 +243,7 @@ def generate_concept_sentences(
 
     if any(len(kept[k]) < quotas[k] for k in KINDS):
         got = ", ".join(f"{k} {len(kept[k])}/{quotas[k]}" for k in KINDS)
-        raise SentenceGenerationError(
+        raise NotEnoughSentencesError(
             f"concept '{concept}' (word '{word}', {pos}): found only "
             f"{sum(len(v) for v in kept.values())} of {n_sentences} usable sentences ({got}) "
             f"after {max_rounds} rounds with {getattr(backend, 'name', type(backend).__name__)}; "

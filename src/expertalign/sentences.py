@@ -39,6 +39,13 @@ from expertalign.textfile import read_utf8
 __all__ = [
     "SENTENCE_COLUMNS",
     "SentenceGenerationError",
+    "NotEnoughSentencesError",
+    "ConceptFailedError",
+    "FAILED_KEY",
+    "retry_hint",
+    "write_failed_sentences",
+    "failure_of",
+    "read_concept_sentences",
     "row_field",
     "sentences_frame",
     "provided_files",
@@ -52,6 +59,52 @@ SENTENCE_COLUMNS: tuple[str, ...] = ("sentence_id", "concept", "text", "prompt",
 
 class SentenceGenerationError(RuntimeError):
     """Not enough usable sentences for a concept (or a backend that cannot answer)."""
+
+
+class NotEnoughSentencesError(SentenceGenerationError):
+    """A concept cannot get its sentences with these settings (too few usable ones after every
+    round, too few in its provided file): seeded, so trying again gives the same result."""
+
+
+class ConceptFailedError(SentenceGenerationError):
+    """A concept's sentence file records that its sentences could not be made."""
+
+
+#: Parquet metadata key of a sentence file that records a failure instead of sentences.
+FAILED_KEY = b"expertalign.failed"
+
+
+def retry_hint(path: str | Path) -> str:
+    """The one-line remedy for a concept whose sentences failed."""
+    return (
+        f"give it sentences (sentences.provided), raise sentences.max_rounds or change its row; "
+        f"or delete {path} to try again with the same settings"
+    )
+
+
+def write_failed_sentences(path: str | Path, concept: str, reason: str, fingerprint: str) -> None:
+    """A sentence file with no sentences that records why ``concept`` has none (and the
+    settings' fingerprint, so the plan does not remake it until the settings or its row
+    change): the other concepts, the negative bank and the shards without it go on."""
+    frame = pd.DataFrame({c: pd.Series([], dtype=str) for c in SENTENCE_COLUMNS})
+    write_sentences_atomic(frame, path, fingerprint, failure=f"{concept}: {reason}")
+
+
+def failure_of(path: str | Path) -> str | None:
+    """Why a sentence file holds no sentences (None: it holds sentences)."""
+    import pyarrow.parquet as pq
+
+    value = (pq.read_schema(path).metadata or {}).get(FAILED_KEY)
+    return value.decode() if value is not None else None
+
+
+def read_concept_sentences(path: str | Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """A concept's sentence file; :class:`ConceptFailedError` (its reason and remedy) if it
+    records that the concept has none."""
+    failure = failure_of(path)
+    if failure is not None:
+        raise ConceptFailedError(f"no sentences for concept {failure} ({path}); {retry_hint(path)}")
+    return pd.read_parquet(path, columns=list(columns) if columns else None)
 
 
 def row_field(row: Mapping[str, Any] | pd.Series, name: str, default: str = "") -> str:
@@ -151,7 +204,7 @@ def provided_concept_sentences(
             texts.append(" ".join(text.split()))
     if n_sentences is not None:
         if len(texts) < n_sentences:
-            raise SentenceGenerationError(
+            raise NotEnoughSentencesError(
                 f"concept '{concept}': {path} has {len(texts)} distinct sentences, "
                 f"{n_sentences} needed"
             )
@@ -163,11 +216,16 @@ def provided_concept_sentences(
 
 
 def write_sentences_atomic(
-    df: pd.DataFrame, path: str | Path, fingerprint: str | None = None
+    df: pd.DataFrame,
+    path: str | Path,
+    fingerprint: str | None = None,
+    *,
+    failure: str | None = None,
 ) -> None:
     """Write a sentences table as parquet so that readers never see a partial file
     (:func:`expertalign.atomic.atomic_path`), with the settings' ``fingerprint``
-    (:mod:`expertalign.sentence_plan`) in its metadata."""
+    (:mod:`expertalign.sentence_plan`) in its metadata, and a ``failure`` reason where the
+    table is empty because the concept's sentences could not be made."""
     missing = [c for c in SENTENCE_COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"sentences table lacks columns {', '.join(missing)}")
@@ -178,8 +236,11 @@ def write_sentences_atomic(
     from expertalign.sentence_plan import FINGERPRINT_KEY
 
     table = pa.Table.from_pandas(df, preserve_index=False)
+    metadata = dict(table.schema.metadata or {})
     if fingerprint is not None:
-        metadata = {**(table.schema.metadata or {}), FINGERPRINT_KEY: fingerprint.encode()}
-        table = table.replace_schema_metadata(metadata)
+        metadata[FINGERPRINT_KEY] = fingerprint.encode()
+    if failure is not None:
+        metadata[FAILED_KEY] = failure.encode()
+    table = table.replace_schema_metadata(metadata)
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)

@@ -90,7 +90,9 @@ def workflow_request(
                 f"concept {concept!r}: {path} does not exist; make it first with "
                 f"`snakemake --configfile {configfile} {path}`"
             )
-    positives = pd.read_parquet(sentences)["text"].tolist()
+    from expertalign.sentences import read_concept_sentences
+
+    positives = read_concept_sentences(sentences)["text"].tolist()
     if not positives:
         raise ValueError(f"{sentences}: no sentences for concept {concept!r}")
     bank = pd.read_parquet(bank_path)

@@ -83,8 +83,10 @@ def experts(
     bank = pd.read_parquet(bank_file).sort_values("bank_rank", kind="stable")
     bank_ids = bank["sentence_id"].tolist()
     shard = []
+    from expertalign.sentences import read_concept_sentences
+
     for concept, path in zip(concepts, sentence_files):
-        frame = pd.read_parquet(path)
+        frame = read_concept_sentences(path)  # a concept without sentences stops this shard only
         if frame.empty:
             raise ValueError(f"{path}: no sentences for concept {concept!r}")
         own = set(bank.loc[bank["concept"] == concept, "sentence_id"])

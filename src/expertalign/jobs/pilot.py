@@ -62,8 +62,10 @@ def pilot(
 
     texts: list[str] = []
     pools: dict[str, list[int]] = {}
+    from expertalign.sentences import read_concept_sentences
+
     for concept, path in zip(concepts, sentence_files):
-        frame = pd.read_parquet(path)
+        frame = read_concept_sentences(path)
         pools[concept] = list(range(len(texts), len(texts) + len(frame)))
         texts.extend(frame["text"])
     if bank_file is None:

@@ -155,7 +155,9 @@ def _concept_sentences(
                 err.corpus,
                 settings["fallback"],
             )
-            frame = pd.read_parquet(fallback)
+            from expertalign.sentences import read_concept_sentences
+
+            frame = read_concept_sentences(fallback)
             frame["source"] = f"fallback:{settings['fallback']}"
             return frame
         return sentences_frame(name, texts, "corpus", f"corpus:{corpus.get().name}")
@@ -205,7 +207,17 @@ def make_sentences(
         return corpus
 
     corpus = _Lazy(load)
+    from expertalign.corpus import TooFewSentencesError
+    from expertalign.sentences import (
+        ConceptFailedError,
+        NotEnoughSentencesError,
+        retry_hint,
+        write_failed_sentences,
+    )
+
+    cannot_be_made = (NotEnoughSentencesError, ConceptFailedError, TooFewSentencesError)
     failed: dict[str, str] = {}
+    cannot: dict[str, str] = {}
     progress = ConceptProgress(len(concepts), "sentences", logger=log)
     log.info("sentences of %d concepts (backend %s)", len(concepts), settings["backend"])
     for concept in concepts:
@@ -227,6 +239,14 @@ def make_sentences(
                 corpus=corpus,
                 on_round=lambda round_no, _kept, into=rounds: into.append(round_no),
             )
+        except cannot_be_made as err:
+            # seeded, so a retry would fail the same way: the concept's file records why, and
+            # the other concepts, the bank and the shards without it go on
+            log.error("%s: no sentences: %s; %s", name, err, retry_hint(done))
+            write_failed_sentences(done, name, f"{type(err).__name__}: {err}", fingerprints[name])
+            cannot[name] = str(err)
+            progress.done(name, 0, "(cannot be made: recorded)")
+            continue
         except Exception as err:  # noqa: BLE001 - reported below, with every other failure
             log.error("%s: %s", name, err)
             failed[name] = f"{type(err).__name__}: {err}"
@@ -246,6 +266,14 @@ def make_sentences(
             + "\n".join(f"  {name}: {why}" for name, why in failed.items())
             + f"\nThe {kept} finished concepts are kept in {resume}/ and taken from there on "
             "the next run."
+        )
+    if cannot:
+        log.error(
+            "%d of %d concepts cannot get sentences with these settings (each recorded in its "
+            "file; the workflow goes on without them): %s",
+            len(cannot),
+            len(concepts),
+            ", ".join(cannot),
         )
     out = Path(batch_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -282,9 +310,12 @@ def diversity_table(sentence_files: Sequence[str], output: str) -> None:
     each source's mean over its concepts, as CSV."""
     from expertalign.atomic import atomic_path
     from expertalign.corpus import type_token_ratio
+    from expertalign.sentences import failure_of
 
     rows = []
     for path in sentence_files:
+        if failure_of(path) is not None:  # listed by `expertalign status`, not here
+            continue
         texts = pd.read_parquet(path, columns=["text"])["text"].tolist()
         rows.append(
             {
@@ -313,9 +344,14 @@ def negative_bank(
     (seeded, tagged with ``version``), as Parquet
     (:func:`expertalign.negatives.build_negative_bank`)."""
     from expertalign.negatives import build_negative_bank
+    from expertalign.sentences import failure_of
     from expertalign.storage import write_frame_atomic
 
-    frames = [pd.read_parquet(path) for path in sentence_files]
+    failed = {path: failure_of(path) for path in sentence_files}
+    for path, why in failed.items():
+        if why is not None:
+            log.warning("bank %s: without %s: %s", version, path, why)
+    frames = [pd.read_parquet(path) for path, why in failed.items() if why is None]
     bank = build_negative_bank(frames, size=size, seed=seed, version=version)
     log.info("bank %s: %d sentences from %d concepts", version, len(bank), len(frames))
     write_frame_atomic(bank, output)
