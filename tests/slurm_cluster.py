@@ -19,7 +19,6 @@ before the session is reused and left running.
 
 from __future__ import annotations
 
-import copy
 import os
 import shutil
 import signal
@@ -195,29 +194,12 @@ def profile_for_local_cluster(
     assert not missing, f"profile partitions {missing} not on the local cluster"
     assert site.get("gpu_model") == cluster.gpu_type, (site.get("gpu_model"), cluster.gpu_type)
 
-    config = copy.deepcopy(config)
-    # The cluster enforces memory (OverMemoryKill): the cap must hold the largest tiny job
-    # (two Python processes with torch, the embedded model: about 2 GB).
-    mem_cap = max(256, min(4000, cluster.mem_mb // 4))
-    for resources in [
-        config.get("default-resources", {}),
-        *config.get("set-resources", {}).values(),
-    ]:
-        if isinstance(resources.get("mem_mb"), int):
-            resources["mem_mb"] = min(resources["mem_mb"], mem_cap)
-        if isinstance(resources.get("cpus_per_task"), int):
-            resources["cpus_per_task"] = min(resources["cpus_per_task"], cluster.cpus)
-    for rule, threads in config.get("set-threads", {}).items():
-        config["set-threads"][rule] = min(int(threads), cluster.cpus)
-    # Fail fast: a failing job is not resubmitted in tests.
-    config["retries"] = 0
-    if fast_polling:
-        config["slurm-init-seconds-before-status-checks"] = 2
-        config["seconds-between-status-checks"] = 2
-        config["latency-wait"] = 5
-    dst.mkdir(parents=True, exist_ok=True)
-    (dst / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    return dst
+    # Memory (every mem_mb, an int or the N of "N * attempt"; the cap holds the largest tiny
+    # job: two Python processes with torch, the embedded model, about 2 GB), threads, retries 0
+    # (fail fast: a failing job is not resubmitted in tests) and polling.
+    return escalating_profile_for_local_cluster(
+        dst, cluster, retries=0, source=source, fast_polling=fast_polling
+    )
 
 
 def run_snakemake(
@@ -259,3 +241,62 @@ def run_snakemake(
             f"squeue:\n{queue}\n{text[-8000:]}"
         )
     return subprocess.CompletedProcess(proc.args, proc.returncode, text, "")
+
+
+def escalating_profile_for_local_cluster(
+    dst: Path,
+    cluster: LocalSlurm,
+    *,
+    site: dict[str, str] | None = None,
+    mem_cap: int | None = None,
+    retries: int = 1,
+    source: Path = SLURM_PROFILE,
+    fast_polling: bool = True,
+) -> Path:
+    """Copy the real SLURM profile to ``dst`` as a site would edit it, keeping its retry
+    escalation (``"N * attempt"`` resources, the YTE-rendered GPU-type expressions).
+
+    ``site`` replaces values of the ``cluster-specific`` block in the text, where their YAML
+    anchors are defined (so that the aliases and YTE ``__variables__`` that use them follow).
+    Memory is shrunk to this one node: every ``mem_mb`` (an int, or the N of ``"N * attempt"``)
+    to at most ``mem_cap`` (default ``min(4000, node memory / 4)``, so that attempt 2 fits as
+    well); threads and ``cpus_per_task`` to the node's CPUs. ``retries`` is the real profile's 1
+    unless given; ``fast_polling`` as in :func:`profile_for_local_cluster`.
+    """
+    import re
+
+    text = (source / "config.yaml").read_text()
+    for key, value in (site or {}).items():
+        text, n = re.subn(
+            rf"^(\s+{re.escape(key)}: &{re.escape(key)} )\S+$",
+            lambda m, value=value: m.group(1) + (value if value else "''"),
+            text,
+            count=1,
+            flags=re.M,
+        )
+        assert n == 1, f"cluster-specific value {key!r} not found in {source}/config.yaml"
+    config = yaml.safe_load(text)
+    cap = mem_cap if mem_cap is not None else max(256, min(4000, cluster.mem_mb // 4))
+    for resources in [
+        config.get("default-resources", {}),
+        *config.get("set-resources", {}).values(),
+    ]:
+        mem = resources.get("mem_mb")
+        if isinstance(mem, int):
+            resources["mem_mb"] = min(mem, cap)
+        elif isinstance(mem, str):
+            match = re.fullmatch(r"\s*(\d+)\s*\*\s*attempt\s*", mem)
+            assert match, f"mem_mb {mem!r}: not of the form 'N * attempt'"
+            resources["mem_mb"] = f"{min(int(match.group(1)), cap)} * attempt"
+        if isinstance(resources.get("cpus_per_task"), int):
+            resources["cpus_per_task"] = min(resources["cpus_per_task"], cluster.cpus)
+    for rule, threads in config.get("set-threads", {}).items():
+        config["set-threads"][rule] = min(int(threads), cluster.cpus)
+    config["retries"] = retries
+    if fast_polling:
+        config["slurm-init-seconds-before-status-checks"] = 2
+        config["seconds-between-status-checks"] = 2
+        config["latency-wait"] = 5
+    dst.mkdir(parents=True, exist_ok=True)
+    (dst / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return dst

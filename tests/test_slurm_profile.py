@@ -25,6 +25,8 @@ from slurm_cluster import (
     run_snakemake,
 )
 
+from expertalign.preflight import job_resources
+
 pytestmark = pytest.mark.slurm
 
 TOY_SNAKEFILE = r"""
@@ -68,7 +70,11 @@ def test_profile_is_plain_and_names_the_workflow_rules():
     for rule in gpu_rules:
         assert resources[rule]["gpu"] == 1
         assert resources[rule]["slurm_partition"] == config["cluster-specific"]["gpu_partition"]
-        assert resources[rule]["gpu_model"] == config["cluster-specific"]["gpu_model"]
+        # gpu_model on the first submission, large_gpu_model on the retry (a YTE-rendered
+        # expression of `attempt`, evaluated as Snakemake does)
+        site = config["cluster-specific"]
+        assert job_resources(rule, {}, 1)[0]["gpu_model"] == site["gpu_model"]
+        assert job_resources(rule, {}, 2)[0]["gpu_model"] == site["large_gpu_model"]
     for rule in cpu_rules:
         assert resources[rule]["slurm_partition"] == config["cluster-specific"]["cpu_partition"]
         assert "gpu" not in resources[rule]
@@ -80,7 +86,10 @@ def test_profile_is_plain_and_names_the_workflow_rules():
     assert gpu_rules | cpu_rules <= rules_in_workflow, "rules not found in workflow/rules/*.smk"
     # the expert jobs of models beyond experts.standard_gpu_mem_mb go to the larger cards
     large = resources["experts_large"]
-    assert large["gpu"] == 1 and large["gpu_model"] == config["cluster-specific"]["large_gpu_model"]
+    assert large["gpu"] == 1
+    site = config["cluster-specific"]
+    assert job_resources("experts_large", {}, 1)[0]["gpu_model"] == site["large_gpu_model"]
+    assert job_resources("experts_large", {}, 2)[0]["gpu_model"] == site["retry_large_gpu_model"]
     unknown = set(resources) - rules_in_workflow
     assert not unknown, f"set-resources for rules the workflow lacks: {unknown}"
 

@@ -3,6 +3,7 @@
     $ expertalign plan --configfile config/paper.yaml            # what a campaign will cost
     $ expertalign plan --configfile config/paper.yaml --measured results   # from a calibration
     $ expertalign plan --configfile config/paper.yaml --calibration-targets
+    $ expertalign preflight --configfile config/paper.yaml       # sbatch --test-only each request
     $ expertalign status --configfile config/paper.yaml          # where a campaign stands
 
     $ expertalign prefetch --configfile config/paper.yaml        # on the login node, with network
@@ -112,6 +113,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     plan.add_argument("--csv", help="also write the table here")
 
+    pre_flight = sub.add_parser(
+        "preflight",
+        help="sbatch --test-only for each distinct resource request of a config's campaign "
+        "(attempts 1 and 2) with the SLURM profile; nothing is queued",
+    )
+    pre_flight.add_argument("--configfile", default="config/config.yaml")
+    pre_flight.add_argument("--profile", default="profiles/slurm")
+
     status = sub.add_parser(
         "status",
         help="per rule x model x checkpoint: done, running, queued, failed; time spent and "
@@ -187,6 +196,16 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "plan":
         return _plan(parser, args)
+    if args.command == "preflight":
+        from expertalign.config import ConfigError
+        from expertalign.preflight import main_preflight
+
+        try:
+            text, ok = main_preflight(args.configfile, args.profile)
+        except (ConfigError, ValueError, FileNotFoundError) as err:
+            parser.error(str(err))
+        print(text)
+        return 0 if ok else 1
     if args.command == "status":
         from expertalign.config import ConfigError
         from expertalign.status import main_status
