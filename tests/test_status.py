@@ -356,3 +356,19 @@ def test_the_cli_prints_the_table_and_writes_nothing(tmp_path, monkeypatch, caps
     assert "SLURM: not available" in out
     assert re.search(r"^total: \d+ jobs \(\d+ todo\); time spent", out, flags=re.M)
     assert listing() == before
+
+
+def test_concepts_without_sentences_are_listed_with_reason_and_remedy(campaign, tmp_path):
+    """A concept whose sentence file records that it cannot get sentences (the batch job went
+    on without it) is listed once, with why and what to do."""
+    from expertalign.sentences import write_failed_sentences
+
+    concept = campaign.concept_ids[1]
+    path = campaign.sentence_sets["generated"].outputs[concept]
+    why = "NotEnoughSentencesError: found only 3 of 8 usable sentences after 4 rounds"
+    write_failed_sentences(tmp_path / path, concept, why, "fp")
+    report = campaign_status(campaign, workdir=str(tmp_path), slurm=False, estimate=False)
+    assert report.failed_concepts == [("generated", concept, path, f"{concept}: {why}")]
+    text = format_status(report)
+    assert "Concepts without sentences (1):" in text
+    assert f"delete {path} to try again" in text

@@ -39,7 +39,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from expertalign.plan import Campaign
 from expertalign.status import probes
@@ -77,6 +77,8 @@ class StatusReport:
     slurm: str
     rows: list[Row]
     jobs: list[JobStatus]
+    #: (sentence set, concept, sentence file, why it has no sentences)
+    failed_concepts: list[tuple[str, str, str, str]] = field(default_factory=list)
 
     @property
     def failed(self) -> list[JobStatus]:
@@ -248,7 +250,27 @@ def campaign_status(
         slurm=slurm_line,
         rows=_rows(statuses, _paper_seconds(campaign) if estimate else None),
         jobs=statuses,
+        failed_concepts=failed_concepts(campaign, workdir),
     )
+
+
+def failed_concepts(campaign: Campaign, workdir: str = ".") -> list[tuple[str, str, str, str]]:
+    """Concepts whose sentence file records that their sentences could not be made
+    (:func:`expertalign.sentences.failure_of`): set, concept, file, reason."""
+    from expertalign.sentences import failure_of
+
+    found = []
+    for name, spec in campaign.sentence_sets.items():
+        for concept, path in spec.outputs.items():
+            full = os.path.join(workdir, path)
+            if os.path.isfile(full):
+                try:
+                    why = failure_of(full)
+                except (OSError, ValueError):  # a damaged file: the plan remakes it
+                    continue
+                if why is not None:
+                    found.append((name, concept, path, why))
+    return found
 
 
 # ------------------------------------------------------------------------------ rows, time left

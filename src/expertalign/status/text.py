@@ -95,6 +95,13 @@ def format_status(report: StatusReport, max_listed: int = 50) -> str:
         )
     if report.totals["queued"]:
         out.append("queued: pending in SLURM, or planned by the running controller, not started")
+    if report.failed_concepts:
+        from expertalign.sentences import retry_hint
+
+        out += ["", f"Concepts without sentences ({len(report.failed_concepts)}):"]
+        for name, concept, path, why in report.failed_concepts[:max_listed]:
+            out.append(f"  {concept} ({name}): {why}")
+            out.append(f"    remedy: {retry_hint(path)}")
     for title, group in (("Failed jobs", report.failed), ("Incomplete jobs", report.incomplete)):
         if not group:
             continue
