@@ -163,3 +163,15 @@ def test_the_campaign_summary_sets_used_against_predicted_and_counts_retries(tmp
     assert summary.loc["b", "gpu_hours_used"] == pytest.approx(0.01)
     cost = pd.read_csv(tmp_path / "cost.csv").set_index("model")
     assert cost.loc["m_a", "seconds_per_concept"] == pytest.approx(5400 / 15)
+
+
+def test_the_forward_floor_is_flops_over_an_a100(paper):
+    """The floor: 2 x parameters FLOPs per token over every positive and each shard's bank rows,
+    at 40 % of 312 TFLOP/s, per model over its 7 or 1 checkpoints."""
+    campaign, fc = paper
+    n_parameters = model_shape("EleutherAI/pythia-12b").n_parameters
+    sentences = 1249 * 400 + 63 * 1250
+    expected = 7 * 2 * n_parameters * sentences * 24 / (312e12 * 0.4) / 3600
+    assert fc.floor_hours["pythia-12b"] == pytest.approx(expected)
+    assert fc.floor_hours["pythia-12b-random"] == pytest.approx(expected / 7)
+    assert "performance goal: under 40 GPU-hours" in format_forecast(fc)

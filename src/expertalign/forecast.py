@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -52,6 +52,8 @@ __all__ = [
     "LOAD_BYTES_PER_SECOND",
     "DECODE_BYTES_PER_SECOND",
     "GENERATION_ROUNDS",
+    "GOAL_GPU_HOURS",
+    "forward_floor_hours",
 ]
 
 # Reading weights from a node's cache into GPU memory (an assumption, not measured on a cluster).
@@ -61,6 +63,14 @@ LOAD_BYTES_PER_SECOND = 1.0e9
 DECODE_BYTES_PER_SECOND = 1.0e12
 # Sampling rounds per concept: the first, plus rounds that refill rejected lines (assumed 1.5).
 GENERATION_ROUNDS = 1.5
+# The project's performance goal for config/paper.yaml, generation included (README, Performance).
+GOAL_GPU_HOURS = 40.0
+# The forward-pass floor: tokens per sentence (the default run's sentences, SmolLM2's tokenizer:
+# Brown 26.1 on average, the embedded generator's 12.5), and the share of an A100's 312 TFLOP/s
+# bf16 peak a batched forward pass reaches (an assumption).
+TOKENS_PER_SENTENCE = 24
+A100_BF16_FLOPS = 312e12
+FORWARD_UTILISATION = 0.4
 # The paper's sentences per concept behind its App. K costs.
 _PAPER_SENTENCES = 400 + 1000
 _LOCAL_RULES = {
@@ -98,6 +108,8 @@ class Forecast:
     generator_loads: int
     hub_cache_gb: float
     measured_models: tuple[str, ...]
+    #: model -> GPU-hours of its expert jobs' forward passes alone (:func:`forward_floor_hours`)
+    floor_hours: dict[str, float] = field(default_factory=dict)
 
     @property
     def totals(self) -> dict[str, float]:
@@ -312,6 +324,7 @@ def forecast(campaign: Campaign, measured: str | Path | None = None) -> Forecast
         generator_loads=generator_loads,
         hub_cache_gb=_hub_cache_bytes(campaign) / 1e9,
         measured_models=tuple(sorted({model for model, _ in per_concept})),
+        floor_hours=forward_floor_hours(campaign),
     )
 
 
@@ -329,6 +342,27 @@ def predicted_expert_hours(campaign: Campaign) -> dict[str, float]:
         hours[model] = round(
             seconds * len(campaign.sources) * len(campaign.revisions(model)) / 3600, 6
         )
+    return hours
+
+
+def forward_floor_hours(campaign: Campaign) -> dict[str, float]:
+    """Model -> GPU-hours of only its expert jobs' forward passes (2 x parameters FLOPs per
+    token, :data:`TOKENS_PER_SENTENCE` tokens per sentence: every concept's positives and each
+    shard's bank rows, at :data:`FORWARD_UTILISATION` of an A100's bf16 peak), every source and
+    checkpoint: what no implementation of the method can beat on that card."""
+    hours = {}
+    n_positives = campaign.config["sentences"]["n_positives"]
+    for model in campaign.models:
+        shape = _shape(campaign, model)
+        if shape is None:
+            continue
+        sentences = (
+            len(campaign.concept_ids) * n_positives
+            + len(campaign.shard_ids(model)) * campaign.bank_rows()
+        )
+        flops = 2 * shape.n_parameters * sentences * TOKENS_PER_SENTENCE
+        runs = len(campaign.sources) * len(campaign.revisions(model))
+        hours[model] = runs * flops / (A100_BF16_FLOPS * FORWARD_UTILISATION) / 3600
     return hours
 
 
@@ -376,6 +410,12 @@ def format_forecast(fc: Forecast) -> str:
         + f"); GPU jobs' time limits add up to {totals['limit_hours']:,.1f} h",
         f"generator loads {fc.generator_loads:,}; disk written {totals['disk_gb']:,.1f} GB "
         f"(AP files, baselines); Hugging Face cache {fc.hub_cache_gb:,.1f} GB",
+        f"performance goal: under {GOAL_GPU_HOURS:.0f} GPU-hours with generation; this plan "
+        f"predicts {totals['gpu_hours']:,.1f} "
+        f"({totals['gpu_hours'] / GOAL_GPU_HOURS:.1f}x the goal); "
+        f"the expert jobs' forward-pass floor is {sum(fc.floor_hours.values()):,.1f} GPU-hours "
+        f"({TOKENS_PER_SENTENCE} tokens per sentence at {FORWARD_UTILISATION:.0%} of an A100's "
+        "bf16 peak)",
         "per-concept costs: "
         + (
             f"measured for {', '.join(fc.measured_models)}, the paper's App. K for the rest"
