@@ -19,7 +19,13 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "src" / "expertalign"
 # Imported lazily by the SLURM submitter only; declared in the `slurm` extra.
-EXTRA_IMPORTS = {"submitit": "slurm"}
+# Imported only by the commands that need them (`expertalign preflight` reads the profile with
+# Snakemake and builds sbatch options with the SLURM plugin), so they live in extras.
+EXTRA_IMPORTS = {
+    "submitit": "slurm",
+    "snakemake": "workflow",
+    "snakemake_executor_plugin_slurm": "slurm",
+}
 
 
 def _name(requirement: str) -> str:
