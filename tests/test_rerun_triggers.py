@@ -30,7 +30,7 @@ def finished(tmp_path_factory):
     config["sentences"]["provided"] = f"{provided}/{{concept}}.txt"
     # the pilot too: a speed setting or reordered keys must not rerun it either
     path = root / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
+    path.write_text(yaml.safe_dump(config, sort_keys=False))  # the first source comes first
     snakemake("--configfile", str(path), "--cores", "2", timeout=1500)
     return root, config
 
