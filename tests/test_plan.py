@@ -196,3 +196,22 @@ def test_provided_files_are_read_from_the_pattern(tmp_path):
     blocks = campaign.sentence_blocks("generated")
     (frost_block,) = [name for name, members in blocks.items() if "frost" in members]
     assert frost_block.startswith("gpu-")
+
+
+def test_a_block_needs_the_gpu_only_for_members_still_to_generate(tmp_path):
+    """Once the generated concept of a block is made, adding a provided concept to the block
+    makes a CPU job (collect_sentences), not a generator load."""
+    tiny = yaml.safe_load((REPO / "tests/data/tiny_config.yaml").read_text())
+    shutil.copytree(REPO / "tests/data/sentences", tmp_path / "sentences")
+    tiny["sentences"]["provided"] = f"{tmp_path}/sentences/{{concept}}.txt"
+    tiny["concepts"] = str(REPO / tiny["concepts"])
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(tiny, sort_keys=False))
+    campaign = campaign_in(load_config(path), tmp_path / "results")
+    assert list(campaign.planned_batches("generated")) == ["gpu-000"]  # frost is generated
+    write_sentences(campaign, "generated", campaign.concept_ids)
+    (made,) = [c for c in campaign.concept_ids if c in campaign.provided["generated"]][:1]
+    frame = sentences_frame(made, ["old"], "facts", "generated")
+    write_sentences_atomic(frame, campaign.sentence_sets["generated"].outputs[made], "other")
+    again = campaign_in(load_config(path), tmp_path / "results")
+    assert again.planned_batches("generated") == {"cpu-000": [made]}

@@ -20,7 +20,8 @@ report is what the workflow runs.
 
 **Sentence batches keep their names.** A batch is a fixed block of ``sentences.concepts_per_job``
 rows of a sentence set's concepts, named by its position in the table (``gpu-007``: the eighth
-block, one that needs a GPU generator), never by what is missing. Its job makes only the members
+block, whose members still to make need the GPU generator; ``cpu-007`` if they are provided
+files or corpus sentences), never by which or how many are missing. Its job makes only the members
 whose file is missing or was made with other settings (:meth:`Campaign.planned_batches`), so a
 queued SLURM job that re-plans the workflow when it starts finds its batch under the same name
 whatever other batches finished meanwhile.
@@ -261,16 +262,20 @@ class Campaign:
     @functools.cache  # noqa: B019
     def sentence_blocks(self, name: str) -> dict[str, list[str]]:
         """Batch name -> members: every block of ``sentences.concepts_per_job`` concepts of the
-        set, in table order, named ``gpu-NNN`` (a local generator makes some member) or
-        ``cpu-NNN`` (provided files, a corpus or a generation server), whatever is missing."""
+        set, in table order, named by its position: ``gpu-NNN`` where a local generator makes
+        some member it still has to make (or, with none left, some member), else ``cpu-NNN``
+        (provided files, a corpus or a generation server). Only the block's own job makes its
+        members, so a queued job finds its block under the same name when it starts."""
         from expertalign.sentence_plan import batches
 
         spec = self.sentence_sets[name]
+        stale = self.stale_concepts(name)
         blocks = batches(list(spec.outputs), self.config["sentences"]["concepts_per_job"])
-        return {
-            f"{'gpu' if self._needs_gpu(spec, members) else 'cpu'}-{k:03d}": members
-            for k, members in enumerate(blocks)
-        }
+        named = {}
+        for k, members in enumerate(blocks):
+            todo = [c for c in members if c in stale] or members
+            named[f"{'gpu' if self._needs_gpu(spec, todo) else 'cpu'}-{k:03d}"] = members
+        return named
 
     @staticmethod
     def _needs_gpu(spec: SentenceSet, members: Sequence[str]) -> bool:
