@@ -110,9 +110,12 @@ def test_changing_the_prompts_regenerates_only_generated_concepts(finished):
 def test_editing_a_provided_file_reruns_its_concept_and_what_reads_it(finished):
     root, config = finished
     rain = root / "sentences/rain.txt"
-    lines = rain.read_text(encoding="utf-8").splitlines()
-    rain.write_text("\n".join(reversed(lines)) + "\n", encoding="utf-8")
-    counts = planned(root, config)
+    text = rain.read_text(encoding="utf-8")
+    rain.write_text("\n".join(reversed(text.splitlines())) + "\n", encoding="utf-8")
+    try:
+        counts = planned(root, config)
+    finally:  # the finished run stays finished for the module's other tests
+        rain.write_text(text, encoding="utf-8")
     # a batch of provided files needs no GPU: collect_sentences. The Brown source has its own
     # sentences for rain, so its fallback's edit changes nothing there.
     assert counts["collect_sentences"] == 1 and counts["sentences_from_batch"] == 1, counts
