@@ -316,7 +316,7 @@ def cost_table(
     *,
     summary_out: str | None = None,
     predicted_hours: Mapping[str, float] | None = None,
-    slurm_log_dirs: Sequence[str] = (".snakemake/slurm_logs", "logs/slurm"),
+    slurm_log_dirs: Sequence[str] | None = None,
 ) -> None:
     """Seconds per concept per (model, checkpoint) from the expert rules' benchmark files;
     ``shard_sizes``: model -> shard -> its concepts (models may have shards of their own size).
@@ -324,7 +324,8 @@ def cost_table(
     With ``summary_out``, the campaign's summary per model: expert jobs, GPU-hours they used (the
     benchmark files' wall time of jobs that each hold one GPU), the GPU-hours ``predicted_hours``
     (:func:`expertalign.forecast.predicted_expert_hours`) and their ratio, and the jobs that
-    SLURM ran more than once (one SLURM log per attempt, in ``slurm_log_dirs``)."""
+    SLURM ran more than once (one SLURM log per attempt, in ``slurm_log_dirs``: by default
+    where ``expertalign status`` reads them, :data:`expertalign.status.probes.SLURM_LOG_DIRS`)."""
     rows = []
     for path in benchmark_files:
         run = parse_run(path)
@@ -355,9 +356,19 @@ def cost_table(
     write_frame_atomic(summary, output)
     if summary_out is not None:
         write_frame_atomic(
-            campaign_summary(frame, predicted_hours or {}, retried_jobs(slurm_log_dirs, frame)),
+            campaign_summary(
+                frame,
+                predicted_hours or {},
+                retried_jobs(slurm_log_dirs or _slurm_log_dirs(), frame),
+            ),
             summary_out,
         )
+
+
+def _slurm_log_dirs() -> Sequence[str]:
+    from expertalign.status.probes import SLURM_LOG_DIRS
+
+    return SLURM_LOG_DIRS
 
 
 def retried_jobs(log_dirs: Sequence[str], jobs: pd.DataFrame) -> dict[str, int]:
