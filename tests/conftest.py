@@ -5,6 +5,8 @@
 
     def test_offline(monkeypatch_module): ...           # a module-scoped MonkeyPatch
 
+    def test_tables(tiny_run): ...                      # the tiny workflow, run once (session)
+
 Helpers that are not fixtures stay in their modules (``slurm_cluster``, ``tiny_models``,
 ``workflow_helpers``, ``prerequisites``), imported by the tests that use them.
 """
@@ -35,3 +37,15 @@ def monkeypatch_module():
     mp = pytest.MonkeyPatch()
     yield mp
     mp.undo()
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """The tiny config run for real once per session (:class:`workflow_helpers.TinyRun`).
+
+    Tests read it, dry-run against it, or edit its provided sentence files and restore them;
+    a test that reruns jobs works on ``workflow_helpers.copy_of_run(tiny_run, tmp_path)``.
+    """
+    from workflow_helpers import make_tiny_run
+
+    return make_tiny_run(tmp_path_factory.mktemp("tiny-run"))

@@ -1,4 +1,5 @@
-"""What a config change or an edited input reruns, planned by dry runs after one real tiny run.
+"""What a config change or an edited input reruns, planned by dry runs against the session's
+finished tiny run (``tiny_run``).
 
 GPU work must rerun only when its result would change: tau reaches only the reductions, a job
 sees only its own checkpoint, speed settings rerun nothing, and an edited input file reruns
@@ -8,7 +9,6 @@ exactly what reads it.
 from __future__ import annotations
 
 import re
-import shutil
 
 import pytest
 import yaml
@@ -20,19 +20,11 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    """A finished tiny run whose provided sentence files are copies it may edit."""
-    root = tmp_path_factory.mktemp("triggers")
-    provided = root / "sentences"
-    shutil.copytree(REPO / "tests/data/sentences", provided)
-    config = yaml.safe_load(TINY.read_text())
-    config["results"] = str(root / "results")
-    config["sentences"]["provided"] = f"{provided}/{{concept}}.txt"
-    # the pilot too: a speed setting or reordered keys must not rerun it either
-    path = root / "config.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))  # the first source comes first
-    snakemake("--configfile", str(path), "--cores", "2", timeout=1500)
-    return root, config
+def finished(tiny_run):
+    """The session's finished tiny run (its provided sentence files are copies a test may edit
+    and must restore) and its config; the pilot too: a speed setting or reordered keys must not
+    rerun it either."""
+    return tiny_run.root, tiny_run.config
 
 
 def planned(root, config, *extra: str) -> dict[str, int]:

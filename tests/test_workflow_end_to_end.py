@@ -1,4 +1,4 @@
-"""The Snakemake workflow run end to end on the tiny config (one shared run per module)."""
+"""The Snakemake workflow run end to end on the tiny config (the session's run, ``tiny_run``)."""
 
 from __future__ import annotations
 
@@ -16,25 +16,15 @@ from prerequisites import require
 from workflow_helpers import (
     REPO,
     SOURCES,
-    TINY,
     _assert_alignment_table_is,
     _recomputed_alignment,
-    snakemake,
+    copy_of_run,
 )
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    results = tmp_path_factory.mktemp("tiny") / "results"
-    first = snakemake(
-        "--configfile", TINY, "--config", f"results={results}", "--cores", "2", timeout=1500
-    )
-    return results, first
 
 
 @pytest.mark.slow
 def test_tiny_workflow_end_to_end(tiny_run):
-    results, _ = tiny_run
+    results = tiny_run.results
     table = pd.read_csv(results / "tables/alignment.csv")
     assert set(table.columns) >= {
         "judgment",
@@ -70,9 +60,9 @@ def test_tiny_workflow_end_to_end(tiny_run):
 
 @pytest.mark.slow
 def test_report_holds_every_table_and_figure(tiny_run):
-    results, _ = tiny_run
+    results = tiny_run.results
     report = results / "report.html"
-    snakemake("--configfile", TINY, "--config", f"results={results}", "--report", str(report))
+    tiny_run.snakemake("--report", str(report))
     html = report.read_text(encoding="utf-8", errors="replace")
     shown = sorted(results.glob("tables/*.csv")) + sorted(results.glob("figures/**/*.png"))
     assert len(shown) >= 12
@@ -82,7 +72,7 @@ def test_report_holds_every_table_and_figure(tiny_run):
         shutil.which("chromium") is not None, "chromium (the report was built but not rendered)"
     )
     render = subprocess.run(
-        ["bash", "tools/render_report.sh", str(results), "--configfile", TINY],
+        ["bash", "tools/render_report.sh", str(results), "--configfile", str(tiny_run.configfile)],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -95,28 +85,17 @@ def test_report_holds_every_table_and_figure(tiny_run):
 
 @pytest.mark.slow
 def test_second_run_does_nothing(tiny_run):
-    results, _ = tiny_run
-    again = snakemake("--configfile", TINY, "--config", f"results={results}", "--cores", "2")
+    again = tiny_run.snakemake("--cores", "2")
     assert "Nothing to be done" in again.stdout, again.stdout[-3000:]
 
 
 @pytest.mark.slow
 def test_appending_a_concept_reruns_only_its_sentences_its_shard_and_reductions(tiny_run, tmp_path):
-    results, _ = tiny_run
     table = tmp_path / "concepts.tsv"
     shutil.copy(REPO / "tests/data/tiny_concepts.tsv", table)
     with table.open("a") as handle:
         handle.write("frozen\tfrozen\tadjective\tturned into ice\t\t\n")
-    plan = snakemake(
-        "-n",
-        "--configfile",
-        TINY,
-        "--config",
-        f"results={results}",
-        f"concepts={table}",
-        "--quiet",
-        "rules",
-    )
+    plan = tiny_run.snakemake("-n", "--config", f"concepts={table}", "--quiet", "rules")
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", plan.stdout, flags=re.M))
     # one sentence job per source, each for the new concept only (provided sentences and the
     # corpus need no GPU: collect_sentences)
@@ -126,9 +105,7 @@ def test_appending_a_concept_reruns_only_its_sentences_its_shard_and_reductions(
     # 8 concepts in shards of 4: shard 0001 gains the new concept, shard 0000 is untouched
     assert counts.get("experts") == str(2 * len(SOURCES))  # shard 0001 of each model, source
     assert "negative_bank" not in counts
-    detail = snakemake(
-        "-n", "--configfile", TINY, "--config", f"results={results}", f"concepts={table}"
-    )
+    detail = tiny_run.snakemake("-n", "--config", f"concepts={table}")
     outputs = [line for line in detail.stdout.splitlines() if line.strip().startswith("output:")]
     assert not any("shard-0000.arrow" in line for line in outputs), outputs
     assert sum("shard-0001.arrow" in line for line in outputs) == 2 * len(SOURCES)
@@ -142,11 +119,8 @@ def test_cli_concept_reproduces_the_workflows_expert_job(tiny_run, tmp_path):
 
     from expertalign.storage import read_expertise
 
-    results, _ = tiny_run
-    config = tmp_path / "config.yaml"
-    config.write_text(
-        yaml.safe_dump({**yaml.safe_load((REPO / TINY).read_text()), "results": str(results)})
-    )
+    results = tiny_run.results
+    config = tiny_run.configfile
     out = tmp_path / "sun.arrow"
     cli = str(Path(sys.executable).with_name("expertalign"))
     run = subprocess.run(
@@ -205,7 +179,7 @@ def test_cli_concept_reproduces_the_workflows_expert_job(tiny_run, tmp_path):
 def test_reported_alignment_recomputed_from_the_shards(tiny_run):
     """Every row of tables/alignment.csv (ρ, CI, p, n for each measure and model), rebuilt here
     from the expert shards, the baselines and MEN without the package's alignment code."""
-    results, _ = tiny_run
+    results = tiny_run.results
     expected = _recomputed_alignment(results, REPO / "tests/data/tiny_concepts.tsv")
     assert (expected["n_pairs"] == 15).all()
     _assert_alignment_table_is(results, expected)
@@ -240,20 +214,18 @@ def _assert_spp_overlaps_are_jaccards(results: Path) -> None:
 
 @pytest.mark.slow
 def test_spp_analysis_runs_on_the_tiny_run(tiny_run):
-    results, _ = tiny_run
+    results = tiny_run.results
     _assert_spp_overlaps_are_jaccards(results)
 
 
 @pytest.mark.slow
 def test_appending_a_concept_and_running_reruns_only_what_it_must(tiny_run, tmp_path):
-    """Runs for real what the dry-run test above plans: append a concept and run the workflow.
-
-    Kept last in this module: it adds a concept to the module's tiny run, which the tests above
-    read as it was.
-    """
+    """Runs for real what the dry-run test above plans: append a concept and run the workflow
+    (on a copy of the session's run, which other tests read as it was)."""
     import numpy as np
 
-    results, _ = tiny_run
+    run = copy_of_run(tiny_run, tmp_path / "run")
+    results = run.results
     table = tmp_path / "concepts.tsv"
     shutil.copy(REPO / "tests/data/tiny_concepts.tsv", table)
     with table.open("a") as handle:  # provided sentences: tests/data/sentences/frozen.txt
@@ -277,18 +249,9 @@ def test_appending_a_concept_and_running_reruns_only_what_it_must(tiny_run, tmp_
     rerun.append(results / "tables/alignment.csv")
     old_mtimes = {p: p.stat().st_mtime_ns for p in rerun}
 
-    run = snakemake(
-        "--configfile",
-        TINY,
-        "--config",
-        f"results={results}",
-        f"concepts={table}",
-        "--cores",
-        "2",
-        timeout=1200,
-    )
+    appended = run.snakemake("--config", f"concepts={table}", "--cores", "2", timeout=1200)
     for path, (content, mtime) in before.items():
-        assert path.stat().st_mtime_ns == mtime, f"{path} was rewritten:\n{run.stdout[-3000:]}"
+        assert path.stat().st_mtime_ns == mtime, f"{path} was rewritten:\n{appended.stdout[-3000:]}"
         assert path.read_bytes() == content, path
     for path, mtime in old_mtimes.items():
         assert path.stat().st_mtime_ns > mtime, f"{path} was not rerun"

@@ -4,10 +4,13 @@ numbers, and check the errors and figures it (and the package) produce."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+from base64 import urlsafe_b64decode, urlsafe_b64encode
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -52,6 +55,89 @@ def snakemake(
             f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{out[-8000:]}"
         )
     return result
+
+
+# ------------------------------------------------------------------ the session's tiny run
+
+
+@dataclass(frozen=True)
+class TinyRun:
+    """A finished run of the tiny config (the session fixture ``tiny_run``, or a copy of it).
+
+    ``root`` holds ``config.yaml`` (the tiny config with ``results`` and the provided sentence
+    files moved here), ``sentences/`` (copies of tests/data/sentences, which tests may edit and
+    must restore) and ``results/``; ``output`` is Snakemake's output of the run that made it.
+    """
+
+    root: Path
+    output: str = ""
+
+    @property
+    def results(self) -> Path:
+        return self.root / "results"
+
+    @property
+    def configfile(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def config(self) -> dict:
+        return yaml.safe_load(self.configfile.read_text(encoding="utf-8"))
+
+    def snakemake(self, *args: str, **kwargs) -> subprocess.CompletedProcess:
+        """``snakemake --configfile <this run's config> ARGS`` in the repository root."""
+        return snakemake("--configfile", str(self.configfile), *args, **kwargs)
+
+
+def make_tiny_run(root: Path) -> TinyRun:
+    """Run the tiny config for real under ``root`` (see :class:`TinyRun`)."""
+    shutil.copytree(REPO / "tests/data/sentences", root / "sentences")
+    config = yaml.safe_load((REPO / TINY).read_text(encoding="utf-8"))
+    config["results"] = str(root / "results")
+    config["sentences"]["provided"] = f"{root / 'sentences'}/{{concept}}.txt"
+    # key order as in the tiny config: the first sentence source is the primary one
+    (root / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    run = TinyRun(root)
+    first = run.snakemake("--cores", "2", timeout=1500)
+    return TinyRun(root, first.stdout)
+
+
+def _metadata_records() -> dict[str, Path]:
+    """Snakemake's metadata records in the repository's .snakemake: output path -> record file
+    (the file's name is the path in URL-safe base64, split into folders past NAME_MAX, every
+    part but the last prefixed with '@'; snakemake.persistence.file)."""
+    folder = REPO / ".snakemake" / "metadata"
+    records = {}
+    for record in folder.rglob("*"):
+        if record.is_file():
+            parts = record.relative_to(folder).parts
+            encoded = "".join(p.removeprefix("@") for p in parts[:-1]) + parts[-1]
+            records[urlsafe_b64decode(encoded).decode()] = record
+    return records
+
+
+def _record_path(output: str) -> Path:
+    folder = REPO / ".snakemake" / "metadata"
+    encoded = urlsafe_b64encode(output.encode()).decode()
+    size = os.pathconf(folder, "PC_NAME_MAX") - 1
+    chunks = [encoded[i : i + size] for i in range(0, len(encoded), size)]
+    return folder.joinpath(*(["@" + c for c in chunks[:-1]] + [chunks[-1]]))
+
+
+def copy_of_run(run: TinyRun, root: Path) -> TinyRun:
+    """A copy of ``run`` under ``root`` that Snakemake sees as the same finished run: files with
+    their times, and Snakemake's metadata records (params, inputs, code) of its outputs, their
+    paths moved. A test that reruns jobs changes the copy, not the session's run."""
+    shutil.copytree(run.root, root, symlinks=True)
+    old, new = str(run.root), str(root)
+    config = run.configfile.read_text(encoding="utf-8").replace(old, new)
+    (root / "config.yaml").write_text(config, encoding="utf-8")
+    for output, record in _metadata_records().items():
+        if output.startswith(old + os.sep):
+            target = _record_path(new + output[len(old) :])
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(record.read_text(encoding="utf-8").replace(old, new))
+    return TinyRun(root, run.output)
 
 
 # ------------------------------------------------------------------ reported numbers, recomputed
