@@ -21,3 +21,8 @@ rule all:
     default_target: True
     input:
         final_outputs(),
+
+
+# A run that starts jobs keeps the config it used, merged, beside its results.
+onstart:
+    print(f"effective config: {write_effective_config(config, RESULTS, CONFIG_FILES)}")

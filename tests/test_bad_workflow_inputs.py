@@ -47,10 +47,11 @@ class Inputs:
     table: Path
     sentences: Path
     targets: list[str] = field(default_factory=list)
+    extra_yaml: str = ""  # written after the config as is (a key given twice)
 
     def write_config(self) -> Path:
         path = self.root / "config.yaml"
-        path.write_text(yaml.safe_dump(self.config), encoding="utf-8")
+        path.write_text(yaml.safe_dump(self.config) + self.extra_yaml, encoding="utf-8")
         return path
 
     def append_rows(self, *rows: str) -> None:
@@ -130,6 +131,58 @@ def _non_utf8_provided_file(inputs: Inputs) -> None:
     text = b"Hail fell on the roof.\nThe hail was big.\n" + b"Hail \xff hurt.\n"
     (inputs.sentences / "hail.txt").write_bytes(text * 3)
     inputs.targets = [f"{inputs.config['results']}/sentences/generated/hail.parquet"]
+
+
+def _second_experts_block(inputs: Inputs) -> None:
+    # a second `experts:` block would replace the whole first one (shard_size, taus, ...)
+    inputs.extra_yaml = "experts:\n  taus: [0.5]\n"
+
+
+def _row_without(middle: bool):
+    def edit(inputs: Inputs) -> None:
+        if middle:  # no definition: the domain would become the definition
+            inputs.append_rows("hail\thail\tnoun\tweather\tfalse")
+        else:  # no broader
+            inputs.append_rows("hail\thail\tnoun\tsmall balls of ice\tweather")
+
+    return edit
+
+
+def _own_corpus(make):
+    """Brown replaced by a corpus of one's own, ``make(root) -> path``."""
+
+    def edit(inputs: Inputs) -> None:
+        path = make(inputs.root)
+        inputs.config["sentences"]["sources"]["brown"].update(corpus=str(path))
+
+    return edit
+
+
+def _parquet_without_text(root: Path) -> Path:
+    import pandas as pd
+
+    path = root / "wiki.parquet"
+    pd.DataFrame({"sentence": ["The sun is hot.", "Rain fell."]}).to_parquet(path)
+    return path
+
+
+def _few_provided_sentences(inputs: Inputs) -> None:
+    inputs.append_rows("hail\thail\tnoun\tsmall balls of ice\tweather\tfalse")
+    lines = [f"Hail fell on roof {i}." for i in range(5)]
+    (inputs.sentences / "hail.txt").write_text("\n".join(lines * 2) + "\n", encoding="utf-8")
+
+
+def _three_judged_pairs(inputs: Inputs) -> None:
+    pairs = inputs.root / "weather_pairs.tsv"
+    pairs.write_text(
+        "word1\tword2\tscore\nsun\train\t3\nsun\tsunny\t9\ncold\tfrost\t8\nplum\tfig\t5\n",
+        encoding="utf-8",
+    )
+    inputs.config["alignment"]["judgments"] = {"weather": {"path": str(pairs)}}
+
+
+def _renamed_provided_file(inputs: Inputs) -> None:
+    (inputs.sentences / "sun.txt").rename(inputs.sentences / "Sun.txt")
 
 
 @dataclass
@@ -225,8 +278,7 @@ WORKFLOW_CASES = [
     WorkflowCase(
         "non-UTF-8 provided file",
         _non_utf8_provided_file,
-        ("{root}/sentences/hail.txt, line 3", "not UTF-8"),
-        in_job=True,
+        ("sentences.provided", "{root}/sentences/hail.txt, line 3", "not UTF-8"),
     ),
     # -- already clear before issue 12; kept so
     WorkflowCase("bad pos", _bad_pos, ("concepts.tsv, line 4, column 'pos'", "thing")),
@@ -250,6 +302,72 @@ WORKFLOW_CASES = [
         lambda i: i.config["models"][0].update(dtype="float16"),
         ("models[0].dtype", "one of auto, float32, bfloat16"),
     ),
+    # -- issue 23: silent inputs caught when the workflow loads
+    WorkflowCase(
+        "experts block given twice",
+        _second_experts_block,
+        ("{root}/config.yaml, line ", "column 1: config key experts is given twice"),
+    ),
+    WorkflowCase(
+        "concept row missing a middle field",
+        _row_without(middle=True),
+        ("concepts.tsv, line {next}, column 'broader'", "5 tab-separated fields", "shift left"),
+    ),
+    WorkflowCase(
+        "concept row without broader",
+        _row_without(middle=False),
+        ("concepts.tsv, line {next}, column 'broader'", "5 tab-separated fields"),
+    ),
+    WorkflowCase(
+        "bank larger than its concepts' sentences",
+        _set("negatives", "bank_size", 60),
+        ("negatives.bank_size", "bank_source_concepts=7", "56 at most"),
+    ),
+    WorkflowCase(
+        "bank too small once a concept's own sentences are removed",
+        _set("negatives", "bank_size", 22),
+        ("negatives.bank_size", "n_negatives=20", "at least 24"),
+    ),
+    WorkflowCase(
+        "corpus path that does not exist",
+        _own_corpus(lambda root: root / "wiki.txt"),
+        ("sentences.sources.brown.corpus", "{root}/wiki.txt does not exist"),
+    ),
+    WorkflowCase(
+        "Parquet corpus without a text column",
+        _own_corpus(_parquet_without_text),
+        ("sentences.sources.brown.corpus", "{root}/wiki.parquet has no 'text' column"),
+    ),
+    WorkflowCase(
+        "provided file with fewer distinct sentences than n_positives",
+        _few_provided_sentences,
+        ("sentences.provided", "{root}/sentences/hail.txt has 5 distinct", "n_positives is 8"),
+    ),
+    WorkflowCase(
+        "judgment set with 3 usable pairs",
+        _three_judged_pairs,
+        ("judgment set 'weather'", "3 of its 4 pairs", "need at least 4"),
+    ),
+    WorkflowCase(
+        "n_boot without an upper bound",
+        _set("alignment", "n_boot", 100_000_000),
+        ("alignment.n_boot", "<= 100000"),
+    ),
+    WorkflowCase(
+        "missing judgment file",
+        lambda i: i.config["alignment"].update(judgments={"fruit": {"path": f"{i.root}/no.tsv"}}),
+        ("config key alignment.judgments.fruit.path", "{root}/no.tsv: file not found"),
+    ),
+    WorkflowCase(
+        "fallback on a generated source",
+        lambda i: i.config["sentences"]["sources"]["generated"].update(fallback="brown"),
+        ("sentences.sources.generated.fallback", "only a corpus source falls back"),
+    ),
+    WorkflowCase(
+        "provided file renamed in case",
+        _renamed_provided_file,
+        ("sentences.provided", "'sun' has no file {root}/sentences/sun.txt", "Sun.txt is there"),
+    ),
 ]
 
 
@@ -269,12 +387,19 @@ def _digest(results: Path) -> dict[str, tuple[str, int]]:
 def computed(tmp_path_factory) -> tuple[Path, dict[str, tuple[str, int]]]:
     """A results folder holding the sentences of COMPUTED, made by a real run."""
     inputs = _inputs(tmp_path_factory.mktemp("computed"))
-    snakemake(
+    run = snakemake(
         "--configfile", str(inputs.write_config()), "--cores", "1", *inputs.targets, timeout=600
     )
     results = Path(inputs.config["results"])
     digest = _digest(results)
     assert {f"sentences/generated/{c}.parquet" for c in COMPUTED} <= set(digest), digest
+    # the run keeps the config it used, merged over config/config.yaml, and says where
+    effective = results / "config/effective.yaml"
+    assert f"effective config: {effective}" in run.stdout, run.stdout[-3000:]
+    used = yaml.safe_load(effective.read_text(encoding="utf-8"))
+    assert used["concepts"] == inputs.config["concepts"]
+    assert used["sentences"]["prompts"] == "short"  # from config/config.yaml only
+    assert "config.yaml is laid over config/config.yaml" in run.stdout
     return results, digest
 
 

@@ -98,6 +98,26 @@ def test_missing_required_column_is_reported_on_the_header_line(tmp_path):
         load_concepts(path)
 
 
+@pytest.mark.parametrize(
+    "row, column",
+    [
+        ("cat\tcat\tnoun\tanimals\tfalse\n", "broader"),  # no definition: the rest shifts left
+        ("cat\tcat\tnoun\ta feline\tanimals\n", "broader"),  # no broader
+        ("cat\tcat\tnoun\ta feline\n", "domain"),
+    ],
+)
+def test_a_row_missing_an_optional_field_is_refused(tmp_path, row, column):
+    # only a row of the required fields alone is padded; any other short row lost a field,
+    # and which one cannot be told (padding at the end would read the domain as definition)
+    path = write(tmp_path, HEADER + "dog\tdog\tnoun\t\t\t\n" + row)
+    with pytest.raises(ConceptTableError) as info:
+        load_concepts(path)
+    assert (info.value.line, info.value.column) == (3, column)
+    n_fields = row.count("\t") + 1
+    assert f"{n_fields} tab-separated fields but the header has 6" in str(info.value)
+    assert "write every field" in str(info.value)
+
+
 def test_too_many_fields(tmp_path):
     path = write(tmp_path, "concept\tword\tpos\ncat\tcat\tnoun\textra\n")
     with pytest.raises(ConceptTableError, match=r"line 2, .*4 tab-separated fields"):
@@ -245,4 +265,87 @@ def test_make_concepts_reproduces_the_committed_table(tmp_path):
     # and the SPP pairs it was built for (written next to --out)
     assert (tmp_path / "spp_pairs.tsv").read_text() == (
         ROOT / "config" / "spp_pairs.tsv"
+    ).read_text()
+
+
+def load_tool(name: str):
+    """A tools/ script as a module (make_paper_concepts imports make_concepts by name)."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_paper_concept_table_follows_men_tags_and_the_sense_table():
+    """Every MEN word of the paper's table has MEN's part of speech (the colours too: MEN rates
+    red, blue, green, black as adjectives) and the definition the shared sense table gives it;
+    every MEN word whose natural form and MEN lemma have different first glosses (eyes: "opinion
+    or judgment" vs eye: "the organ of sight") is a recorded decision of that table."""
+    require_wordnet()
+    require_men_and_spp()
+    from expertalign.judgments import men_lemma_forms
+    from expertalign.senses import SENSES, concept_definition
+
+    table = load_concepts(ROOT / "config" / "paper_concepts.tsv").set_index("word")
+    forms = men_lemma_forms(MEN)
+    assert set(forms) <= set(table.index)  # all 751 MEN words
+    wrong_pos = {w: (table.at[w, "pos"], pos) for w, (_, pos) in forms.items()}
+    wrong_pos = {w: p for w, p in wrong_pos.items() if p[0] != p[1]}
+    assert not wrong_pos, f"(table, MEN) parts of speech differ: {wrong_pos}"
+    for word, row in table.iterrows():
+        if row["definition"]:
+            assert row["definition"] == concept_definition(word, row["pos"], WORDNET), word
+        else:  # only a word WordNet lacks in its part of speech (MEN's vintage, adjective)
+            assert word not in SENSES
+            assert wordnet_definition(word, row["pos"], WORDNET) is None, word
+    undecided = [
+        word
+        for word, (lemma, pos) in forms.items()
+        if word != lemma
+        and wordnet_definition(word, pos, WORDNET) != wordnet_definition(lemma, pos, WORDNET)
+        and word not in SENSES
+    ]
+    assert not undecided, f"MEN words whose natural form misleads WordNet: {undecided}"
+    # a part of speech in the sense table is only for words MEN does not tag
+    assert not [w for w, s in SENSES.items() if s.pos is not None and w in forms]
+    # the issue's examples, by meaning
+    gloss = table["definition"].to_dict()
+    assert gloss["eyes"] == "the organ of sight"
+    assert gloss["shoes"].startswith("footwear")
+    assert gloss["amphibians"].startswith("cold-blooded vertebrate")
+    assert gloss["arms"].startswith("a human limb")
+    assert gloss["licking"] == "pass the tongue over"
+    assert gloss["born"] == "cause to be born"
+    assert gloss["fell"].startswith("descend in free fall")
+    colours = table[table["domain"] == "colours"]
+    assert colours["pos"].to_dict() == {
+        "red": "adjective",
+        "blue": "adjective",
+        "green": "adjective",
+        "black": "adjective",
+        "colour": "noun",
+    }
+    # SPP words MEN tags as lemmas take MEN's tag unless their SPP pair means another part of
+    # speech (cub-bear, billboard-sign, act-play: nouns; MEN's verbs are born, signed, played)
+    assert table.loc[["leave", "lick", "bear", "sign", "play"], "pos"].to_dict() == {
+        "leave": "verb",
+        "lick": "verb",
+        "bear": "noun",
+        "sign": "noun",
+        "play": "noun",
+    }
+
+
+def test_make_paper_concepts_reproduces_the_committed_table(tmp_path):
+    require_wordnet()
+    require_men_and_spp()
+    module = load_tool("make_paper_concepts")
+    out = tmp_path / "paper_concepts.tsv"
+    args = ["--data-dir", str(DATA), "--wordnet-dir", str(WORDNET), "--out", str(out)]
+    assert module.main([*args, "--base", str(ROOT / "config" / "concepts.tsv")]) == 0
+    assert out.read_text() == (ROOT / "config" / "paper_concepts.tsv").read_text()
+    assert (tmp_path / "paper_spp_pairs.tsv").read_text() == (
+        ROOT / "config" / "paper_spp_pairs.tsv"
     ).read_text()

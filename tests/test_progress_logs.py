@@ -45,8 +45,8 @@ from expertalign.ap import SortedNegatives
 from expertalign.jobs import experts
 
 load = experts.load_model_for
-def slow_load(spec, revision):
-    lm = load(spec, revision)
+def slow_load(spec, revision, *commit):
+    lm = load(spec, revision, *commit)
     # once per forward batch: the embeddings run once per batch
     lm.model.get_input_embeddings().register_forward_pre_hook(lambda *_: time.sleep(0.005))
     return lm

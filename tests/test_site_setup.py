@@ -243,8 +243,10 @@ def test_cli_prefetch_covers_every_model_of_the_paper_config():
     assert ("gpt2", "main") in pairs  # the pilot's model (pilot.model: gpt2)
     assert (GATED, "main") in pairs  # the generator
     assert ("EleutherAI/pythia-12b", "step1") in pairs
-    # 3 Pythia sizes x 7 checkpoints (the random-init models reuse step143000), generator, pilot
-    assert len(pairs) == 23
+    # 3 Pythia sizes x 7 checkpoints and step0 (the random-init models: Pythia's own initial
+    # weights), generator, pilot
+    assert ("EleutherAI/pythia-12b", "step0") in pairs
+    assert len(pairs) == 26
 
 
 def test_cli_and_workflow_prefetch_the_same_models(tmp_path):

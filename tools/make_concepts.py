@@ -9,8 +9,10 @@ set) have both words in the table. Before that, so that the Semantic Priming Pro
 pairs at every relation level, `--spp-per-level` SPP pairs per level (strong / weak / none) whose
 words are MEN or domain words are completed, each time the pair needing the fewest new words
 (see `spp_words`). Words are MEN's natural forms; POS comes from the
-line-aligned lemma file (`-n`/`-v`/`-j`). Definitions are WordNet glosses (first sense of the
-POS, except the few listed in SENSES whose first sense is off-domain, e.g. table = data).
+line-aligned lemma file (`-n`/`-v`/`-j`), also for a domain word that is a MEN word (the
+colours are MEN adjectives). Definitions are WordNet glosses (first sense of the POS, except the
+words of `expertalign.senses.SENSES`, the sense-override table this script shares with
+tools/make_paper_concepts.py, e.g. table = furniture, eyes = eye).
 
 With `--corpus brown --corpus-min N`, every concept of the table has at least N sentences in the
 corpus in its part of speech (`expertalign.corpus`: Brown from `<data-dir>/nltk_data`,
@@ -49,8 +51,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import pandas as pd  # noqa: E402
 
 from expertalign.analysis.spp import write_pairs  # noqa: E402
-from expertalign.concepts import load_concepts, wordnet_definition  # noqa: E402
-from expertalign.judgments import men_parts_of_speech, read_men  # noqa: E402
+from expertalign.concepts import load_concepts  # noqa: E402
+from expertalign.judgments import men_lemma_forms, read_men  # noqa: E402
+from expertalign.senses import concept_definition, concept_pos  # noqa: E402
 
 # domain -> (4 specific concepts, broader concept), in the paper's order.
 DOMAINS: dict[str, tuple[list[str], str]] = {
@@ -65,25 +68,14 @@ DOMAINS: dict[str, tuple[list[str], str]] = {
     "vegetables": (["carrot", "potato", "pumpkin", "corn"], "vegetable"),
     "vehicles": (["bus", "tank", "motorcycle", "bicycle"], "vehicle"),
 }
-# (WordNet lemma, sense) for words whose first sense is not the meaning meant here; all other
-# words use their own lemma's first sense of their POS.
-SENSES: dict[str, tuple[str, int]] = {
-    "table": ("table", 2),  # 1 = "a set of data arranged in rows and columns"
-    "heart": ("heart", 2),  # 1 = "the locus of feelings and intuitions"
-    "subjects": ("subject", 3),  # 1 = subject matter; 3 = "a branch of knowledge"
-    "colour": ("colour", 6),  # 1 = "any material used for its color"; 6 = color.n.01
-    "pumpkin": ("pumpkin", 2),  # 1 = the vine; 2 = the fruit
-    "corn": ("corn", 3),  # 1 = the grass; 3 = "ears of corn ... served for human food"
-    "stripes": ("stripe", 1),  # WordNet's own lemma "stripes" is only the military badge
-    "shoes": ("shoe", 1),  # WordNet's own lemma "shoes" is "a particular situation"
-}
 COLUMNS = ("concept", "word", "pos", "definition", "domain", "broader")
 
 
 def read_men_full(men_dir: Path) -> tuple[list[tuple[str, str]], dict[str, str]]:
     """MEN full pairs (natural forms) and each natural form's POS from the lemma file."""
     men = read_men(men_dir, split="full")
-    return list(zip(men["word1"], men["word2"])), men_parts_of_speech(men_dir)
+    forms = men_lemma_forms(men_dir)
+    return list(zip(men["word1"], men["word2"])), {w: pos for w, (_, pos) in forms.items()}
 
 
 def greedy_men_words(
@@ -208,25 +200,30 @@ def build_rows(
         return count is None or n_sentences(word, pos) >= corpus_min
 
     rows: list[dict[str, str]] = []
+
+    def domain_pos(word: str) -> str:  # MEN's tag for a MEN word (red: adjective), else noun
+        return concept_pos(word, men_pos, {}, "noun")
+
     for domain, (specific, broader) in DOMAINS.items():
-        kept = [w for w in specific if qualifies(w, "noun")]
-        keep_domain = qualifies(broader, "noun") and len(kept) >= 2
+        kept = [w for w in specific if qualifies(w, domain_pos(w))]
+        keep_domain = qualifies(broader, domain_pos(broader)) and len(kept) >= 2
         for word in [*specific, broader]:
             if keep_domain and (word == broader or word in kept):
                 rows.append(
                     {
                         "concept": concept_id(word),
                         "word": word,
-                        "pos": "noun",
+                        "pos": domain_pos(word),
                         "domain": domain,
                         "broader": "true" if word == broader else "false",
                     }
                 )
             elif dropped is not None:
-                why = "" if keep_domain or not qualifies(word, "noun") else " (domain dropped)"
+                pos = domain_pos(word)
+                why = "" if keep_domain or not qualifies(word, pos) else " (domain dropped)"
                 dropped.append(
                     f"{domain}: {word} ({'broader' if word == broader else 'specific'}"
-                    f", {n_sentences(word, 'noun')} sentences){why}"
+                    f", {n_sentences(word, pos)} sentences as {pos}){why}"
                 )
     seed = {r["word"] for r in rows}
     if count is not None:  # only MEN words (and pairs of them) with enough corpus sentences
@@ -253,12 +250,7 @@ def build_rows(
             }
         )
     for row in rows:
-        lemma, sense = SENSES.get(row["word"], (row["word"], 1))
-        definition = wordnet_definition(lemma, row["pos"], wordnet_dir, sense=sense)
-        if definition is None:
-            raise ValueError(f"WordNet has no {row['pos']} sense {sense} for '{lemma}'")
-        # Tabs/newlines would break the TSV; WordNet glosses have none, but be safe.
-        row["definition"] = " ".join(definition.split())
+        row["definition"] = concept_definition(row["word"], row["pos"], wordnet_dir)
     return rows, covered, spp_pairs
 
 

@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """Write config/paper_concepts.tsv: the paper's full concept set.
 
-The rows of config/concepts.tsv first (the 10 domains and the default MEN words, so that the
-default run's concepts keep their shards), then every other MEN word (751 in all), then the words
-of the Semantic Priming Project pairs sampled for the SPP analysis (100 per relation level, seed 0),
-which are written to config/paper_spp_pairs.tsv (config key spp.pairs) for the analysis to read.
-POS: MEN's lemma tag; for SPP words the first of noun, verb, adjective that WordNet knows.
-Definitions: WordNet's first sense of that POS (empty when WordNet has none).
+The words of config/concepts.tsv first (the default run's concepts, in its order), then the 10
+domains, every other MEN word (751 in all), then the words of the Semantic Priming Project pairs
+sampled for the SPP analysis (100 per relation level, seed 0), which are written to
+config/paper_spp_pairs.tsv (config key spp.pairs) for the analysis to read. Every row's part of
+speech and definition are made here by the rules tools/make_concepts.py follows
+(:mod:`expertalign.senses`: MEN's tag for a MEN word, also for a domain word such as *red*; the
+shared sense-override table; for SPP words MEN's tag of the word as a lemma, else the first of
+noun, verb, adjective that WordNet knows), never copied from config/concepts.tsv. Definitions
+are empty only for a word WordNet lacks in its part of speech (MEN's *vintage*, adjective).
 
     .venv/bin/python tools/make_paper_concepts.py --data-dir ../shared/data \\
         --wordnet-dir /usr/share/wordnet --out config/paper_concepts.tsv \\
@@ -22,10 +25,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from make_concepts import COLUMNS, concept_id, read_men_full  # noqa: E402
+from make_concepts import COLUMNS, DOMAINS, concept_id, read_men_full  # noqa: E402
 
 from expertalign.analysis.spp import relation_levels, write_pairs  # noqa: E402
 from expertalign.concepts import load_concepts, wordnet_definition  # noqa: E402
+from expertalign.judgments import men_lemma_forms  # noqa: E402
+from expertalign.senses import SENSES, concept_definition, concept_pos  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,38 +51,51 @@ def main(argv: list[str] | None = None) -> int:
     if args.spp_pairs_out is None:
         args.spp_pairs_out = args.out.with_name("paper_spp_pairs.tsv")
 
-    base = load_concepts(args.base)
-    rows = [
-        {c: str(r[c]).lower() if c == "broader" else str(r[c]) for c in COLUMNS}
-        for _, r in base.iterrows()
-    ]
-    ids = {r["concept"] for r in rows}
-    words = {r["word"].lower() for r in rows}
-    pairs, men_pos = read_men_full(args.data_dir / "MEN")
+    _, men_pos = read_men_full(args.data_dir / "MEN")
+    lemma_pos = {lemma: pos for lemma, pos in men_lemma_forms(args.data_dir / "MEN").values()}
+    domain_of = {
+        word: (domain, word == broader)
+        for domain, (specific, broader) in DOMAINS.items()
+        for word in [*specific, broader]
+    }
+    rows: list[dict[str, str]] = []
+    ids: set[str] = set()
+    words: set[str] = set()
 
-    def add(word: str, pos: str) -> None:
+    def add(word: str, fallback: str) -> None:
         cid = concept_id(word)
         if word.lower() in words or cid in ids:
             return
-        definition = wordnet_definition(word, pos, args.wordnet_dir) or ""
+        pos = concept_pos(word, men_pos, lemma_pos, fallback)
+        try:
+            definition = concept_definition(word, pos, args.wordnet_dir)
+        except ValueError:
+            if word in domain_of or word.lower() in SENSES:
+                raise
+            definition = ""  # WordNet lacks the word in its POS (MEN's vintage, adjective)
+        domain, broader = domain_of.get(word, ("", False))
         rows.append(
             {
                 "concept": cid,
                 "word": word,
                 "pos": pos,
-                "definition": " ".join(definition.split()),
-                "domain": "",
-                "broader": "false",
+                "definition": definition,
+                "domain": domain,
+                "broader": "true" if broader else "false",
             }
         )
         ids.add(cid)
         words.add(word.lower())
 
+    for word in load_concepts(args.base)["word"]:
+        add(str(word), "noun")
+    for word in domain_of:
+        add(word, "noun")
     for word in sorted(men_pos):
         add(word, men_pos[word])
     levels = relation_levels(args.data_dir / "SPP", n_per_level=args.spp_per_level, seed=0)
     for word in levels.words:
-        pos = next(
+        first = next(
             (
                 p
                 for p in ("noun", "verb", "adjective")
@@ -85,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             ),
             "noun",
         )
-        add(word, pos)
+        add(word, first)
     text = (
         "\t".join(COLUMNS) + "\n" + "".join("\t".join(r[c] for c in COLUMNS) + "\n" for r in rows)
     )

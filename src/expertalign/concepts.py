@@ -68,7 +68,9 @@ def load_concepts(path: str | Path) -> pd.DataFrame:
     and `broader` (bool) filled, in file order (row order defines shards).
 
     Blank lines are skipped but still counted, so reported line numbers match the file.
-    Extra columns are kept as strings.
+    Extra columns are kept as strings. A row may end after the required columns (its optional
+    fields empty); any other row with fewer fields than the header is refused, since which
+    field it lacks cannot be told.
     """
     path = Path(path)
     text = _read_utf8(path)
@@ -94,6 +96,9 @@ def load_concepts(path: str | Path) -> pd.DataFrame:
     if dupes:
         raise ConceptTableError(path, 1, dupes[0], "column appears more than once in the header")
 
+    # A shorter row may stop right after the last required column (a table of words without
+    # definitions); one that stops anywhere later lost a field, and which one cannot be told.
+    required_end = header[: max(header.index(c) for c in REQUIRED_COLUMNS) + 1]
     records: list[dict[str, str]] = []
     line_of_row: list[int] = []
     first_line_of_id: dict[str, int] = {}
@@ -109,7 +114,9 @@ def load_concepts(path: str | Path) -> pd.DataFrame:
                 header[-1],
                 f"{len(fields)} tab-separated fields but the header has {len(header)}",
             )
-        # Trailing empty optional fields are often dropped by editors; pad them.
+        if len(required_end) < len(fields) < len(header):
+            _short_row(path, lineno, header, fields)
+        # A row of the required fields alone (no optional ones at all) is padded with empties.
         fields = fields + [""] * (len(header) - len(fields))
         rec = {h: f.strip() for h, f in zip(header, fields)}
         for col in OPTIONAL_COLUMNS:
@@ -148,6 +155,22 @@ def load_concepts(path: str | Path) -> pd.DataFrame:
     df.attrs["path"] = str(path)
     df.attrs["lines"] = line_of_row
     return df.reset_index(drop=True)
+
+
+def _short_row(path: Path, lineno: int, header: list[str], fields: list[str]) -> None:
+    """A row with some but not all of the optional fields: refused, since padding it at the end
+    would shift every field after a missing one into the wrong column (a definition read as the
+    domain, and fed to the generator's prompt)."""
+    missing = header[len(fields)]
+    shown = ", ".join(f"{h}={f.strip()!r}" for h, f in zip(header, fields))
+    raise ConceptTableError(
+        path,
+        lineno,
+        missing,
+        f"{len(fields)} tab-separated fields but the header has {len(header)}, so a field is "
+        f"missing and the ones after it would shift left (read as {shown}); write every "
+        "field, an empty one as nothing between two tabs",
+    )
 
 
 def _read_utf8(path: Path) -> str:

@@ -241,6 +241,14 @@ def _check_sources(config: Mapping[str, Any]) -> None:
     sources = sentence_sources(config)
     for name, settings in sources.items():
         key = f"sentences.sources.{name}"
+        overrides = (config["sentences"].get("sources") or {}).get(name) or {}
+        if settings.get("backend") != "corpus" and settings.get("fallback") is not None:
+            where = f"{key}.fallback" if "fallback" in overrides else "sentences.fallback"
+            raise ConfigError(
+                f"config key {where}: {settings['fallback']!r} on source '{name}', whose backend "
+                f"is {settings.get('backend')}; only a corpus source falls back (set it on the "
+                "corpus source, or remove it)"
+            )
         if settings.get("backend") == "openai":
             check_openai_url(
                 settings["openai_base_url"], bool(settings.get("openai_allow_insecure_http", False))
@@ -259,7 +267,6 @@ def _check_sources(config: Mapping[str, Any]) -> None:
             if settings.get("corpus_min_words", 1) > settings.get("corpus_max_words", 1 << 30):
                 raise ConfigError(f"config key {key}: corpus_min_words > corpus_max_words")
         elif settings.get("generator"):
-            overrides = (config["sentences"].get("sources") or {}).get(name) or {}
             where = f"{key}.generator" if "generator" in overrides else "sentences.generator"
             check_model_source(settings["generator"], ["main"], key=where)
 

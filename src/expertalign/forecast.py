@@ -84,6 +84,7 @@ _LOCAL_RULES = {
     "baseline_figure",
     "domains_summary",
     "cost_table",
+    "provenance_table",
 }
 _COLUMNS = [
     "rule",
@@ -313,7 +314,7 @@ def forecast(campaign: Campaign, measured: str | Path | None = None) -> Forecast
     if config["spp"]["enabled"]:
         add("spp", jobs=1, mem_mb=8000)
     for rule in ("cost_table", "alignment_summary", "comparison_summary", "alignment_figure",
-                 "baseline_figure"):  # fmt: skip
+                 "baseline_figure", "provenance_table"):  # fmt: skip
         add(rule, jobs=1, mem_mb=0)
     if campaign.has_domains():
         add("domains_summary", jobs=1, mem_mb=0)

@@ -8,6 +8,7 @@ Usage::
     simlex = read_word_pairs("SimLex-999.txt", word1="word1", word2="word2",
                              score="SimLex999", sep="\\t")
     pos = men_parts_of_speech("../shared/data")           # {"sun": "noun", ...}
+    lemmas = men_lemma_forms("../shared/data")            # {"eyes": ("eye", "noun"), ...}
 
 (all of them are also importable from :mod:`expertalign.judgments`, which selects the pairs a
 run can use.)
@@ -35,6 +36,7 @@ __all__ = [
     "men_dir",
     "read_men",
     "men_parts_of_speech",
+    "men_lemma_forms",
     "read_word_pairs",
 ]
 
@@ -201,23 +203,30 @@ def read_men(data_dir: str | os.PathLike[str], split: str = "test") -> pd.DataFr
     return _frame(w1, w2, score)
 
 
-def men_parts_of_speech(data_dir: str | os.PathLike[str]) -> dict[str, str]:
-    """Part of speech (``MEN_POS``: noun, verb, adjective) of every MEN natural-form word, from
-    the tag of the lemma at the same place of the line-aligned lemma-form file (``sun-n``); a
-    word with several tags keeps the one of its first line."""
+def men_lemma_forms(data_dir: str | os.PathLike[str]) -> dict[str, tuple[str, str]]:
+    """The lemma and part of speech (``MEN_POS``) of every MEN natural-form word, from the
+    line-aligned lemma-form file (``eyes`` -> ``("eye", "noun")``, ``born`` -> ``("bear",
+    "verb")``); a word with several lemmas keeps the one of its first line."""
     folder = men_dir(data_dir)
     (n1, n2, _), (l1, l2, _) = _aligned_full_files(folder)
-    pos: dict[str, str] = {}
+    forms: dict[str, tuple[str, str]] = {}
     for lineno, natural, lemmas in zip(range(1, len(n1) + 1), zip(n1, n2), zip(l1, l2)):
         for word, lemma in zip(natural, lemmas):
-            tag = lemma.rsplit("-", 1)[-1]
-            if tag not in MEN_POS:
+            base, _, tag = lemma.rpartition("-")
+            if tag not in MEN_POS or not base:
                 raise JudgmentFileError(
                     f"{folder / MEN_FILES['lemma_full']}: pair {lineno}: unknown part-of-speech "
                     f"tag in {lemma!r} (known: {', '.join(MEN_POS)})"
                 )
-            pos.setdefault(word, MEN_POS[tag])
-    return pos
+            forms.setdefault(word, (base, MEN_POS[tag]))
+    return forms
+
+
+def men_parts_of_speech(data_dir: str | os.PathLike[str]) -> dict[str, str]:
+    """Part of speech (``MEN_POS``: noun, verb, adjective) of every MEN natural-form word, from
+    the tag of the lemma at the same place of the line-aligned lemma-form file (``sun-n``); a
+    word with several tags keeps the one of its first line."""
+    return {word: pos for word, (_, pos) in men_lemma_forms(data_dir).items()}
 
 
 def _sniff_sep(first_line: str) -> str | None:

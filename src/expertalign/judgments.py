@@ -32,6 +32,7 @@ from expertalign.judgment_files import (
     MEN_POS,  # noqa: F401 - re-exported (judgment_files.__all__)
     JudgmentFileError,
     men_dir,
+    men_lemma_forms,  # noqa: F401 - re-exported
     men_parts_of_speech,  # noqa: F401 - re-exported
     read_men,
     read_word_pairs,
@@ -47,8 +48,9 @@ __all__ = [
     "MIN_JUDGED_PAIRS",
 ]
 
-# Spearman's rho and its bootstrap need at least this many pairs.
-MIN_JUDGED_PAIRS = 3
+# Spearman's rho, its bootstrap and Williams' test (experts vs a baseline on the same pairs,
+# n > 3) need at least this many pairs.
+MIN_JUDGED_PAIRS = 4
 
 log = logging.getLogger(__name__)
 
@@ -163,14 +165,15 @@ def check_judged_pairs(
     data_dir: str | os.PathLike[str],
     words: Iterable[str],
 ) -> None:
-    """For the dry run: every configured judgment set has enough pairs among the concepts'
-    ``words``. A set whose files are missing is skipped (the workflow names missing inputs)."""
+    """For the dry run: every configured judgment set's file is there, readable, and has enough
+    pairs among the concepts' ``words``. A missing file is named with its config key here: on a
+    finished run, a judgment set added with a missing file would otherwise plan nothing."""
     words = list(words)
     for name, spec in judgments.items():
+        key = f"alignment.judgments.{name}" + (".path" if "path" in spec else "")
+        where = "" if "path" in spec else " (MEN is read from config key data_dir)"
         try:
             pairs = read_judgment_set(name, spec, data_dir)
         except JudgmentFileError as err:
-            if "file not found" in str(err) or "no MEN_dataset" in str(err):
-                continue
-            raise
+            raise JudgmentFileError(f"config key {key}{where}: {err}") from None
         judged_among(pairs, words, name, judgment_source(name, spec, data_dir))

@@ -219,3 +219,34 @@ rule baseline_figure:
         human_reference=config["alignment"]["human_reference"],
     script:
         "../scripts/baseline_figure.py"
+
+
+# Which weights every result came from (expertalign.provenance): the Hub commit and weights
+# hash each expert shard and baseline file recorded, against the current prefetch records.
+rule provenance_table:
+    input:
+        experts=[
+            expert_shard(source, model, revision, shard)
+            for source in SENTENCE_SOURCES
+            for model, revision in model_revisions()
+            for shard in shard_ids(model)
+        ],
+        baselines=[paths.baselines_file(RESULTS, m, r) for m, r in model_revisions()],
+    output:
+        table=report(
+            f"{RESULTS}/tables/provenance.csv",
+            caption="../report/provenance.rst",
+            category="Provenance",
+        ),
+    log:
+        f"{RESULTS}/logs/provenance_table.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/provenance_table.tsv"
+    conda:
+        "../../envs/expertalign.yaml"
+    script:
+        "../scripts/provenance_table.py"
+
+
+localrules:
+    provenance_table,

@@ -1,16 +1,34 @@
 import re
+import sys
 from pathlib import Path
 
 from expertalign import paths
+from expertalign.concepts import load_concepts
 from expertalign.config import check_config, validate_config
+from expertalign.effective_config import inherited_note, write_effective_config
 from expertalign.judgments import MEN_FILES, check_judged_pairs
 from expertalign.forecast import predicted_expert_hours
+from expertalign.load_checks import (
+    check_config_files,
+    check_config_inputs,
+    profile_files,
+)
 from expertalign.plan import PILOT_POOLS, Campaign, canonical
 
-# One-line errors naming the config key, before any job is planned (see README: When
-# something is wrong).
+# One-line errors naming the config key, or the config file, line and column, before any job
+# is planned (see README: When something is wrong). A key given twice in a file Snakemake read.
+check_config_files([*workflow.configfiles, *profile_files()])
 validate_config(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
 check_config(config)
+check_config_inputs(config, list(load_concepts(config["concepts"])["concept"]))
+# the Snakefile's configfile first, each --configfile on top (expertalign.effective_config)
+CONFIG_FILES = [
+    *(f for f in workflow.configfiles if f not in workflow.overwrite_configfiles),
+    *workflow.overwrite_configfiles,
+]
+INHERITED = inherited_note(CONFIG_FILES[0], CONFIG_FILES[1:])
+if workflow.is_main_process and INHERITED:
+    print(INHERITED, file=sys.stderr)
 
 # Everything the workflow plans comes from one package object (expertalign.plan), which
 # `expertalign plan` and `expertalign status` read too; this file is the glue to Snakemake.
@@ -315,6 +333,7 @@ def final_outputs():
         f"{RESULTS}/tables/cost.csv",
         f"{RESULTS}/tables/campaign_summary.csv",
         f"{RESULTS}/tables/sentence_diversity.csv",
+        f"{RESULTS}/tables/provenance.csv",
         *(paths.units_file(RESULTS, model) for model in MODELS),
     ]
     if CONCEPTS["domain"].astype(bool).any():

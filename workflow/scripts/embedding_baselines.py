@@ -11,4 +11,5 @@ analysis.embedding_baselines(
     snakemake.wildcards.revision,
     snakemake.params.words,
     snakemake.output.pairs,
+    weights_record=snakemake.input.model,
 )

@@ -16,4 +16,5 @@ experts.experts(
     concepts=snakemake.params.concepts,
     n_negatives=snakemake.params.n_negatives,
     settings={**snakemake.config["experts"], **snakemake.params.settings},
+    weights_record=snakemake.input.model,
 )

@@ -26,7 +26,7 @@ from expertalign.apmatrix import APMatrix
 from expertalign.jobs.alignment import with_source
 from expertalign.jobs.experts import load_model_for
 from expertalign.paths import parse_run, shards_by_checkpoint
-from expertalign.storage import write_frame_atomic
+from expertalign.storage import write_frame_atomic, write_table_atomic
 
 __all__ = [
     "embedding_baselines",
@@ -35,21 +35,46 @@ __all__ = [
     "spp",
     "cost_table",
     "baseline_figure",
+    "provenance_table",
 ]
 
 log = logging.getLogger("expertalign")
 
 
 def embedding_baselines(
-    spec: Mapping, revision: str, words: Mapping[str, str], output: str
+    spec: Mapping,
+    revision: str,
+    words: Mapping[str, str],
+    output: str,
+    weights_record: str | None = None,
 ) -> None:
-    """Cosine of input embeddings and of last hidden states for every pair of concept words."""
-    from expertalign.baselines import baseline_pairs, word_vectors
+    """Cosine of input embeddings and of last hidden states for every pair of concept words;
+    the file's metadata says which weights (``weights_record``: the model's prefetch marker,
+    whose Hub commit is what is loaded; :mod:`expertalign.provenance`)."""
+    import pyarrow as pa
 
-    lm = load_model_for(spec, revision)
+    from expertalign import provenance
+    from expertalign.baselines import baseline_pairs, word_vectors
+    from expertalign.jobs.experts import weights_metadata
+
+    record = provenance.read_record(weights_record) if weights_record else None
+    commit = (record or {}).get("commit", "")
+    lm = load_model_for(spec, revision, commit)
     concepts = list(words)
     vectors = word_vectors(lm.model, lm.tokenizer, [words[c] for c in concepts])
-    write_frame_atomic(baseline_pairs(concepts, vectors), output)
+    table = pa.Table.from_pandas(baseline_pairs(concepts, vectors), preserve_index=False)
+    meta = {
+        "model": spec["name"],
+        "source": spec["source"],
+        "revision": revision,
+        "random_init": str(spec.get("random_init", False)),
+        **weights_metadata(spec, lm, record),
+    }
+    # pandas' own schema metadata is kept, so the file still reads back as the same frame
+    table = table.replace_schema_metadata(
+        {**(table.schema.metadata or {}), **{k.encode(): v.encode() for k, v in meta.items()}}
+    )
+    write_table_atomic(table, output)
 
 
 def domains(
@@ -427,3 +452,29 @@ def baseline_figure(
         reference=human_reference,
         title=f"Expert overlap vs baselines ({frame['judgment'].iloc[0]})",
     )
+
+
+def provenance_table(
+    expert_files: Sequence[str], baseline_files: Sequence[str], output: str
+) -> None:
+    """Which weights every expert shard and baseline file came from, against the current
+    prefetch records (``<results>/prefetch/*/*.json``, next to ``tables/``): a table row per
+    file (:func:`expertalign.provenance.provenance_table`); files made from other weights than
+    their siblings or the current record are logged as warnings."""
+    from expertalign import provenance
+
+    results = Path(output).resolve().parent.parent
+    markers = sorted(results.glob("prefetch/*/*.json"))
+    table = provenance.provenance_table([*expert_files, *baseline_files], markers)
+    for row in table.loc[~table["consistent"].astype(bool)].itertuples():
+        log.warning(
+            "%s: %s@%s computed from commit %s, weights %s; now commit %s, weights %s",
+            row.file,
+            row.model,
+            row.revision,
+            row.weights_commit or "(none)",
+            row.weights_sha256 or "(none)",
+            row.current_commit or "(none)",
+            row.current_weights_sha256 or "(none)",
+        )
+    write_frame_atomic(table, output)

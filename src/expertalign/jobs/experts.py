@@ -27,23 +27,38 @@ import pandas as pd
 from expertalign.paths import hub_revision
 from expertalign.storage import expertise_table, write_table_atomic
 
-__all__ = ["load_model_for", "units_table", "experts"]
+__all__ = ["load_model_for", "weights_metadata", "units_table", "experts"]
 
 log = logging.getLogger("expertalign")
 
 
-def load_model_for(spec: Mapping, revision: str):
+def load_model_for(spec: Mapping, revision: str, commit: str = ""):
     """Load a configured model (``spec``: its ``source``, ``dtype``, ``random_init``, ``seed``)
-    at ``revision`` (:func:`expertalign.models.load_model`)."""
+    at ``revision`` (:func:`expertalign.models.load_model`); with ``commit`` (its prefetch
+    record's), that exact Hub commit, so a branch moved since the prefetch cannot slip other
+    weights under the record."""
     from expertalign.models import load_model
 
     return load_model(
         spec["source"],
-        hub_revision(revision),
+        commit or hub_revision(revision),
         dtype=spec.get("dtype", "auto"),
         random_init=spec.get("random_init", False),
         seed=spec.get("seed", 0),
     )
+
+
+def weights_metadata(spec: Mapping, lm, record: Mapping | None) -> dict[str, str]:
+    """What a result file records about the weights it was computed from: the prefetch
+    record's commit and hashes; for a random-init model also its seed and a SHA-256 of the drawn
+    state dict (the only trace of weights that no file holds)."""
+    from expertalign import provenance
+
+    meta = provenance.result_metadata(record)
+    if spec.get("random_init", False):
+        meta["init_seed"] = str(spec.get("seed", 0))
+        meta["state_dict_sha256"] = provenance.state_dict_sha256(lm.model)
+    return meta
 
 
 def units_table(spec: Mapping, revision: str, output: str) -> None:
@@ -75,8 +90,13 @@ def experts(
     concepts: Sequence[str],
     n_negatives: int,
     settings: Mapping,
+    weights_record: str | None = None,
 ) -> None:
-    """AP vectors of a shard's concepts for one (model, revision): one model load, one pass."""
+    """AP vectors of a shard's concepts for one (model, revision): one model load, one pass.
+
+    ``weights_record``: the model's prefetch marker; its Hub commit is what is loaded, and its
+    commit and weights hash go into the shard's metadata (:mod:`expertalign.provenance`)."""
+    from expertalign import provenance
     from expertalign.extract import ConceptSentences, shard_expertise
     from expertalign.units import find_units
 
@@ -94,7 +114,10 @@ def experts(
     span = f"{shard[0].concept} to {shard[-1].concept}" if shard else "none"
     log.info("shard of %d concepts (%s): loading %s@%s", len(shard), span, model["name"], revision)
     start = time.perf_counter()
-    lm = load_model_for(model, revision)
+    record = provenance.read_record(weights_record) if weights_record else None
+    commit = (record or {}).get("commit", "")
+    lm = load_model_for(model, revision, commit)
+    origin = weights_metadata(model, lm, record)
     layout = find_units(lm.model)
     log.info(
         "loaded %s@%s in %.1fs: %d units",
@@ -130,6 +153,7 @@ def experts(
             "source": model["source"],
             "revision": revision,
             "random_init": str(model.get("random_init", False)),
+            **origin,
         },
         unit_stats=result.unit_stats,
     )

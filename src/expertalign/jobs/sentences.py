@@ -29,6 +29,7 @@ that takes long logs how far its rounds are (:mod:`expertalign.generation`)::
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -59,14 +60,32 @@ class SentenceBatchError(RuntimeError):
 def prefetch(source: str, revision: str, marker: str) -> None:
     """Download a model (or convert the embedded one) into the cache; write a marker file only
     once its config, tokenizer and weights are there (:func:`expertalign.fetch.prefetch` raises
-    naming the model, the revision and what is missing, or how to get a gated model)."""
+    naming the model, the revision and what is missing, or how to get a gated model).
+
+    The marker is the weights' record (:mod:`expertalign.provenance`: Hub commit, SHA-256 of the
+    weight files), which expert and baseline jobs copy into their results; the record is also
+    appended to the marker's history, and a revision whose commit or weights differ from the
+    previous fetch's is logged as a warning (and kept in the record's ``changed_from``)."""
+    from expertalign import provenance
     from expertalign.atomic import atomic_path
     from expertalign.fetch import prefetch as fetch
 
     (fetched,) = fetch([(source, revision)])
     log.info("fetched %s", fetched.describe())
+    history = provenance.history_path(marker)
+    record = provenance.weights_record(fetched, previous=provenance.last_fetch(history))
+    for change in filter(None, record["changed_from"].split("; ")):
+        log.warning("weights changed since the last prefetch: %s", change)
+    log.info(
+        "%s@%s: commit %s, weights sha256 %s",
+        source,
+        revision,
+        record["commit"] or "(none: not a Hub snapshot)",
+        record["weights_sha256"],
+    )
+    provenance.append_history(history, record)
     with atomic_path(marker) as tmp:
-        tmp.write_text(fetched.to_json())
+        tmp.write_text(json.dumps(record, indent=1, sort_keys=True))
 
 
 def generation_backend(settings: Mapping[str, Any]) -> Any:

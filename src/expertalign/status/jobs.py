@@ -163,6 +163,7 @@ def expected_jobs(campaign: Campaign) -> list[Job]:
     add("comparison_summary", outputs=outputs)
     add("alignment_figure", outputs=[f"{R}/figures/alignment.png"])
     add("baseline_figure", outputs=[f"{R}/figures/baselines.png"])
+    add("provenance_table", outputs=[f"{R}/tables/provenance.csv"])
     if campaign.has_domains():
         add("domains_summary", outputs=[f"{R}/tables/domains.{e}" for e in ("parquet", "csv")])
     return jobs
