@@ -5,6 +5,7 @@
     $ expertalign plan --configfile config/paper.yaml --calibration-targets
     $ expertalign preflight --configfile config/paper.yaml       # sbatch --test-only each request
     $ expertalign status --configfile config/paper.yaml          # where a campaign stands
+    $ expertalign restore results     # outputs a killed run's failed jobs lost (after --unlock)
 
     $ expertalign prefetch --configfile config/paper.yaml        # on the login node, with network
     $ expertalign prefetch EleutherAI/pythia-70m --revision step512
@@ -132,6 +133,18 @@ def main(argv: list[str] | None = None) -> int:
         "--no-slurm", action="store_true", help="do not ask squeue/sacct (default: if found)"
     )
 
+    restore = sub.add_parser(
+        "restore",
+        help="put back the previous outputs a run's failed jobs lost, when the run was killed "
+        "before Snakemake's onerror hook could (expertalign.previous_results)",
+    )
+    restore.add_argument("results", help="the results folder (its .previous/ holds them)")
+    restore.add_argument(
+        "--from",
+        dest="folder",
+        help="one dated folder under <results>/.previous (default: the newest)",
+    )
+
     exp = sub.add_parser("experts", help="experts of one concept")
     exp.add_argument("--model", required=True)
     exp.add_argument("--revision")
@@ -217,6 +230,15 @@ def main(argv: list[str] | None = None) -> int:
         except (ConfigError, ValueError) as err:
             parser.error(f"{args.configfile}: {err}")
         print(text)
+        return 0
+
+    if args.command == "restore":
+        from expertalign.previous_results import PreviousResultsError, restore_command
+
+        try:
+            restore_command(args.results, args.folder)
+        except PreviousResultsError as err:
+            parser.exit(1, f"expertalign restore: {err}\n")
         return 0
 
     from expertalign.submit import ExpertsRequest, run_experts, workflow_request

@@ -13,19 +13,31 @@ revision and the missing files unless all of them arrived, so a marker is never 
 model that compute nodes (offline) could not load. A gated model (e.g. Mistral-7B-Instruct) that
 this machine may not download raises :class:`~expertalign.models.ModelAccessError` saying how to
 log in and where to accept its terms.
+
+The workflow's prefetch job names the config key of a model that failed (:func:`config_keys`,
+:func:`naming_config_keys`):
+
+    >>> raise naming_config_keys(err, snakemake.config, source) from None
+    ModelNotFoundError: config key models[0].source: prefetch EleutherAI/pythia-70mm@main: …
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from expertalign import paths
 
+if TYPE_CHECKING:
+    from expertalign.models import ModelNotFoundError
+
 __all__ = [
     "FetchedModel",
+    "config_keys",
+    "naming_config_keys",
     "PREFETCH_PATTERNS",
     "PREFETCH_IGNORE",
     "PREFETCH_BIN_PATTERNS",
@@ -122,9 +134,13 @@ def missing_files(folder: str | Path) -> list[str]:
 def _download(source: str, revision: str) -> Path:
     """Snapshot folder of (source, revision) in the cache: safetensors, else ``.bin`` weights."""
     from huggingface_hub import constants, snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError, RevisionNotFoundError
+    from huggingface_hub.errors import (
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
-    from expertalign.models import ModelNotFoundError, hub_access_error
+    from expertalign.models import ModelNotFoundError, error_line, hub_access_error
 
     hub_revision = paths.hub_revision(revision)
     try:
@@ -143,20 +159,28 @@ def _download(source: str, revision: str) -> Path:
                 )
             )
     except OSError as err:  # the hub's HTTP errors are OSErrors
+        # Raised ``from None``: the Hub's own chain (connection, HTTP, cache lookup) adds three or
+        # four tracebacks of library frames; the message keeps the Hub's first line.
         access = hub_access_error(err, source, hub_revision)
         if access is not None:
-            raise access from err
+            raise access from None
         if isinstance(err, RevisionNotFoundError):
             raise ModelNotFoundError(
                 f"prefetch {source}@{revision}: the Hub has no revision {revision} of {source} "
                 f"(its branches: https://huggingface.co/{source}/tree/main)"
-            ) from err
+            ) from None
+        if isinstance(err, RepositoryNotFoundError):  # a 404: logged in, and no such model
+            raise ModelNotFoundError(
+                f"prefetch {source}@{revision}: the Hub has no model {source}; check the name "
+                f"at https://huggingface.co/{source} ({error_line(err)})"
+            ) from None
         if isinstance(err, LocalEntryNotFoundError):
             raise ModelNotFoundError(
                 f"prefetch {source}@{revision}: the Hub cannot be reached and the model is not "
                 f"in the cache ({constants.HF_HUB_CACHE}); prefetch where there is network (the "
-                f"login node) with HF_HUB_OFFLINE unset ({err.__class__.__name__})"
-            ) from err
+                f"login node) with HF_HUB_OFFLINE unset, and check the name at "
+                f"https://huggingface.co/{source} ({error_line(err)})"
+            ) from None
         raise
     return folder
 
@@ -202,3 +226,33 @@ def prefetch(models: Sequence[tuple[str, str | None]]) -> list[FetchedModel]:
             )
         done.append(FetchedModel(source, revision, str(folder), tuple(weight_files(folder)[0])))
     return done
+
+
+def config_keys(config: Mapping[str, Any], source: str) -> list[str]:
+    """The keys of a (validated) config that name the model ``source``, in config order:
+    ``models[i].source``, ``sentences.generator``, ``sentences.sources.<name>.generator``,
+    ``pilot.model`` (when it is not the name of a configured model, which is then the key)."""
+    models = config.get("models") or []
+    keys = [f"models[{i}].source" for i, model in enumerate(models) if model["source"] == source]
+    sentences = config.get("sentences") or {}
+    if sentences.get("generator") == source:
+        keys.append("sentences.generator")
+    for name, spec in (sentences.get("sources") or {}).items():
+        if (spec or {}).get("generator") == source:
+            keys.append(f"sentences.sources.{name}.generator")
+    pilot = config.get("pilot") or {}
+    if pilot.get("model") == source and source not in {model["name"] for model in models}:
+        keys.append("pilot.model")
+    return keys
+
+
+def naming_config_keys(
+    err: ModelNotFoundError, config: Mapping[str, Any], source: str
+) -> ModelNotFoundError:
+    """``err`` (the same type, and its traceback, for the job's log) with its message led by
+    the config keys naming ``source``, so that the user knows which entry to correct; ``err``
+    itself when no key names it (the default generator)."""
+    keys = config_keys(config, source)
+    if not keys:
+        return err
+    return type(err)(f"config key {', '.join(keys)}: {err}").with_traceback(err.__traceback__)

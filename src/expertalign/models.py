@@ -42,6 +42,7 @@ __all__ = [
     "ModelAccessError",
     "hub_access_error",
     "TOKENIZER_FILES",
+    "error_line",
 ]
 
 EMBEDDED = "embedded"
@@ -58,6 +59,13 @@ class ModelNotFoundError(RuntimeError):
 class ModelAccessError(ModelNotFoundError):
     """The Hugging Face Hub refused the model: gated (terms not accepted, or not logged in),
     private, or a token without the permission."""
+
+
+def error_line(err: BaseException) -> str:
+    """``Type: first line of the message``: what a message of ours quotes of a library's error
+    it replaces (``raise … from None``: the library's chain of tracebacks tells a user less)."""
+    first = next((line.strip() for line in str(err).splitlines() if line.strip()), "")
+    return f"{type(err).__name__}: {first}" if first else type(err).__name__
 
 
 @dataclass
@@ -325,19 +333,22 @@ def load_model(
     except (OSError, ValueError) as err:
         if isinstance(err, ValueError) and "revision" not in str(err).lower():
             raise
+        # Raised ``from None``: transformers wraps the Hub's chain of errors (connection, HTTP,
+        # cache lookup) in its own, three or four tracebacks of library frames; the message
+        # quotes the first line of the error that reached us.
         access = hub_access_error(err, source, revision)
         if access is not None:
-            raise access from err
+            raise access from None
         where = f"{source}@{revision}" if revision else source
         raise ModelNotFoundError(
-            f"model {where} could not be loaded ({err.__class__.__name__}: {err}). "
+            f"model {where} could not be loaded ({error_line(err)}). "
             "On a compute node without network, pre-fetch it on the login node with "
             f"`expertalign prefetch {source}"
             + (f" --revision {revision}`" if revision else "`")
             + " (or `hf download`), and check the name and revision exist. A gated model "
             "(e.g. mistralai/Mistral-7B-Instruct-v0.2) needs its terms accepted on its model "
             "page and `hf auth login` (or HF_TOKEN) on the login node before the pre-fetch."
-        ) from err
+        ) from None
     _check_tokenizer(tokenizer, f"{source}@{revision}" if revision else source)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

@@ -113,6 +113,23 @@ rule development:
             caption="../report/layer_submodule.rst",
             category="Development",
         ),
+        specialized_figure=report(
+            f"{RESULTS}/figures/expert_development_specialized.png",
+            caption="../report/expert_development_specialized.rst",
+            category="Development",
+        ),
+        broader_figure=report(
+            f"{RESULTS}/figures/expert_development_broader.png",
+            caption="../report/expert_development_groups.rst",
+            category="Development",
+            labels={"concepts": "broader"},
+        ),
+        specific_figure=report(
+            f"{RESULTS}/figures/expert_development_specific.png",
+            caption="../report/expert_development_groups.rst",
+            category="Development",
+            labels={"concepts": "specific"},
+        ),
     log:
         f"{RESULTS}/logs/development.log",
     benchmark:
@@ -215,7 +232,7 @@ rule baseline_figure:
     conda:
         "../../envs/expertalign.yaml"
     params:
-        tau=TAUS[0],
+        taus=TAUS,
         human_reference=config["alignment"]["human_reference"],
     script:
         "../scripts/baseline_figure.py"

@@ -15,6 +15,11 @@ rule pilot:
             caption="../report/pilot.rst",
             category="Pilot",
         ),
+        sizes_figure=report(
+            f"{RESULTS}/figures/pilot_set_sizes.png",
+            caption="../report/pilot_set_sizes.rst",
+            category="Pilot",
+        ),
     log:
         f"{RESULTS}/logs/pilot.log",
     benchmark:

@@ -4,6 +4,6 @@ runtime.start_job(snakemake.log[0])
 analysis.baseline_figure(
     snakemake.input.table,
     snakemake.output.figure,
-    tau=snakemake.params.tau,
+    taus=snakemake.params.taus,
     human_reference=snakemake.params.human_reference,
 )

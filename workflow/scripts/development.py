@@ -18,4 +18,9 @@ analysis.development(
     development_figure=snakemake.output.development_figure,
     layer_submodule_out=snakemake.output.layer_submodule,
     layer_submodule_figure=snakemake.output.layer_submodule_figure,
+    specialized_figure=snakemake.output.specialized_figure,
+    group_figures={
+        "broader": snakemake.output.broader_figure,
+        "specific": snakemake.output.specific_figure,
+    },
 )

@@ -28,4 +28,5 @@ pilot.pilot(
     summary_out=snakemake.output.summary,
     sizes_out=snakemake.output.sizes,
     figure_out=snakemake.output.figure,
+    sizes_figure_out=snakemake.output.sizes_figure,
 )

@@ -117,12 +117,16 @@ def plot_checkpoint_stability(
         return save_figure(fig, path, title)
 
 
-def _at(dist: pd.DataFrame, grouping: str, tau: float) -> pd.DataFrame:
+def _at(dist: pd.DataFrame, grouping: str, tau: float, concepts: str = "all") -> pd.DataFrame:
     g = dist[
-        (dist["grouping"] == grouping) & np.isclose(dist["tau"], tau) & (dist["concepts"] == "all")
+        (dist["grouping"] == grouping)
+        & np.isclose(dist["tau"], tau)
+        & (dist["concepts"] == concepts)
     ]
     if g.empty:
-        raise ValueError(f"no rows with grouping {grouping!r} at τ = {tau:g}")
+        raise ValueError(
+            f"no rows with grouping {grouping!r} at τ = {tau:g} for {concepts!r} concepts"
+        )
     return g
 
 
@@ -153,10 +157,13 @@ def plot_expert_development(
     path: str | os.PathLike[str],
     tau: float,
     title: str = "Experts across training",
+    concepts: str = "all",
 ) -> Path:
     """Fig. 7 and App. H.1-H.3, one row per model: (a) total experts (summed over concepts) in
     attention and MLP units per checkpoint; (b) mean experts per concept per MLP layer and
-    (c) per attention layer, one line per checkpoint (light: early, dark: late)."""
+    (c) per attention layer, one line per checkpoint (light: early, dark: late). At τ = 0.9 it
+    is App. H.8-H.9; with ``concepts`` = "broader" or "specific" (the rows of ``dist`` for the
+    domains' broader or specific concepts) App. I and J."""
     _require(
         dist,
         [
@@ -170,9 +177,10 @@ def plot_expert_development(
         ],
         "expert development",
     )
-    kinds = _at(dist, "kind", tau)
-    layers = _at(dist, "layer+kind", tau)
-    models = list(dict.fromkeys(dist["model"]))
+    kinds = _at(dist, "kind", tau, concepts)
+    layers = _at(dist, "layer+kind", tau, concepts)
+    models = list(dict.fromkeys(kinds["model"]))
+    who = "" if concepts == "all" else f"{concepts} concepts, "
     with plt.rc_context(_STYLE):
         fig, axes = plt.subplots(len(models), 3, figsize=(15.0, 3.6 * len(models)), squeeze=False)
         for row, model in zip(axes, models):
@@ -192,14 +200,14 @@ def plot_expert_development(
                 )
             row[0].set_xticks(range(len(order)))
             row[0].set_xticklabels(order, rotation=45, ha="right")
-            row[0].set_title(f"{model}: total experts (τ = {tau:g})")
+            row[0].set_title(f"{model}: total experts ({who}τ = {tau:g})")
             row[0].set_ylabel("experts, summed over concepts")
             row[0].legend(frameon=False)
             colors = _checkpoint_colors(order)
             for ax, kind in ((row[1], "mlp"), (row[2], "attention")):
                 lk = layers[(layers["model"] == model) & (layers["kind"] == kind)]
                 _lines_by_checkpoint(ax, lk, order, colors)
-                ax.set_title(f"{model}: {kind} layers")
+                ax.set_title(f"{model}: {kind} layers (τ = {tau:g})")
                 ax.set_xlabel("layer")
                 ax.set_ylabel("experts per concept (mean)")
                 ax.grid(alpha=0.3)

@@ -13,7 +13,9 @@ Usage::
     figures.plot_set_sizes(sizes, "results/figures/set_sizes.png")
     #   sizes: model, checkpoint, tau, mean_size, ci_low, ci_high  (development.summarise_set_sizes)
     figures.plot_pilot(summary, "results/figures/pilot.png")
-    #   summary: n_positives, n_negatives, tau, comparison, mean_jaccard [, sd_jaccard]
+    #   summary: n_positives, n_negatives, tau, comparison, mean_jaccard [, ci_low, ci_high]
+    figures.plot_pilot_set_sizes(sizes, "results/figures/pilot_set_sizes.png")
+    #   sizes: n_positives, n_negatives, tau, fold, concept, size   (pilot.PilotResult.sizes)
 
 Figures of development across checkpoints (stability, experts by kind, layer and sub-module) are
 in :mod:`expertalign.analysis.development_figures`. Every function returns the path it wrote.
@@ -24,7 +26,7 @@ folder, fsync, the umask's mode, rename), so a reader never sees a half-written 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -47,6 +49,8 @@ __all__ = [
     "plot_spp_overlap",
     "plot_set_sizes",
     "plot_pilot",
+    "pilot_set_size_summary",
+    "plot_pilot_set_sizes",
 ]
 
 
@@ -180,15 +184,19 @@ def plot_baselines(
     reference: float | None,
     title: str = "Expert overlap vs baselines (MEN test)",
     ylabel: str = "Spearman ρ with MEN",
+    colors: Mapping[str, object] | None = None,
 ) -> Path:
-    """Grouped bars: one group per model (or one group), one bar per method, CI error bars."""
+    """Grouped bars: one group per model (or one group), one bar per method (in order of first
+    appearance), CI error bars; ``colors``: method → colour for some methods (the others take
+    tab10's colours)."""
     _require(df, ["method", "rho", "ci_low", "ci_high"], "baselines")
     d = df.copy()
     if "model" not in d.columns:
         d["model"] = ""
     models = list(dict.fromkeys(d["model"]))
     methods = list(dict.fromkeys(d["method"]))
-    colors = _colors(methods)
+    given = dict(colors or {})
+    palette = {**_colors([m for m in methods if m not in given]), **given}
     width = 0.8 / len(methods)
     with plt.rc_context(_STYLE):
         fig, ax = plt.subplots(figsize=(max(5.0, 1.2 + 0.5 * len(models) * len(methods)), 4.0))
@@ -211,7 +219,7 @@ def plot_baselines(
                 xs,
                 ys,
                 width=width * 0.95,
-                color=colors[method],
+                color=palette[method],
                 label=method,
                 yerr=[lo, hi],
                 capsize=3,
@@ -343,11 +351,12 @@ def plot_pilot(
     df: pd.DataFrame,
     path: str | os.PathLike[str],
     title: str = "Pilot: stability of expert sets across folds",
-    ylabel: str = "mean Jaccard",
+    ylabel: str = "mean Jaccard, 95% bootstrap CI",
 ) -> Path:
     """One panel per τ; x = number of positives, one colour per number of negatives; solid lines
     compare one concept across folds (within), dashed lines two concepts in one fold (across).
-    Bands are ± 1 sd over the compared pairs when ``sd_jaccard`` is present."""
+    Bands are the 95% bootstrap CIs of the means, ``ci_low`` to ``ci_high``
+    (:func:`expertalign.analysis.pilot.summarise_pilot`), when the table has them."""
     _require(df, ["n_positives", "n_negatives", "tau", "comparison", "mean_jaccard"], "pilot")
     if "model" in df.columns and df["model"].nunique() > 1:
         raise ValueError("pilot: several models; filter to one first")
@@ -376,14 +385,13 @@ def plot_pilot(
                         color=colors[n_neg],
                         label=f"{comparison}, {n_neg} negatives",
                     )
-                    if "sd_jaccard" in g.columns:
-                        sd = g["sd_jaccard"].fillna(0.0)
+                    if {"ci_low", "ci_high"} <= set(g.columns):
                         ax.fill_between(
                             g["n_positives"],
-                            g["mean_jaccard"] - sd,
-                            g["mean_jaccard"] + sd,
+                            g["ci_low"],
+                            g["ci_high"],
                             color=colors[n_neg],
-                            alpha=0.12,
+                            alpha=0.15,
                             lw=0,
                         )
             ax.set_title(f"τ = {tau:g}")
@@ -393,4 +401,76 @@ def plot_pilot(
         axes[0][0].set_ylabel(ylabel)
         handles, labels = axes[0][0].get_legend_handles_labels()
         legend_below(fig, handles, labels, max_columns=4)
+        return save_figure(fig, path, title)
+
+
+def pilot_set_size_summary(sizes: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Mean expert set size per (n_positives, n_negatives, tau) over every (fold, concept) of the
+    pilot (``sizes``: :attr:`expertalign.analysis.pilot.PilotResult.sizes`, the table
+    ``pilot_set_sizes.csv``), with a 95% percentile-bootstrap CI of the mean over those rows
+    (``n_boot`` resamples seeded by ``seed``) and the number of rows: what
+    :func:`plot_pilot_set_sizes` draws."""
+    from expertalign.stats import bootstrap_mean_ci
+
+    _require(sizes, ["n_positives", "n_negatives", "tau", "size"], "pilot set sizes")
+    if "model" in sizes.columns and sizes["model"].nunique() > 1:
+        raise ValueError("pilot set sizes: several models; filter to one first")
+    rows = []
+    for (n_pos, n_neg, tau), g in sizes.groupby(["n_positives", "n_negatives", "tau"]):
+        mean, low, high = bootstrap_mean_ci(g["size"].to_numpy(), n_boot=n_boot, seed=seed)
+        rows.append((n_pos, n_neg, tau, mean, low, high, len(g)))
+    columns = ["n_positives", "n_negatives", "tau", "mean_size", "ci_low", "ci_high", "n"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def plot_pilot_set_sizes(
+    sizes: pd.DataFrame,
+    path: str | os.PathLike[str],
+    *,
+    n_boot: int = 2000,
+    seed: int = 0,
+    title: str = "Pilot: expert set sizes",
+    ylabel: str = "experts per concept (mean over folds and concepts, log)",
+) -> Path:
+    """Paper Fig. 9: one panel per (negative size: row, positive size: column); x = τ, the mean
+    expert set size over folds and concepts (log y) with its 95% bootstrap CI
+    (:func:`pilot_set_size_summary`). Means and bounds below 0.1 experts are drawn at 0.1 (a log
+    axis has no 0), so configurations without experts stay visible."""
+    summary = pilot_set_size_summary(sizes, n_boot=n_boot, seed=seed)
+    negs = sorted(summary["n_negatives"].unique())
+    poss = sorted(summary["n_positives"].unique())
+    with plt.rc_context(_STYLE):
+        fig, axes = plt.subplots(
+            len(negs),
+            len(poss),
+            figsize=(max(4.0, 2.8 * len(poss)), 2.6 * len(negs) + 0.6),
+            sharex=True,
+            sharey=True,
+            squeeze=False,
+        )
+        for r, n_neg in enumerate(negs):
+            for c, n_pos in enumerate(poss):
+                ax = axes[r][c]
+                g = summary[
+                    (summary["n_negatives"] == n_neg) & (summary["n_positives"] == n_pos)
+                ].sort_values("tau")
+                y = g["mean_size"].clip(lower=0.1)
+                low, high = g["ci_low"].clip(lower=0.1), g["ci_high"].clip(lower=0.1)
+                ax.errorbar(
+                    g["tau"],
+                    y,
+                    yerr=[(y - low).clip(lower=0), (high - y).clip(lower=0)],
+                    marker="o",
+                    ms=3,
+                    capsize=3,
+                    color="#3b528b",
+                )
+                ax.set_yscale("log")
+                ax.grid(alpha=0.3, which="both")
+                if r == 0:
+                    ax.set_title(f"{n_pos} positives")
+                if r == len(negs) - 1:
+                    ax.set_xlabel("τ")
+            axes[r][0].set_ylabel(f"{n_neg} negatives")
+        fig.supylabel(ylabel)
         return save_figure(fig, path, title)

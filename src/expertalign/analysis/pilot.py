@@ -57,7 +57,11 @@ __all__ = [
     "pilot_stability",
     "summarise_pilot",
     "men_pilot_concepts",
+    "PILOT_N_BOOT",
 ]
+
+#: Bootstrap resamples of the pilot's CIs (stability and set sizes), as the other figures' CIs.
+PILOT_N_BOOT = 2000
 
 
 @dataclass(frozen=True)
@@ -306,15 +310,26 @@ def _compare(
     return pairs, sizes
 
 
-def summarise_pilot(pairs: pd.DataFrame, sizes: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Mean/sd Jaccard per (n_positives, n_negatives, tau, comparison), plus the within − across
-    gap and, if ``sizes`` is given, the mean and median expert set size of the configuration."""
+def summarise_pilot(
+    pairs: pd.DataFrame,
+    sizes: pd.DataFrame | None = None,
+    *,
+    n_boot: int = PILOT_N_BOOT,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Mean/sd Jaccard per (n_positives, n_negatives, tau, comparison) with a 95% percentile-
+    bootstrap CI of the mean over the compared pairs (``ci_low``, ``ci_high``: ``n_boot``
+    resamples seeded by ``seed``, :func:`expertalign.stats.bootstrap_mean_ci`, as the paper's
+    Fig. 1 draws), plus the within − across gap and, if ``sizes`` is given, the mean and median
+    expert set size of the configuration."""
+    from expertalign.stats import bootstrap_mean_ci
+
     keys = ["n_positives", "n_negatives", "tau"]
-    g = (
-        pairs.groupby([*keys, "comparison"], sort=True)["jaccard"]
-        .agg(mean_jaccard="mean", sd_jaccard="std", n_pairs="size")
-        .reset_index()
-    )
+    grouped = pairs.groupby([*keys, "comparison"], sort=True)["jaccard"]
+    g = grouped.agg(mean_jaccard="mean", sd_jaccard="std", n_pairs="size").reset_index()
+    bounds = [bootstrap_mean_ci(v.to_numpy(), n_boot=n_boot, seed=seed)[1:] for _, v in grouped]
+    g["ci_low"] = [low for low, _ in bounds]
+    g["ci_high"] = [high for _, high in bounds]
     wide = g.pivot(index=keys, columns="comparison", values="mean_jaccard")
     gap = (wide.get("within") - wide.get("across")).rename("within_minus_across").reset_index()
     out = g.merge(gap, on=keys, how="left")

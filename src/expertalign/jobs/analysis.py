@@ -35,6 +35,7 @@ __all__ = [
     "spp",
     "cost_table",
     "baseline_figure",
+    "pilot_set_size_figure",
     "provenance_table",
 ]
 
@@ -166,12 +167,17 @@ def development(
     development_figure: str | None = None,
     layer_submodule_out: str | None = None,
     layer_submodule_figure: str | None = None,
+    specialized_figure: str | None = None,
+    group_figures: Mapping[str, str] | None = None,
 ) -> None:
     """Set sizes, checkpoint-to-checkpoint stability and where experts sit (kind, depth, layer
     × sub-module), for all concepts and, with ``concept_groups`` (concept → "broader"/"specific"),
     per group. Optional figures (at the first τ): stability across consecutive checkpoints
     (Fig. 6), experts by kind and layer across checkpoints (Fig. 7, App. H.1-H.3), experts per
-    layer × sub-module (App. H.4-H.7, also as the table ``layer_submodule_out``)."""
+    layer × sub-module (App. H.4-H.7, also as the table ``layer_submodule_out``); the same
+    development figure at the highest τ (``specialized_figure``: App. H.8-H.9's τ = 0.9) and, at
+    the first τ, for the domains' broader and specific concepts only (``group_figures``: group →
+    path, App. I and J; a figure that says so where the table has no such concepts)."""
     from expertalign.analysis import development as dev
     from expertalign.analysis import development_figures as devfig
     from expertalign.analysis.figures import plot_set_sizes
@@ -226,6 +232,24 @@ def development(
     devfig.plot_expert_distribution(dist, distribution_figure)
     if development_figure:
         devfig.plot_expert_development(dist, development_figure, tau=taus[0])
+    if specialized_figure:
+        devfig.plot_expert_development(
+            dist,
+            specialized_figure,
+            tau=max(taus),
+            title=f"Highly specialised experts (τ = {max(taus):g}) across training",
+        )
+    for group, path in (group_figures or {}).items():
+        if group in set(dist["concepts"]):
+            devfig.plot_expert_development(
+                dist,
+                path,
+                tau=taus[0],
+                concepts=group,
+                title=f"Experts of the domains' {group} concepts across training",
+            )
+        else:
+            devfig.plot_message(path, f"The concept table has no {group} (domain) concepts.")
     layer_sub = dist[dist["grouping"] == "layer+kind+submodule"].dropna(axis=1, how="all")
     layer_sub = layer_sub.drop(columns="grouping").astype({"layer": int})
     first = ["model", "checkpoint", "concepts", "tau", "layer", "kind", "submodule"]
@@ -430,28 +454,60 @@ def campaign_summary(
 
 
 def baseline_figure(
-    alignment_table: str, output: str, *, tau: float, human_reference: float
+    alignment_table: str,
+    output: str,
+    *,
+    human_reference: float,
+    taus: Sequence[float] | None = None,
 ) -> None:
-    """Experts (Jaccard at τ) vs every baseline measure, per model, on the first judgment set."""
+    """Experts (Jaccard) at every τ of the table (or of ``taus``) vs every baseline measure, per
+    model, on the first judgment set: one bar per τ (light to dark blue, in τ order), then one
+    per baseline (other colours)."""
+    import matplotlib.pyplot as plt
+
     from expertalign.analysis.figures import plot_baselines
 
     frame = pd.read_parquet(alignment_table)
     frame = frame[frame["judgment"] == frame["judgment"].iloc[0]]
-    experts = frame[(frame["measure"] == "jaccard") & np.isclose(frame["tau"], tau)]
+    jaccard = frame[frame["measure"] == "jaccard"]
+    if taus is None:
+        taus = sorted(jaccard["tau"].dropna().unique())
+    missing = [t for t in taus if not np.isclose(jaccard["tau"], t).any()]
+    if missing:
+        raise ValueError(f"{alignment_table}: no expert (jaccard) rows at τ = {missing}")
     others = frame[frame["measure"] != "jaccard"]
-    both = pd.concat(
-        [
-            experts.assign(method=f"experts (Jaccard, τ={tau:g})"),
-            others.assign(method=others["measure"]),
-        ]
-    )
+    blues = plt.get_cmap("Blues")
+    parts, colors = [], {}
+    for i, tau in enumerate(sorted(taus)):
+        method = f"experts (Jaccard, τ={tau:g})"
+        parts.append(jaccard[np.isclose(jaccard["tau"], tau)].assign(method=method))
+        colors[method] = blues(0.45 + 0.5 * i / max(1, len(taus) - 1))
+    # the baselines in tab10's colours after its blue, which would pass for an expert bar
+    tab10 = plt.get_cmap("tab10")
+    for i, measure in enumerate(dict.fromkeys(others["measure"])):
+        colors[measure] = tab10((i + 1) % tab10.N)
+    both = pd.concat([*parts, others.assign(method=others["measure"])])
     both["model"] = with_source(both) + " " + both["checkpoint"]
     plot_baselines(
         both,
         output,
         reference=human_reference,
         title=f"Expert overlap vs baselines ({frame['judgment'].iloc[0]})",
+        colors=colors,
     )
+
+
+def pilot_set_size_figure(
+    sizes_table: str, output: str, *, seed: int = 0, n_boot: int | None = None
+) -> None:
+    """Paper Fig. 9 from the pilot's set-size table (``pilot_set_sizes.csv``): 95% bootstrap
+    CIs with ``n_boot`` resamples (by default the pilot's own,
+    :data:`expertalign.analysis.pilot.PILOT_N_BOOT`) seeded by ``seed``."""
+    from expertalign.analysis.figures import plot_pilot_set_sizes
+    from expertalign.analysis.pilot import PILOT_N_BOOT
+
+    n = PILOT_N_BOOT if n_boot is None else n_boot
+    plot_pilot_set_sizes(pd.read_csv(sizes_table), output, n_boot=n, seed=seed)
 
 
 def provenance_table(

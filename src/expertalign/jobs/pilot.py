@@ -47,9 +47,11 @@ def pilot(
     summary_out: str,
     sizes_out: str,
     figure_out: str,
+    sizes_figure_out: str | None = None,
     negatives_mode: str = "shared",
 ) -> None:
-    """Expert stability across folds and set sizes (paper Sec. 4, Fig. 1, App. C).
+    """Expert stability across folds and set sizes (paper Sec. 4, Fig. 1, App. C); with
+    ``sizes_figure_out``, Fig. 9 from the set-size table too.
 
     ``bank_file`` None: the sentence files are the pilot concepts' own pools, and each concept's
     negatives come from the other pilot concepts' sentences (the paper's design); otherwise
@@ -116,3 +118,7 @@ def pilot(
     write_frame_atomic(summary, summary_out)
     write_frame_atomic(result.sizes.assign(model=spec["name"], checkpoint=revision), sizes_out)
     plot_pilot(summary, figure_out)
+    if sizes_figure_out is not None:
+        from expertalign.jobs.analysis import pilot_set_size_figure
+
+        pilot_set_size_figure(sizes_out, sizes_figure_out)

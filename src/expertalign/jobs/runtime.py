@@ -16,6 +16,11 @@ being written through :mod:`expertalign.atomic` left its hidden temporary file o
 Now the main thread raises :class:`JobTerminated`, the blocks remove their temporaries, the log
 says ``terminated by SIGTERM``, and the process exits with status 128 + the signal's number
 (143 for SIGTERM), as a shell reports a job killed by a signal.
+
+And it makes an uncaught exception write its whole traceback to the job's log and one line to
+the terminal Snakemake runs in (:func:`report_failures`), ``rule prefetch failed:
+ModelNotFoundError: … (log: results/logs/prefetch/….log)``: Snakemake itself shows only that the
+script's command failed and the log's path, or, with ``--show-failed-logs``, the whole log.
 """
 
 from __future__ import annotations
@@ -27,9 +32,10 @@ import signal
 import socket
 import sys
 import threading
+import traceback
 from collections.abc import Mapping
 from pathlib import Path
-from types import FrameType
+from types import FrameType, TracebackType
 from typing import Any
 
 from expertalign import atomic
@@ -39,7 +45,9 @@ __all__ = [
     "TERMINATING_SIGNALS",
     "JobTerminated",
     "NoGPUError",
+    "failure_line",
     "gpus_requested",
+    "report_failures",
     "require_gpu",
     "setup_logging",
     "start_job",
@@ -127,6 +135,57 @@ def unwind_on_signals() -> list[signal.Signals]:
             continue
         handled.append(signum)
     return handled
+
+
+# The terminal line quotes at most this much of a message; the log has all of it.
+_MAX_LINE = 1000
+
+
+def failure_line(error: BaseException, rule: str, log_path: str) -> str:
+    """``rule R failed: Type: first line of the message (log: PATH)``: what the terminal shows of
+    a job's uncaught exception (the log has the traceback and the whole message)."""
+    try:
+        text = str(error)
+    except Exception:  # noqa: BLE001 - a broken __str__ must not hide that the job failed
+        text = ""
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    if len(first) > _MAX_LINE:
+        first = first[:_MAX_LINE] + " …"
+    cause = f"{type(error).__name__}: {first}" if first else type(error).__name__
+    return f"{f'rule {rule}' if rule else 'job'} failed: {cause} (log: {log_path})"
+
+
+def _snakemake_rule() -> str:
+    # A Snakemake script runs as __main__ with a global ``snakemake`` (the job's rule, wildcards,
+    # ...); reading the rule here spares every script passing it.
+    job = getattr(sys.modules.get("__main__"), "snakemake", None)
+    return str(getattr(job, "rule", "") or "")
+
+
+def report_failures(log_path: str, rule: str = "") -> None:
+    """Make an uncaught exception write its whole traceback (its causes too) to the job's log
+    and one line, :func:`failure_line`, to the process's original stderr: the terminal Snakemake
+    runs in (on SLURM the job's output file). The process still exits with status 1.
+
+    Without it the traceback goes to the log only (``sys.stderr`` is the log, see
+    :func:`setup_logging`), and Snakemake's error says no more than that the script's command
+    returned non-zero and where the log is; with ``--show-failed-logs`` it prints the whole log,
+    tracebacks and all. ``rule`` defaults to the running Snakemake script's."""
+    rule = rule or _snakemake_rule()
+
+    def on_uncaught(
+        kind: type[BaseException], error: BaseException, trace: TracebackType | None
+    ) -> None:
+        try:
+            log.error("%s failed", f"rule {rule}" if rule else "job", exc_info=(kind, error, trace))
+        except Exception:  # noqa: BLE001 - logging broken: the traceback goes to the log directly
+            traceback.print_exception(kind, error, trace, file=sys.stderr)
+        terminal = sys.__stderr__
+        if terminal is not None and terminal is not sys.stderr:
+            with contextlib.suppress(Exception):  # a closed terminal: the log has it all
+                print(failure_line(error, rule, log_path), file=terminal, flush=True)
+
+    sys.excepthook = on_uncaught
 
 
 class NoGPUError(RuntimeError):
@@ -219,10 +278,13 @@ def start_job(
 ) -> None:
     """Set up logging, offline mode and threads (:func:`setup_logging`); make SIGTERM and
     SIGHUP unwind the job so that its outputs' temporary files are removed
-    (:func:`unwind_on_signals`); for a rule that asked for GPUs (``gpus`` is
-    ``snakemake.resources``), stop unless torch sees one, rather than run on the CPU in float32
-    (:func:`require_gpu`)."""
+    (:func:`unwind_on_signals`); make an uncaught exception put its traceback in the log and
+    one line on the terminal (:func:`report_failures`); for a rule that asked for GPUs (``gpus``
+    is ``snakemake.resources``), stop unless torch sees one, rather than run on the CPU in
+    float32 (:func:`require_gpu`)."""
     setup_logging(log_path, threads, offline)
     unwind_on_signals()
+    if log_path:
+        report_failures(log_path, rule)
     if gpus is not None:
         require_gpu(gpus_requested(gpus), rule)

@@ -150,10 +150,18 @@ def expected_jobs(campaign: Campaign) -> list[Job]:
     # once per run
     if config["pilot"]["enabled"]:
         outputs = [f"{R}/tables/pilot_{t}.csv" for t in ("stability", "set_sizes")]
+        outputs += [f"{R}/figures/pilot_{f}.png" for f in ("stability", "set_sizes")]
         add("pilot", paths.pilot_model_spec(config)["name"], outputs=outputs)
     tables = ("set_sizes", "checkpoint_stability", "expert_distribution",
               "experts_by_layer_submodule")  # fmt: skip
-    add("development", outputs=[f"{R}/tables/{t}.csv" for t in tables])
+    figures = ("specialized", "broader", "specific")
+    add(
+        "development",
+        outputs=[
+            *(f"{R}/tables/{t}.csv" for t in tables),
+            *(f"{R}/figures/expert_development_{f}.png" for f in figures),
+        ],
+    )
     if config["spp"]["enabled"]:
         outputs = [f"{R}/tables/spp_{t}.csv" for t in ("overlap", "mixed_model")]
         add("spp", outputs=[*outputs, f"{R}/figures/spp_overlap.png"])
