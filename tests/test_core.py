@@ -360,7 +360,12 @@ def test_sampling_dtype_is_bf16_only_where_it_is_native(monkeypatch):
 
 
 def test_missing_model_offline_says_how_to_prefetch(monkeypatch, tmp_path):
+    import huggingface_hub.constants
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # huggingface_hub reads HF_HUB_OFFLINE when it is imported (earlier in this session): set
+    # its constant too, or the load tries the network and waits out its timeouts (about 45 s)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setenv("HF_HOME", str(tmp_path))
     with pytest.raises(ModelNotFoundError, match="pre-fetch.*--revision step512"):
         load_model("EleutherAI/pythia-70m", revision="step512")
