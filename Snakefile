@@ -1,5 +1,7 @@
 from snakemake.utils import min_version
 
+from expertalign import previous_results
+
 min_version("9.0")
 
 
@@ -23,6 +25,19 @@ rule all:
         final_outputs(),
 
 
-# A run that starts jobs keeps the config it used, merged, beside its results.
+# A run that starts jobs keeps the config it used, merged, beside its results, and the old
+# outputs of the jobs it reruns, until they succeed (expertalign.previous_results).
 onstart:
-    print(f"effective config: {write_effective_config(config, RESULTS, CONFIG_FILES)}")
+    print(
+        f"effective config: {write_effective_config(config, RESULTS, CONFIG_FILES)}"
+    )
+    previous_results.keep_previous(workflow, RESULTS)
+
+
+onsuccess:
+    previous_results.discard_previous(RESULTS)
+
+
+# Snakemake deletes a rerun job's old outputs before it runs: a failed job gets them back.
+onerror:
+    previous_results.restore_previous(RESULTS)
