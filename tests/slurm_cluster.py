@@ -184,9 +184,9 @@ def profile_for_local_cluster(
     """Copy the real SLURM profile to ``dst`` and adapt only what this one node needs.
 
     Kept as is: executor and plugin options, partitions, GPU model, rule names, logs dir.
-    Changed: memory and threads, shrunk to what the one node has (the profile asks for
-    real-node sizes that sbatch would refuse here), ``retries`` 0 (fail fast), and, with
-    ``fast_polling``, the first status check after 2 s instead of 40 s.
+    Changed: memory and threads, shrunk to what the one node has (the profile asks for real-node
+    sizes that sbatch would refuse here; half the node's CPUs per job), ``retries`` 0 (fail
+    fast), and, with ``fast_polling``, the first status check after 2 s instead of 40 s.
     """
     config = yaml.safe_load((source / "config.yaml").read_text())
     site = config.get("cluster-specific", {})
@@ -260,8 +260,8 @@ def escalating_profile_for_local_cluster(
     anchors are defined (so that the aliases and YTE ``__variables__`` that use them follow).
     Memory is shrunk to this one node: every ``mem_mb`` (an int, or the N of ``"N * attempt"``)
     to at most ``mem_cap`` (default ``min(4000, node memory / 4)``, so that attempt 2 fits as
-    well); threads and ``cpus_per_task`` to the node's CPUs. ``retries`` is the real profile's 1
-    unless given; ``fast_polling`` as in :func:`profile_for_local_cluster`.
+    well); threads and ``cpus_per_task`` to half the node's CPUs (two jobs at once). ``retries``
+    is the real profile's 1 unless given; ``fast_polling`` as in :func:`profile_for_local_cluster`.
     """
     import re
 
@@ -276,6 +276,9 @@ def escalating_profile_for_local_cluster(
         )
         assert n == 1, f"cluster-specific value {key!r} not found in {source}/config.yaml"
     config = yaml.safe_load(text)
+    # half the node's CPUs per job, so that two jobs run at once (a job spends much of its time
+    # starting Snakemake and Python, one core's work): the tests wait on the scheduler less
+    cpus = max(1, cluster.cpus // 2)
     cap = mem_cap if mem_cap is not None else max(256, min(4000, cluster.mem_mb // 4))
     for resources in [
         config.get("default-resources", {}),
@@ -289,9 +292,9 @@ def escalating_profile_for_local_cluster(
             assert match, f"mem_mb {mem!r}: not of the form 'N * attempt'"
             resources["mem_mb"] = f"{min(int(match.group(1)), cap)} * attempt"
         if isinstance(resources.get("cpus_per_task"), int):
-            resources["cpus_per_task"] = min(resources["cpus_per_task"], cluster.cpus)
+            resources["cpus_per_task"] = min(resources["cpus_per_task"], cpus)
     for rule, threads in config.get("set-threads", {}).items():
-        config["set-threads"][rule] = min(int(threads), cluster.cpus)
+        config["set-threads"][rule] = min(int(threads), cpus)
     config["retries"] = retries
     if fast_polling:
         config["slurm-init-seconds-before-status-checks"] = 2
