@@ -49,3 +49,16 @@ def tiny_run(tmp_path_factory):
     from workflow_helpers import make_tiny_run
 
     return make_tiny_run(tmp_path_factory.mktemp("tiny-run"))
+
+
+@pytest.fixture
+def offline_cache(tmp_path, monkeypatch):
+    """huggingface_hub offline, reading a Hub cache in ``tmp_path`` (returned): its real
+    snapshot_download answers from it."""
+    from huggingface_hub import constants as hub_constants
+
+    cache = tmp_path / "hub"
+    cache.mkdir()
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
+    return cache

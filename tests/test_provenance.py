@@ -46,15 +46,6 @@ def _snapshot(cache: Path, repo: str, revision: str, commit: str, seed: int) -> 
     return folder
 
 
-@pytest.fixture
-def offline_cache(tmp_path, monkeypatch) -> Path:
-    cache = tmp_path / "hub"
-    cache.mkdir()
-    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(cache))
-    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
-    return cache
-
-
 def _sha256sum(folder: Path, names: list[str]) -> str:
     """What `sha256sum <names> | sha256sum` prints, the record's documented recipe."""
     lines = "".join(

@@ -12,7 +12,6 @@ import httpx2
 import pytest
 import torch
 import yaml
-from huggingface_hub import constants as hub_constants
 from huggingface_hub.errors import GatedRepoError
 from huggingface_hub.utils import hf_raise_for_status
 from tiny_models import tiny_model, word_tokenizer
@@ -139,16 +138,6 @@ def _cached_snapshot(cache: Path, repo: str, revision: str, files: dict[str, obj
         else:
             (folder / name).write_bytes(content)
     return folder
-
-
-@pytest.fixture
-def offline_cache(tmp_path, monkeypatch) -> Path:
-    """huggingface_hub offline, reading this cache: its real snapshot_download answers from it."""
-    cache = tmp_path / "hub"
-    cache.mkdir()
-    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(cache))
-    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
-    return cache
 
 
 def _config_and_tokenizer(folder: Path) -> None:

@@ -8,7 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
-from base64 import urlsafe_b64decode, urlsafe_b64encode
+from base64 import urlsafe_b64decode
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +16,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+
+from expertalign.previous_results import record_path
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
@@ -116,14 +118,6 @@ def _metadata_records() -> dict[str, Path]:
     return records
 
 
-def _record_path(output: str) -> Path:
-    folder = REPO / ".snakemake" / "metadata"
-    encoded = urlsafe_b64encode(output.encode()).decode()
-    size = os.pathconf(folder, "PC_NAME_MAX") - 1
-    chunks = [encoded[i : i + size] for i in range(0, len(encoded), size)]
-    return folder.joinpath(*(["@" + c for c in chunks[:-1]] + [chunks[-1]]))
-
-
 def copy_of_run(run: TinyRun, root: Path) -> TinyRun:
     """A copy of ``run`` under ``root`` that Snakemake sees as the same finished run: files with
     their times, and Snakemake's metadata records (params, inputs, code) of its outputs, their
@@ -134,7 +128,7 @@ def copy_of_run(run: TinyRun, root: Path) -> TinyRun:
     (root / "config.yaml").write_text(config, encoding="utf-8")
     for output, record in _metadata_records().items():
         if output.startswith(old + os.sep):
-            target = _record_path(new + output[len(old) :])
+            target = record_path(REPO / ".snakemake", "metadata", new + output[len(old) :])
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(record.read_text(encoding="utf-8").replace(old, new))
     return TinyRun(root, run.output)
