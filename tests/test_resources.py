@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -9,7 +10,15 @@ import sys
 import pytest
 from workflow_helpers import REPO
 
+from expertalign import resources
 from expertalign.resources import ModelShape, expert_job_memory, model_shape
+
+
+@pytest.fixture(autouse=True)
+def empty_shape_cache(tmp_path, monkeypatch):
+    """Every test computes its shapes: none comes from a cache filled before it."""
+    monkeypatch.setenv("EXPERTALIGN_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "model-shapes"
 
 
 @pytest.mark.parametrize(
@@ -28,6 +37,35 @@ def test_reference_shapes_have_the_models_unit_counts(source, units):
 
 def test_pythia_12b_parameter_count_is_the_published_one():
     assert abs(model_shape("EleutherAI/pythia-12b").n_parameters - 11.85e9) < 0.01e9
+
+
+def test_a_shape_is_computed_once_and_again_when_its_config_changes(
+    empty_shape_cache, tmp_path, monkeypatch
+):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    config = {"model_type": "gpt2", "n_embd": 64, "n_layer": 2, "n_head": 2, "vocab_size": 100}
+    (folder / "config.json").write_text(json.dumps(config))
+    first = model_shape(str(folder))
+    assert len(list(empty_shape_cache.glob("*.json"))) == 1
+
+    def not_again(config):
+        raise AssertionError("the shape was computed again")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(resources, "shape_from_config", not_again)
+        assert model_shape(str(folder)) == first
+    # another config.json (one more layer) is another model: computed, with one layer's more units
+    (folder / "config.json").write_text(json.dumps({**config, "n_layer": 3}))
+    deeper = model_shape(str(folder))
+    assert deeper.n_units == first.n_units * 3 // 2
+    assert len(list(empty_shape_cache.glob("*.json"))) == 2
+    # an unreadable cache file is computed again and replaced
+    for path in empty_shape_cache.glob("*.json"):
+        path.write_text("{not json")
+    assert model_shape(str(folder)) == deeper
+    texts = sorted(p.read_text() for p in empty_shape_cache.glob("*.json"))
+    assert texts == sorted(["{not json", json.dumps(dataclasses.asdict(deeper))])
 
 
 def test_unknown_model_is_named():

@@ -19,11 +19,13 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from expertalign.atomic import atomic_dir
 from expertalign.paths import hub_revision
+
+if TYPE_CHECKING:  # torch is imported where used: the workflow imports this module at load
+    import torch
 
 __all__ = [
     "EMBEDDED",
@@ -130,6 +132,8 @@ def embedded_model_dir(cache_dir: Path | None = None) -> Path:
 
 
 def resolve_device(device: str = "auto") -> torch.device:
+    import torch
+
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
@@ -137,6 +141,8 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     """``auto`` is float32 on CPU and bfloat16 on GPU; float16 is refused (GPT-NeoX overflows)."""
+    import torch
+
     if dtype == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
     table = {
@@ -161,6 +167,8 @@ def cpu_has_native_bf16() -> bool:
     There a bfloat16 decoding step of a small model is about twice as fast as a float32 one; on
     CPUs without, bfloat16 is emulated and slower than float32.
     """
+    import torch
+
     probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(bool(getattr(torch.cpu, probe, lambda: False)()) for probe in probes)
 
@@ -170,6 +178,8 @@ def sampling_dtype(dtype: str = "auto", device: str = "auto") -> str:
 
     ``auto``: bfloat16 on GPUs and on CPUs with native bfloat16, float32 elsewhere.
     """
+    import torch
+
     if dtype != "auto":
         resolve_dtype(dtype, torch.device("cpu"))  # refuses float16 and unknown names
         return dtype
@@ -316,6 +326,7 @@ def load_model(
     ``seed`` — the paper's untrained baseline. Offline (``HF_HUB_OFFLINE=1``) a missing model raises
     :class:`ModelNotFoundError` saying how to pre-fetch it.
     """
+    import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     torch_device = resolve_device(device)

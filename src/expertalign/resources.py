@@ -26,7 +26,17 @@ GPU the fixed allowance is an assumption until measured there.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
+import logging
+import os
 from dataclasses import dataclass
+from pathlib import Path
+
+from expertalign.atomic import atomic_path
+
+log = logging.getLogger("expertalign")
 
 __all__ = [
     "ModelShape",
@@ -34,6 +44,7 @@ __all__ = [
     "REFERENCE_CONFIGS",
     "model_shape",
     "shape_from_config",
+    "shape_cache_dir",
     "expert_job_memory",
     "expert_job_runtime_minutes",
     "host_memory_mb",
@@ -175,7 +186,80 @@ def shape_from_config(config) -> ModelShape:
 
 def model_shape(source: str, revision: str | None = None) -> ModelShape:
     """The shape of a configured model: from its config in the local cache or folder, else from
-    :data:`REFERENCE_CONFIGS`. Raises ``ValueError`` naming the source if neither knows it."""
+    :data:`REFERENCE_CONFIGS`. Raises ``ValueError`` naming the source if neither knows it.
+
+    Building the skeleton imports transformers and takes seconds, and the workflow asks for
+    every model's shape whenever it loads (each dry run, each SLURM job's start), so a shape is
+    kept in :func:`shape_cache_dir` under a key made of the model's config, the transformers
+    version and this package's unit-counting code; any change to one of them computes it anew.
+    """
+    description = _config_description(source, revision)
+    cached = _shape_cache_file(description) if description is not None else None
+    if cached is not None:
+        try:
+            return ModelShape(**json.loads(cached.read_text()))
+        except (OSError, ValueError, TypeError):
+            pass  # absent, or unreadable: computed below and written again
+    shape = _model_shape_uncached(source, revision)
+    if cached is not None:
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(cached) as tmp:
+                tmp.write_text(json.dumps(dataclasses.asdict(shape)))
+        except OSError as err:  # a read-only home costs time, not correctness
+            log.debug("model shape of %s not cached in %s: %s", source, cached.parent, err)
+    return shape
+
+
+def shape_cache_dir() -> Path:
+    """Where computed model shapes are kept: ``$EXPERTALIGN_CACHE_DIR/model-shapes``, else
+    ``$XDG_CACHE_HOME/expertalign/model-shapes`` (``~/.cache`` by default)."""
+    root = os.environ.get("EXPERTALIGN_CACHE_DIR")
+    if not root:
+        xdg = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+        root = Path(xdg) / "expertalign"
+    return Path(root) / "model-shapes"
+
+
+def _config_description(source: str, revision: str | None) -> dict | None:
+    """The model's config as a plain dict, read without transformers (a reference config, a
+    local folder's or the Hub cache's config.json), or None where only transformers can say."""
+    if source in REFERENCE_CONFIGS:
+        return {"reference": REFERENCE_CONFIGS[source]}
+    folder = Path(source)
+    path: Path | str | None = folder / "config.json" if folder.is_dir() else None
+    if path is None:
+        from huggingface_hub import try_to_load_from_cache
+
+        try:
+            path = try_to_load_from_cache(source, "config.json", revision=revision)
+        except ValueError:  # not a repository id
+            return None
+    if not isinstance(path, (str, Path)):
+        return None
+    try:
+        return {"config.json": json.loads(Path(path).read_text())}
+    except (OSError, ValueError):
+        return None
+
+
+def _shape_cache_file(description: dict) -> Path:
+    import importlib.metadata
+
+    here = Path(__file__).parent
+    code = b"".join((here / name).read_bytes() for name in ("resources.py", "units.py"))
+    try:
+        transformers_version = importlib.metadata.version("transformers")
+    except importlib.metadata.PackageNotFoundError:
+        transformers_version = "none"
+    key = hashlib.sha256(
+        json.dumps([description, transformers_version], sort_keys=True).encode()
+        + hashlib.sha256(code).digest()
+    ).hexdigest()
+    return shape_cache_dir() / f"{key[:32]}.json"
+
+
+def _model_shape_uncached(source: str, revision: str | None) -> ModelShape:
     from transformers import AutoConfig
 
     if source in REFERENCE_CONFIGS:
