@@ -40,6 +40,46 @@ SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 SLURM_PROFILE = REPO / "profiles" / "slurm"
 
 
+class OverTimeJob:
+    """``sbatch --time=1`` of a 3-minute sleep, which SLURM must end as TIMEOUT; submitted when
+    the cluster starts, so that the minute it takes passes while the other SLURM tests run. A
+    thread follows its state in ``squeue`` (a finished job leaves squeue after MinJobAge)."""
+
+    _ENDED = ("TIMEOUT", "COMPLETED", "FAILED", "CANCELLED")
+
+    def __init__(self, folder: Path, deadline_s: float = 170) -> None:
+        script = folder / "slow.sh"
+        script.write_text("#!/bin/bash\nsleep 180\necho finished\n")
+        self.out = folder / "slow.out"
+        job = subprocess.run(
+            ["sbatch", "--parsable", "--time=1", "--mem=50M", "-o", str(self.out), str(script)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        self.job_id = job.stdout.strip().split(";")[0]
+        self.state = ""
+        self.info = ""  # scontrol's view when it ended
+        self._deadline = time.monotonic() + deadline_s
+        self._thread = threading.Thread(target=self._follow, daemon=True)
+        self._thread.start()
+
+    def _follow(self) -> None:
+        while time.monotonic() < self._deadline:
+            self.state = _run(["squeue", "--states=all", "-h", "-j", self.job_id, "-o", "%T"])
+            self.state = self.state.stdout.strip()
+            if self.state in self._ENDED:
+                self.info = _run(["scontrol", "show", "job", self.job_id]).stdout
+                return
+            time.sleep(5)
+
+    def final_state(self) -> str:
+        """The state it ended in (or the last seen, if it had not ended by the deadline)."""
+        self._thread.join(timeout=max(0.0, self._deadline - time.monotonic()) + 30)
+        return self.state
+
+
 @dataclass
 class LocalSlurm:
     node: str
@@ -51,6 +91,7 @@ class LocalSlurm:
     start_seconds: float
     started_here: bool
     timings: dict[str, float] = field(default_factory=dict)
+    over_time_job: OverTimeJob | None = None
 
     def squeue(self) -> str:
         return _run(["squeue", "--states=all", "-o", "%i %P %j %T %M %R"]).stdout

@@ -4,9 +4,6 @@ attempt, as the `experts` rule's do)."""
 
 from __future__ import annotations
 
-import subprocess
-import time
-
 import pytest
 import yaml
 from slurm_cluster import profile_for_local_cluster, run_snakemake
@@ -56,31 +53,13 @@ def test_job_over_its_memory_is_killed_named_and_rerun_with_more(local_slurm, tm
     assert "exceeded memory limit" in first_log.read_text().lower(), first_log.read_text()
 
 
-def test_job_over_its_time_limit_is_ended(local_slurm, tmp_path):
-    """sbatch --time=1 on a job that sleeps 3 minutes: SLURM ends it as TIMEOUT."""
-    script = tmp_path / "slow.sh"
-    script.write_text("#!/bin/bash\nsleep 180\necho finished\n")
-    out = tmp_path / "slow.out"
-    job = subprocess.run(
-        ["sbatch", "--parsable", "--time=1", "--mem=50M", "-o", str(out), str(script)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    )
-    job_id = job.stdout.strip().split(";")[0]
-    start = time.monotonic()
-    state = ""
-    while time.monotonic() - start < 170:
-        state = subprocess.run(
-            ["squeue", "--states=all", "-h", "-j", job_id, "-o", "%T"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        ).stdout.strip()
-        if state in ("TIMEOUT", "COMPLETED", "FAILED", "CANCELLED"):
-            break
-        time.sleep(5)
-    assert state == "TIMEOUT", (state, local_slurm.job_info(job_id))
-    assert "finished" not in out.read_text()
-    assert "DUE TO TIME LIMIT" in out.read_text(), out.read_text()
+def test_job_over_its_time_limit_is_ended(local_slurm):
+    """sbatch --time=1 on a job that sleeps 3 minutes: SLURM ends it as TIMEOUT. The job was
+    submitted when the cluster started (``local_slurm``), and this test runs last of the SLURM
+    tests (tests/conftest.py), so SLURM's minute has passed while the others ran."""
+    job = local_slurm.over_time_job
+    assert job is not None, "local_slurm submits the over-time job when the cluster starts"
+    state = job.final_state()
+    assert state == "TIMEOUT", (state, job.info or local_slurm.job_info(job.job_id))
+    assert "finished" not in job.out.read_text()
+    assert "DUE TO TIME LIMIT" in job.out.read_text(), job.out.read_text()

@@ -146,7 +146,8 @@ def tiny_slurm_run(local_slurm, tiny_run, tmp_path_factory):
     results = tmp_path / "results"
     logs = tmp_path / "slurm_logs"
     sentences = tmp_path / "sentences"
-    shutil.copytree(tiny_run.root / "sentences", sentences)
+    # the originals: a test of the tiny run may be editing its copies at this moment
+    shutil.copytree(REPO / "tests" / "data" / "sentences", sentences)
     generated = pd.read_parquet(tiny_run.results / "sentences/generated/frost.parquet")
     assert (generated["prompt"] != "provided").all(), "the local run generates frost"
     (sentences / "frost.txt").write_text("\n".join(generated["text"]) + "\n", encoding="utf-8")
