@@ -1,6 +1,8 @@
 """Which weights a result came from: prefetch records the Hub commit and a SHA-256 of the weight
 files, expert shards and baseline files carry them, and a branch that moved between two fetches
-is reported (in the log, the record and the provenance table)."""
+is reported (in the log, the record and the provenance table); a job that would compute a
+revision from another commit than its existing results refuses unless the model's
+accept_revision_change says to recompute; results carry the package version and config hash."""
 
 from __future__ import annotations
 
@@ -227,3 +229,181 @@ def test_files_of_one_revision_with_different_weights_are_inconsistent(tmp_path)
     table = provenance.provenance_table(files)
     assert table["consistent"].tolist() == [False, False, False]
     assert provenance.provenance_table(files[:2])["consistent"].tolist() == [True, True]
+
+
+def _config(accept: bool | None = None) -> dict:
+    """A config as the jobs receive it (the workflow's, merged): only what they read of it."""
+    entry = {"name": "tiny", "source": "org/tiny", "revisions": ["step1"], "dtype": "float32"}
+    if accept is not None:
+        entry["accept_revision_change"] = accept
+    return {"models": [entry], "experts": {"max_length": 16}, "results": "results"}
+
+
+def _run_shard(files, bank, concepts, shard: Path, marker: Path, config: dict | None) -> None:
+    expert_jobs.experts(
+        files,
+        bank,
+        str(shard),
+        model={"name": "tiny", "source": "org/tiny", "dtype": "float32"},
+        revision="step1",
+        concepts=concepts,
+        n_negatives=40,
+        settings={"max_length": 16, "max_tokens": 512, "unit_stats": False},
+        weights_record=str(marker),
+        config=config,
+    )
+
+
+def _run_baselines(output: Path, marker: Path, config: dict | None) -> None:
+    spec = {"name": "tiny", "source": "org/tiny", "dtype": "float32"}
+    words = {"cat": "cat", "dog": "dog", "car": "car"}
+    analysis_jobs.embedding_baselines(spec, "step1", words, str(output), str(marker), config)
+
+
+def _meta(path: Path) -> dict[str, str]:
+    return provenance.file_metadata(path)
+
+
+def test_a_job_refuses_a_revision_whose_commit_moved_under_its_results(offline_cache, tmp_path):
+    """The branch moves and the next prefetch records the new commit: a new shard of the same
+    (model, revision), a rerun of an existing one (Snakemake has unlinked its old file, kept in
+    results/.previous) and the baselines all stop with one paragraph naming the model, the
+    revision, both commits and the remedy, before writing; the old files stay as they were."""
+    _snapshot(offline_cache, "org/tiny", "step1", OLD, seed=0)
+    results = tmp_path / "results"
+    marker = results / "prefetch" / "org--tiny" / "step1.json"
+    sentence_jobs.prefetch("org/tiny", "step1", str(marker))
+    files, bank, concepts = _shard_inputs(tmp_path)
+    folder = results / "experts" / "generated" / "tiny" / "step1"
+    shard0, shard1 = folder / "shard-0000.arrow", folder / "shard-0001.arrow"
+    baselines = results / "baselines" / "tiny" / "step1.parquet"
+    _run_shard(files, bank, concepts, shard0, marker, _config())
+    _run_baselines(baselines, marker, _config())
+    assert _meta(shard0)["weights_commit"] == _meta(baselines)["weights_commit"] == OLD
+    before = {p: p.read_bytes() for p in (shard0, baselines)}
+
+    # the branch moves; the next run's prefetch (its marker deleted first) records the new commit
+    _snapshot(offline_cache, "org/tiny", "step1", NEW, seed=1)
+    marker.unlink()
+    sentence_jobs.prefetch("org/tiny", "step1", str(marker))
+    assert json.loads(marker.read_text())["commit"] == NEW
+
+    def refused(run) -> str:
+        with pytest.raises(provenance.RevisionChangedError) as caught:
+            run()
+        return str(caught.value)
+
+    # a new shard of the revision, beside old results
+    message = refused(lambda: _run_shard(files, bank, concepts, shard1, marker, _config()))
+    for part in ("tiny (org/tiny) at revision step1", f"commit {NEW}", f"from commit {OLD}"):
+        assert part in message
+    assert "accept_revision_change: true" in message and "--forcerun" in message
+    assert str(shard0) in message and "\n" not in message  # which files; one paragraph
+    assert not shard1.exists()
+    # an explicit false is absent
+    refused(lambda: _run_shard(files, bank, concepts, shard1, marker, _config(accept=False)))
+
+    # a rerun of existing jobs: Snakemake unlinked their outputs, kept in results/.previous
+    kept = results / ".previous" / "2025-01-01T000000Z" / "files"
+    for path in before:
+        (kept / path.relative_to(results)).parent.mkdir(parents=True, exist_ok=True)
+        path.rename(kept / path.relative_to(results))
+    assert f"from commit {OLD}" in refused(
+        lambda: _run_shard(files, bank, concepts, shard0, marker, _config())
+    )
+    assert f"from commit {OLD}" in refused(lambda: _run_baselines(baselines, marker, _config()))
+    assert not shard0.exists() and not baselines.exists()
+    for path, data in before.items():
+        assert (kept / path.relative_to(results)).read_bytes() == data  # nothing lost
+
+
+def test_accept_revision_change_recomputes_from_the_new_commit(offline_cache, tmp_path, caplog):
+    """With the model's accept_revision_change the same jobs compute from the new commit (a
+    warning names the old one); once no file of the revision names the old commit, a run
+    without the key goes on too."""
+    _snapshot(offline_cache, "org/tiny", "step1", OLD, seed=0)
+    results = tmp_path / "results"
+    marker = results / "prefetch" / "org--tiny" / "step1.json"
+    sentence_jobs.prefetch("org/tiny", "step1", str(marker))
+    files, bank, concepts = _shard_inputs(tmp_path)
+    shard = results / "experts" / "generated" / "tiny" / "step1" / "shard-0000.arrow"
+    baselines = results / "baselines" / "tiny" / "step1.parquet"
+    _run_shard(files, bank, concepts, shard, marker, _config())
+    _run_baselines(baselines, marker, _config())
+    _snapshot(offline_cache, "org/tiny", "step1", NEW, seed=1)
+    marker.unlink()
+    sentence_jobs.prefetch("org/tiny", "step1", str(marker))
+
+    with caplog.at_level(logging.WARNING, logger="expertalign"):
+        _run_shard(files, bank, concepts, shard, marker, _config(accept=True))
+    assert any(OLD in r.getMessage() and NEW in r.getMessage() for r in caplog.records)
+    assert _meta(shard)["weights_commit"] == NEW
+    ap_new = feather.read_table(shard)["ap"].to_pylist()
+    _run_baselines(baselines, marker, _config(accept=True))
+    assert _meta(baselines)["weights_commit"] == NEW
+    # every result of the revision is from the new commit now: the key is no longer needed
+    _run_shard(files, bank, concepts, shard, marker, _config())
+    assert feather.read_table(shard)["ap"].to_pylist() == ap_new
+
+
+def test_results_carry_the_package_version_and_the_config_hash(offline_cache, tmp_path):
+    """Shards, banks and baseline files record the package version, the checkout's commit and
+    the SHA-256 of the config the job received, which the run's effective.yaml reproduces; the
+    provenance table shows them."""
+    import importlib.metadata
+    import subprocess
+
+    import yaml
+
+    from expertalign.effective_config import write_effective_config
+
+    _snapshot(offline_cache, "org/tiny", "step1", OLD, seed=0)
+    results = tmp_path / "results"
+    marker = results / "prefetch" / "org--tiny" / "step1.json"
+    sentence_jobs.prefetch("org/tiny", "step1", str(marker))
+    files, shard_bank, concepts = _shard_inputs(tmp_path)
+    config = _config()
+    bank = results / "negatives" / "generated" / "bank-t.parquet"
+    sentence_jobs.negative_bank(files, str(bank), size=20, seed=0, version="t", config=config)
+    assert len(pd.read_parquet(bank)) == 20  # still the frame
+    shard = results / "experts" / "generated" / "tiny" / "step1" / "shard-0000.arrow"
+    _run_shard(files, shard_bank, concepts, shard, marker, config)
+    baselines = results / "baselines" / "tiny" / "step1.parquet"
+    _run_baselines(baselines, marker, config)
+
+    version = importlib.metadata.version("expertalign")
+    effective = write_effective_config(config, results, ["config/config.yaml"])
+    config_sha = provenance.config_sha256(yaml.safe_load(effective.read_text()))
+    git = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True
+    )
+    for path in (shard, bank, baselines):
+        meta = _meta(path)
+        assert meta["expertalign_version"] == version, path
+        assert meta["expertalign_config_sha256"] == config_sha, path
+        if git.returncode == 0:
+            assert meta["expertalign_source_commit"] == git.stdout.strip(), path
+    # another config is another hash; key order is not
+    assert provenance.config_sha256({**config, "results": "elsewhere"}) != config_sha
+    assert provenance.config_sha256(dict(reversed(config.items()))) == config_sha
+
+    table_path = results / "tables" / "provenance.csv"
+    analysis_jobs.provenance_table([str(shard)], [str(baselines)], str(table_path))
+    table = pd.read_csv(table_path, dtype=str, keep_default_na=False)
+    assert set(table["expertalign_version"]) == {version}
+    assert set(table["expertalign_config_sha256"]) == {config_sha}
+
+
+def test_the_version_from_a_source_tree_without_an_install(monkeypatch):
+    import importlib.metadata
+
+    import expertalign
+
+    def not_installed(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", not_installed)
+    version = provenance.package_version()
+    assert version == f"{expertalign.__version__} (source tree, not installed)"
+    assert provenance.run_metadata(None)["expertalign_version"] == version
+    assert provenance.run_metadata(None)["expertalign_config_sha256"] == ""  # never guessed

@@ -25,6 +25,19 @@ Every prefetch appends its record to ``<marker>.history.jsonl`` next to the mark
 deletes a marker before it reruns the prefetch, never this file); a revision whose commit or
 weights differ from the previous fetch's is logged as a warning and kept in the record
 (``changed_from``), so the provenance table shows it next to shards made before.
+
+A job that would compute a (model, revision) from another commit than its existing results were
+made from refuses, before it loads or writes anything (:func:`check_revision`), unless the
+model's config entry says ``accept_revision_change: true``::
+
+    provenance.check_revision("results", model="pythia-70m", source="EleutherAI/pythia-70m",
+                              revision="step512", record=record, marker=marker, accept=False)
+
+Every expert shard, bank and baseline file also records what computed it
+(:func:`run_metadata`): ``expertalign_version``, ``expertalign_source_commit`` (the checkout's
+HEAD, "" when not run from a git checkout) and ``expertalign_config_sha256``, the SHA-256 of the
+config the job received, which :func:`config_sha256` of ``results/config/effective.yaml`` (read
+with ``yaml.safe_load``) reproduces for the run that wrote it.
 """
 
 from __future__ import annotations
@@ -41,7 +54,9 @@ from typing import Any
 
 __all__ = [
     "ProvenanceError",
+    "RevisionChangedError",
     "RECORD_KEYS",
+    "RUN_KEYS",
     "file_sha256",
     "hub_commit",
     "weights_record",
@@ -53,6 +68,15 @@ __all__ = [
     "result_metadata",
     "state_dict_sha256",
     "provenance_table",
+    "package_version",
+    "source_commit",
+    "config_sha256",
+    "run_metadata",
+    "file_metadata",
+    "results_folder",
+    "revision_outputs",
+    "accepts_revision_change",
+    "check_revision",
 ]
 
 log = logging.getLogger("expertalign")
@@ -63,10 +87,18 @@ _CHUNK = 16 << 20
 
 #: what a record says about the weights, as result files carry it (metadata ``weights_<key>``)
 RECORD_KEYS = ("commit", "weights_sha256", "package", "gguf_sha256", "changed_from")
+#: what a result file records about the code and config that computed it (:func:`run_metadata`)
+RUN_KEYS = ("expertalign_version", "expertalign_source_commit", "expertalign_config_sha256")
+#: the model config key that lets its jobs compute from a commit other than their results'
+ACCEPT_KEY = "accept_revision_change"
 
 
 class ProvenanceError(RuntimeError):
     """A weight file that does not match its own content address, or an unreadable record."""
+
+
+class RevisionChangedError(ProvenanceError):
+    """A job would compute a (model, revision) from another commit than its existing results."""
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
@@ -252,23 +284,19 @@ def provenance_table(
     markers: Sequence[str | os.PathLike[str]] = (),
 ) -> Any:
     """One row per result file (expert shards ``.arrow``, baseline files ``.parquet``): model,
-    revision, the commit and weights hash it was computed from, the current prefetch record's
+    revision, the commit and weights hash it was computed from, the package version, source
+    commit and config hash that computed it (:data:`RUN_KEYS`), the current prefetch record's
     (``markers``), and ``consistent``: False where files of the same model and revision name
     different commits or weights, or where a file's weights differ from the current record's
     (the branch moved, or the files changed, after the file was made)."""
     import pandas as pd
-    import pyarrow.feather as feather
-    import pyarrow.parquet as pq
 
     from expertalign.paths import fetched_revision
 
-    meta_columns = [*result_metadata(None), "init_seed", "state_dict_sha256"]
+    meta_columns = [*result_metadata(None), "init_seed", "state_dict_sha256", *RUN_KEYS]
     rows = []
     for path in map(Path, files):
-        schema = (
-            pq.read_schema(path) if path.suffix == ".parquet" else feather.read_table(path).schema
-        )
-        meta = {k.decode(): v.decode() for k, v in (schema.metadata or {}).items()}
+        meta = file_metadata(path)
         rows.append(
             {
                 "kind": "baselines" if path.suffix == ".parquet" else "experts",
@@ -304,3 +332,224 @@ def provenance_table(
     )
     table["consistent"] = agree & ~moved
     return table
+
+
+# ------------------------------------------------------------------ what computed a result
+
+
+def package_version() -> str:
+    """The installed expertalign's version (``importlib.metadata``); run from a source tree
+    without an install, the package's ``__version__`` marked as such."""
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("expertalign")
+    except importlib.metadata.PackageNotFoundError:
+        from expertalign import __version__
+
+        return f"{__version__} (source tree, not installed)"
+
+
+def _git_dir(root: Path) -> Path | None:
+    git = root / ".git"
+    if git.is_file():  # a worktree or submodule: "gitdir: <path>"
+        text = git.read_text(encoding="utf-8").strip()
+        if not text.startswith("gitdir:"):
+            return None
+        git = (root / text.removeprefix("gitdir:").strip()).resolve()
+    return git if git.is_dir() else None
+
+
+def source_commit() -> str:
+    """The HEAD commit of the git checkout this package is imported from (read from ``.git``,
+    no git needed; uncommitted changes are not part of it), or "" for an installed package or a
+    tree without git."""
+    here = Path(__file__).resolve().parent
+    if here.parent.name != "src":  # not the src layout of a checkout: site-packages
+        return ""
+    try:
+        git = _git_dir(here.parent.parent)
+        if git is None:
+            return ""
+        head = (git / "HEAD").read_text(encoding="utf-8").strip()
+        if not head.startswith("ref:"):
+            return head if _COMMIT.match(head) else ""  # a detached HEAD
+        ref = head.removeprefix("ref:").strip()
+        common = git
+        if (git / "commondir").is_file():  # a worktree: its refs are the main checkout's
+            common = (git / (git / "commondir").read_text(encoding="utf-8").strip()).resolve()
+        for base in (git, common):
+            if (base / ref).is_file():
+                sha = (base / ref).read_text(encoding="utf-8").strip()
+                return sha if _COMMIT.match(sha) else ""
+        packed = common / "packed-refs"
+        if packed.is_file():
+            for line in packed.read_text(encoding="utf-8").splitlines():
+                parts = line.split()
+                if len(parts) == 2 and parts[1] == ref and _COMMIT.match(parts[0]):
+                    return parts[0]
+    except OSError:
+        return ""
+    return ""
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def config_sha256(config: Mapping[str, Any]) -> str:
+    """SHA-256 of a config as the workflow writes it to ``results/config/effective.yaml``
+    (:mod:`expertalign.effective_config`: plain YAML), serialised as JSON with sorted keys: key
+    order and the file's comments do not count, every value does. So
+    ``config_sha256(yaml.safe_load(open("results/config/effective.yaml")))`` is the hash the
+    jobs of the run that wrote it recorded."""
+    import yaml
+
+    plain = yaml.safe_load(yaml.safe_dump(_plain(config), sort_keys=False))
+    text = json.dumps(plain, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def run_metadata(config: Mapping[str, Any] | None) -> dict[str, str]:
+    """What a result file records about what computed it (:data:`RUN_KEYS`): the package
+    version, the checkout's commit and the SHA-256 of the config the job received ("" without
+    one: a job called outside the workflow)."""
+    return {
+        "expertalign_version": package_version(),
+        "expertalign_source_commit": source_commit(),
+        "expertalign_config_sha256": config_sha256(config) if config is not None else "",
+    }
+
+
+# ------------------------------------------------------------------ a revision that moved
+
+
+def file_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    """A result file's schema metadata (Arrow IPC ``.arrow`` or Parquet), read from its footer
+    only (a 12b model's shard is large; the siblings of every job are read)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if path.suffix == ".parquet":
+        schema = pq.read_schema(path)
+    else:
+        with pa.memory_map(str(path)) as source:
+            schema = pa.ipc.open_file(source).schema
+    return {k.decode(): v.decode() for k, v in (schema.metadata or {}).items()}
+
+
+def results_folder(output: str | os.PathLike[str], layout: str) -> Path | None:
+    """The results folder ``output`` lies in, given its place in the layout (``layout``: the
+    :mod:`expertalign.paths` function's path for results ""), or None for a path outside it."""
+    out = os.fspath(output)
+    if not layout.startswith("/") or not out.endswith(layout):
+        return None
+    return Path(out[: -len(layout)] or "/")
+
+
+def revision_outputs(results: str | os.PathLike[str], model: str, revision: str) -> list[Path]:
+    """The existing result files of a (model, revision) in ``results``: expert shards of every
+    sentence source and the baseline file, and, for those Snakemake has unlinked before
+    rerunning their jobs, the old versions kept in ``<results>/.previous/<time>/files/``
+    (:mod:`expertalign.previous_results`)."""
+    from expertalign.previous_results import PREVIOUS
+
+    results = Path(results)
+    patterns = (
+        f"experts/*/{model}/{revision}/shard-*.arrow",
+        f"baselines/{model}/{revision}.parquet",
+    )
+    found = {p for pattern in patterns for p in results.glob(pattern)}
+    for kept in sorted((results / PREVIOUS).glob("*/files")):
+        for pattern in patterns:
+            for path in kept.glob(pattern):
+                if not (results / path.relative_to(kept)).exists():
+                    found.add(path)
+    return sorted(found)
+
+
+def accepts_revision_change(config: Mapping[str, Any] | None, model: str) -> bool:
+    """Whether the config's entry of ``model`` says ``accept_revision_change: true``."""
+    for entry in (config or {}).get("models") or []:
+        if isinstance(entry, Mapping) and entry.get("name") == model:
+            return bool(entry.get(ACCEPT_KEY, False))
+    return False
+
+
+def _some(paths: Sequence[Path], n: int = 2) -> str:
+    shown = ", ".join(str(p) for p in paths[:n])
+    return shown + (f" and {len(paths) - n} more" if len(paths) > n else "")
+
+
+def check_revision(
+    results: str | os.PathLike[str] | None,
+    *,
+    model: str,
+    source: str,
+    revision: str,
+    record: Mapping[str, Any] | None,
+    marker: str | os.PathLike[str] | None = None,
+    accept: bool = False,
+) -> None:
+    """Refuse (:class:`RevisionChangedError`, one paragraph) to compute ``model`` at
+    ``revision`` from the prefetch record's commit when existing results of that (model,
+    revision) in ``results`` (:func:`revision_outputs`) were computed from another commit,
+    unless ``accept`` (the model's ``accept_revision_change``: then a warning). Files without a
+    recorded commit (made before records, or from a folder or the embedded model), a record
+    without a commit, and ``results`` None (an output outside the results layout) check
+    nothing."""
+    new = str((record or {}).get("commit", "") or "")
+    if results is None or not new:
+        return
+    older: dict[str, list[Path]] = {}
+    outputs = revision_outputs(results, model, revision)
+    for path in outputs:
+        try:
+            commit = file_metadata(path).get("weights_commit", "")
+        except (OSError, ValueError) as err:  # pyarrow's errors are OSError/ValueError kinds
+            log.warning("%s: cannot read its metadata (%s); not compared", path, err)
+            continue
+        if commit and commit != new:
+            older.setdefault(commit, []).append(path)
+    if not older:
+        return
+    n = sum(map(len, older.values()))
+    made = "; ".join(
+        f"commit {commit} ({len(files)} file{'s' * (len(files) > 1)}: {_some(files)})"
+        for commit, files in older.items()
+    )
+    where = f" (prefetch record {marker})" if marker else ""
+    if accept:
+        log.warning(
+            "%s@%s: computing from commit %s%s although %d existing result files were computed "
+            "from %s: %s is true for %s",
+            model, revision, new, where, n, made, ACCEPT_KEY, model,
+        )  # fmt: skip
+        return
+    results = Path(results)
+    forced = [
+        pattern
+        for pattern, suffix in (
+            (f"{results}/experts/*/{model}/{revision}/*.arrow", ".arrow"),
+            (f"{results}/baselines/{model}/{revision}.parquet", ".parquet"),
+        )
+        if any(path.suffix == suffix for path in outputs)
+    ]
+    raise RevisionChangedError(
+        f"{model} ({source}) at revision {revision}: the Hugging Face cache now resolves "
+        f"{revision} to commit {new}{where}, but {n} existing result "
+        f"file{'s were' if n > 1 else ' was'} computed from {made}. Going on would mix two sets "
+        "of weights under one revision name, so this job stops before loading or writing "
+        "anything and the existing results stay as they are (`snakemake "
+        f"{results}/tables/provenance.csv` lists which file came from which commit). To "
+        f"recompute {model}@{revision} from commit {new}, set `{ACCEPT_KEY}: true` on the "
+        f"entry `name: {model}` under `models:` in your config and rerun with `--forcerun "
+        f"{' '.join(forced)}`, so that the results that would not rerun by themselves are "
+        "recomputed too; then remove the key (it is not a job parameter: setting or removing "
+        "it reruns nothing)."
+    )

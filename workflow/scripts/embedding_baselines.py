@@ -12,4 +12,5 @@ analysis.embedding_baselines(
     snakemake.params.words,
     snakemake.output.pairs,
     weights_record=snakemake.input.model,
+    config=snakemake.config,  # hashed into the file; accept_revision_change (not a param)
 )

@@ -17,4 +17,7 @@ experts.experts(
     n_negatives=snakemake.params.n_negatives,
     settings={**snakemake.config["experts"], **snakemake.params.settings},
     weights_record=snakemake.input.model,
+    # the config's hash goes into the shard, and its model entry may accept a moved revision
+    # (accept_revision_change: read here, not a param, so setting it reruns nothing)
+    config=snakemake.config,
 )

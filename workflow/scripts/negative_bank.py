@@ -7,4 +7,5 @@ sentences.negative_bank(
     size=snakemake.params.size,
     seed=snakemake.params.seed,
     version=snakemake.params.version,
+    config=snakemake.config,  # hashed into the bank's metadata
 )

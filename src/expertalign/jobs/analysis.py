@@ -48,18 +48,32 @@ def embedding_baselines(
     words: Mapping[str, str],
     output: str,
     weights_record: str | None = None,
+    config: Mapping | None = None,
 ) -> None:
     """Cosine of input embeddings and of last hidden states for every pair of concept words;
     the file's metadata says which weights (``weights_record``: the model's prefetch marker,
-    whose Hub commit is what is loaded; :mod:`expertalign.provenance`)."""
+    whose Hub commit is what is loaded; :mod:`expertalign.provenance`) and what computed them
+    (package version, SHA-256 of ``config``). Refuses before loading when existing results of
+    this (model, revision) came from another commit, as the expert job does
+    (:func:`expertalign.provenance.check_revision`)."""
     import pyarrow as pa
 
     from expertalign import provenance
     from expertalign.baselines import baseline_pairs, word_vectors
     from expertalign.jobs.experts import weights_metadata
+    from expertalign.paths import baselines_file
 
     record = provenance.read_record(weights_record) if weights_record else None
     commit = (record or {}).get("commit", "")
+    provenance.check_revision(
+        provenance.results_folder(output, baselines_file("", spec["name"], revision)),
+        model=spec["name"],
+        source=spec["source"],
+        revision=revision,
+        record=record,
+        marker=weights_record,
+        accept=provenance.accepts_revision_change(config, spec["name"]),
+    )
     lm = load_model_for(spec, revision, commit)
     concepts = list(words)
     vectors = word_vectors(lm.model, lm.tokenizer, [words[c] for c in concepts])
@@ -70,6 +84,7 @@ def embedding_baselines(
         "revision": revision,
         "random_init": str(spec.get("random_init", False)),
         **weights_metadata(spec, lm, record),
+        **provenance.run_metadata(config),
     }
     # pandas' own schema metadata is kept, so the file still reads back as the same frame
     table = table.replace_schema_metadata(

@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
-from expertalign.paths import hub_revision
+from expertalign.paths import expert_shard, hub_revision, parse_run
 from expertalign.storage import expertise_table, write_table_atomic
 
 __all__ = ["load_model_for", "weights_metadata", "units_table", "experts"]
@@ -91,11 +91,16 @@ def experts(
     n_negatives: int,
     settings: Mapping,
     weights_record: str | None = None,
+    config: Mapping | None = None,
 ) -> None:
     """AP vectors of a shard's concepts for one (model, revision): one model load, one pass.
 
     ``weights_record``: the model's prefetch marker; its Hub commit is what is loaded, and its
-    commit and weights hash go into the shard's metadata (:mod:`expertalign.provenance`)."""
+    commit and weights hash go into the shard's metadata (:mod:`expertalign.provenance`). The
+    job refuses before loading anything when existing results of this (model, revision) were
+    computed from another commit, unless ``config`` (the workflow's, whose SHA-256 and the
+    package version also go into the metadata) gives the model ``accept_revision_change: true``
+    (:func:`expertalign.provenance.check_revision`)."""
     from expertalign import provenance
     from expertalign.extract import ConceptSentences, shard_expertise
     from expertalign.units import find_units
@@ -116,8 +121,22 @@ def experts(
     start = time.perf_counter()
     record = provenance.read_record(weights_record) if weights_record else None
     commit = (record or {}).get("commit", "")
+    try:
+        run = parse_run(output)
+        layout_path = expert_shard("", run.source, model["name"], revision, run.shard)
+    except ValueError:  # an output outside the results layout has no siblings to compare
+        layout_path = ""
+    provenance.check_revision(
+        provenance.results_folder(output, layout_path),
+        model=model["name"],
+        source=model["source"],
+        revision=revision,
+        record=record,
+        marker=weights_record,
+        accept=provenance.accepts_revision_change(config, model["name"]),
+    )
     lm = load_model_for(model, revision, commit)
-    origin = weights_metadata(model, lm, record)
+    origin = {**weights_metadata(model, lm, record), **provenance.run_metadata(config)}
     layout = find_units(lm.model)
     log.info(
         "loaded %s@%s in %.1fs: %d units",
