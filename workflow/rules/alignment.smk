@@ -27,6 +27,12 @@ rule alignment:
         ),
         baselines=paths.baselines_file(RESULTS, "{model}", "{revision}"),
         judgments=judgment_files,
+        # which concepts took a fallback source's sentences (their column `source`)
+        sentences=lambda wildcards: [
+            sentence_file(wildcards.source, concept)
+            for shard in shard_ids(wildcards.model)
+            for concept in shard_concepts(shard, wildcards.model)
+        ],
     output:
         table=paths.alignment_table(
             RESULTS, "{source}", "{judgment}", "{model}", "{revision}"

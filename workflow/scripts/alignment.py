@@ -14,4 +14,5 @@ alignment.alignment(
     model=snakemake.wildcards.model,
     revision=snakemake.wildcards.revision,
     source=snakemake.wildcards.source,
+    sentence_files=list(snakemake.input.sentences),
 )

@@ -7,7 +7,7 @@
     ...                     "men-vs-baselines.parquet", judgment={"split": "test"},
     ...                     judgment_name="men", data_dir="data", words={"cat": "cat", ...},
     ...                     n_boot=1000, seed=0, model="pythia-70m", revision="step512",
-    ...                     source="generated")
+    ...                     source="generated", sentence_files=files_of_the_source)
     >>> alignment.concat_tables(tables, "alignment.parquet", "alignment.csv")
 
 Each job reads its inputs, computes, and writes its outputs atomically (``write_table_atomic``).
@@ -27,6 +27,8 @@ __all__ = [
     "similarity",
     "word_pair_similarities",
     "alignment",
+    "fallback_concepts",
+    "warn_mixed_styles",
     "concat_tables",
     "alignment_figure",
     "with_source",
@@ -84,6 +86,121 @@ def word_pair_similarities(
     return pd.concat([judged.reset_index(drop=True), values], axis=1)
 
 
+FALLBACK_PREFIX = "fallback:"
+
+
+def fallback_concepts(sentence_files: Sequence[str]) -> tuple[dict[str, str], int]:
+    """Which concepts of one sentence source took their ``fallback`` source's sentences, from
+    the source's sentence files (column ``source`` = ``fallback:<name>``): ``({concept:
+    fallback source name}, number of concepts with sentences)``. Files that record a concept
+    without sentences count for neither."""
+    from expertalign.sentences import failure_of
+
+    fell_back: dict[str, str] = {}
+    n_concepts = 0
+    for path in sentence_files:
+        if failure_of(path) is not None:
+            continue
+        frame = pd.read_parquet(path, columns=["concept", "source"])
+        if frame.empty:
+            continue
+        n_concepts += 1
+        labels = frame["source"].astype(str)
+        taken = labels[labels.str.startswith(FALLBACK_PREFIX)]
+        if len(taken):
+            fell_back[str(frame["concept"].iat[0])] = taken.iat[0][len(FALLBACK_PREFIX) :]
+    return fell_back, n_concepts
+
+
+def warn_mixed_styles(source: str, fell_back: Mapping[str, str], n_concepts: int) -> None:
+    """A warning in the job log when some, not all, of a source's concepts took another
+    source's sentences: two sentence styles in one analysis (docs/ANALYSES.md, fallback)."""
+    if not fell_back or len(fell_back) >= n_concepts:
+        return
+    names = sorted(fell_back)
+    shown = ", ".join(names[:5]) + (f", ... ({len(names) - 5} more)" if len(names) > 5 else "")
+    others = ", ".join(sorted(set(fell_back.values())))
+    log.warning(
+        "source %s mixes sentence styles: %d of %d concepts (%.0f%%) took the sentences of "
+        "fallback source %s (%s); expert sets pick up sentence style, so pairs with such a "
+        "concept measure style as much as meaning: read the *_no_fallback columns (pairs where "
+        "neither concept fell back) beside the others",
+        source,
+        len(fell_back),
+        n_concepts,
+        100 * len(fell_back) / n_concepts,
+        others,
+        shown,
+    )
+
+
+def _spearman_stats(
+    table: pd.DataFrame, measure: str, *, n_boot: int, seed: int
+) -> dict[str, float]:
+    from expertalign.stats import spearman_ci
+
+    result = spearman_ci(table[measure], table["score"], n_boot=n_boot, seed=seed)
+    return {
+        "rho": result.rho,
+        "ci_low": result.ci_low,
+        "ci_high": result.ci_high,
+        "p_value": result.p_value,
+        "n_pairs": result.n,
+    }
+
+
+def _comparison_stats(
+    table: pd.DataFrame, experts: str, other: str, *, n_boot: int, seed: int
+) -> dict[str, float]:
+    from scipy.stats import spearmanr
+
+    from expertalign.stats import paired_spearman_difference, williams_test
+
+    diff, low, high, p_boot = paired_spearman_difference(
+        table[experts], table[other], table["score"], n_boot=n_boot, seed=seed
+    )
+    r1 = spearmanr(table[experts], table["score"]).statistic
+    r2 = spearmanr(table[other], table["score"]).statistic
+    r12 = spearmanr(table[experts], table[other]).statistic
+    if np.isfinite([r1, r2, r12]).all():
+        t, p_williams = williams_test(r1, r2, r12, len(table))
+    else:  # a constant measure (e.g. no experts at a high tau) has no correlation
+        t, p_williams = np.nan, np.nan
+    return {
+        "rho_experts": r1,
+        "rho_baseline": r2,
+        "difference": diff,
+        "ci_low": low,
+        "ci_high": high,
+        "p_bootstrap": p_boot,
+        "williams_t": t,
+        "p_williams": p_williams,
+        "n_pairs": len(table),
+    }
+
+
+#: statistics also reported on the pairs where neither concept fell back (``<name>_no_fallback``)
+NO_FALLBACK_ALIGNMENT = ("rho", "ci_low", "ci_high", "p_value", "n_pairs")
+NO_FALLBACK_COMPARISON = (
+    "rho_experts",
+    "rho_baseline",
+    "difference",
+    "ci_low",
+    "ci_high",
+    "p_bootstrap",
+    "p_williams",
+    "n_pairs",
+)
+
+
+def _no_fallback_columns(
+    stats: Mapping[str, float] | None, names: Sequence[str], n_pairs: int
+) -> dict[str, float]:
+    if stats is None:  # too few pairs without a fallback concept for any statistic
+        return {f"{name}_no_fallback": (n_pairs if name == "n_pairs" else np.nan) for name in names}
+    return {f"{name}_no_fallback": stats[name] for name in names}
+
+
 def alignment(
     pairs_files: Sequence[str],
     output: str,
@@ -98,62 +215,82 @@ def alignment(
     model: str,
     revision: str,
     source: str,
+    sentence_files: Sequence[str] | None = None,
 ) -> None:
     """Spearman of every similarity measure with the human scores, with bootstrap CIs, and a
     paired comparison of expert overlap (Jaccard at each τ) against every other measure, for
-    the expert sets of one sentence ``source``."""
-    from scipy.stats import spearmanr
+    the expert sets of one sentence ``source``.
 
+    With the source's ``sentence_files``, both tables also say how many of its concepts took a
+    ``fallback`` source's sentences (``fallback_share``, ``n_concepts_fallback``; the judged
+    pairs with such a concept: ``n_pairs_with_fallback``) and give every statistic again on the
+    pairs where neither concept fell back (columns ``<statistic>_no_fallback``; the same values
+    when no concept fell back); a mix of styles is also warned about in the log. Without them
+    these columns are empty (nan)."""
     from expertalign.judgments import read_judgment_set
-    from expertalign.stats import paired_spearman_difference, spearman_ci, williams_test
 
     judgments = read_judgment_set(judgment_name, judgment, data_dir)
     pairs = pd.concat([pd.read_parquet(p) for p in pairs_files], ignore_index=True)
     table = word_pair_similarities(pairs, judgments, words)
     measures = [c for c in table.columns if c.startswith(("jaccard", "cosine"))]
+    known = sentence_files is not None
+    fell_back, n_concepts = fallback_concepts(sentence_files) if known else ({}, 0)
+    if known:
+        warn_mixed_styles(source, fell_back, n_concepts)
+    with_fallback = table["concept_a"].isin(fell_back) | table["concept_b"].isin(fell_back)
+    clean = table[~with_fallback].reset_index(drop=True)
+    # the same pairs when none fell back: the same numbers, not computed twice
+    subset = bool(with_fallback.any())
+    enough = len(clean) > 3  # Williams' test needs n > 3; Spearman's CI n >= 3
+    fallback = {
+        "fallback_share": (len(fell_back) / n_concepts if n_concepts else 0.0) if known else np.nan,
+        "n_concepts_fallback": len(fell_back) if known else np.nan,
+        "n_pairs_with_fallback": int(with_fallback.sum()) if known else np.nan,
+    }
     rows, comparisons = [], []
     base = {"source": source, "judgment": judgment_name, "model": model, "checkpoint": revision}
     for measure in measures:
-        result = spearman_ci(table[measure], table["score"], n_boot=n_boot, seed=seed)
+        stats = _spearman_stats(table, measure, n_boot=n_boot, seed=seed)
+        if not known:
+            clean_stats = {name: np.nan for name in NO_FALLBACK_ALIGNMENT}
+        elif not subset:
+            clean_stats = stats
+        else:
+            clean_stats = (
+                _spearman_stats(clean, measure, n_boot=n_boot, seed=seed) if enough else None
+            )
         name, _, tau = measure.partition("@")
         rows.append(
             {
                 **base,
                 "measure": name,
                 "tau": float(tau) if tau else np.nan,
-                "rho": result.rho,
-                "ci_low": result.ci_low,
-                "ci_high": result.ci_high,
-                "p_value": result.p_value,
-                "n_pairs": result.n,
+                **stats,
+                **fallback,
+                **_no_fallback_columns(clean_stats, NO_FALLBACK_ALIGNMENT, len(clean)),
             }
         )
     for experts in (m for m in measures if m.startswith("jaccard")):
         for other in (m for m in measures if not m.startswith("jaccard")):
-            diff, low, high, p_boot = paired_spearman_difference(
-                table[experts], table[other], table["score"], n_boot=n_boot, seed=seed
-            )
-            r1 = spearmanr(table[experts], table["score"]).statistic
-            r2 = spearmanr(table[other], table["score"]).statistic
-            r12 = spearmanr(table[experts], table[other]).statistic
-            if np.isfinite([r1, r2, r12]).all():
-                t, p_williams = williams_test(r1, r2, r12, len(table))
-            else:  # a constant measure (e.g. no experts at a high tau) has no correlation
-                t, p_williams = np.nan, np.nan
+            stats = _comparison_stats(table, experts, other, n_boot=n_boot, seed=seed)
+            if not known:
+                clean_stats = {name: np.nan for name in NO_FALLBACK_COMPARISON}
+            elif not subset:
+                clean_stats = stats
+            else:
+                clean_stats = (
+                    _comparison_stats(clean, experts, other, n_boot=n_boot, seed=seed)
+                    if enough
+                    else None
+                )
             comparisons.append(
                 {
                     **base,
                     "tau": float(experts.partition("@")[2]),
                     "baseline": other,
-                    "rho_experts": r1,
-                    "rho_baseline": r2,
-                    "difference": diff,
-                    "ci_low": low,
-                    "ci_high": high,
-                    "p_bootstrap": p_boot,
-                    "williams_t": t,
-                    "p_williams": p_williams,
-                    "n_pairs": len(table),
+                    **stats,
+                    **fallback,
+                    **_no_fallback_columns(clean_stats, NO_FALLBACK_COMPARISON, len(clean)),
                 }
             )
     log.info(
@@ -164,6 +301,16 @@ def alignment(
         source,
         len(table),
     )
+    if subset:
+        log.info(
+            "%s: %d of the %d judged pairs have a concept that took fallback sentences; the "
+            "*_no_fallback columns are computed on the other %d%s",
+            source,
+            int(with_fallback.sum()),
+            len(table),
+            len(clean),
+            "" if enough else " (too few: left empty)",
+        )
     write_frame_atomic(pd.DataFrame(rows), output)
     write_frame_atomic(pd.DataFrame(comparisons), comparison_output)
 
