@@ -248,3 +248,16 @@ def test_a_concepts_ap_does_not_depend_on_its_shard(tiny, mode):
     for i, concept in enumerate(concepts):
         alone = shard_expertise(lm, layout, [concept], ids, texts, **settings)
         np.testing.assert_allclose(alone.ap[0], together.ap[i], atol=1e-6)
+
+
+def test_concepts_with_the_same_candidates_get_different_samples():
+    """The seed holds the concept, not only negatives.seed: elsewhere each concept loses its own
+    rows, so candidates differ anyway; here they are the same 40 rows, and only the seed can
+    tell the 8 concepts apart (overlaps as of independent draws: 8 of 40, 1.6 expected)."""
+    concepts = ["cat", "dog", "car", "sun", "tea", "red", "tree", "milk"]
+    samples = {
+        c: tuple(pick_negatives(range(40), 8, c, mode="per_concept", seed=0)) for c in concepts
+    }
+    assert len(set(samples.values())) == len(concepts), samples
+    overlaps = [len(set(samples[a]) & set(samples[b])) for a in concepts for b in concepts if a < b]
+    assert np.mean(overlaps) < 4, overlaps
