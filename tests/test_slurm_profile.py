@@ -132,7 +132,7 @@ TINY_CONFIG = REPO / "tests" / "data" / "tiny_config.yaml"
 
 @pytest.fixture(scope="module")
 def tiny_slurm_run(local_slurm, tiny_run, tmp_path_factory):
-    """The real workflow on the tiny config, every job a SLURM job.
+    """The real workflow on the tiny config up to its alignment tables, every job a SLURM job.
 
     Run from the repository root (the tiny config's paths are relative to it), with results
     and SLURM logs under a temporary folder. Sentence generation through the embedded model is
@@ -162,8 +162,14 @@ def tiny_slurm_run(local_slurm, tiny_run, tmp_path_factory):
         "--slurm-logdir",
         str(logs),
     ]
+    # Up to the alignment tables (rules of every kind: local, CPU and GPU, from the bank to the
+    # summaries); the reductions past them are CPU rules like these, run by the session's tiny
+    # run, and their sbatch requests are tried by test_slurm_preflight.
+    targets = [
+        str(results / "tables" / name) for name in ("alignment.csv", "experts_vs_baselines.csv")
+    ]
     with JobRecorder() as recorder:  # what the scheduler granted each job
-        result = run_snakemake(args, cwd=REPO, timeout=2400)
+        result = run_snakemake([*args, *targets], cwd=REPO, timeout=2400)
     assert result.returncode == 0, f"{result.stdout[-10000:]}\n{local_slurm.squeue()}"
     print(f"[timing] tiny workflow through SLURM: {time.monotonic() - t0:.1f} s")
     # The SLURM log of a job is <logdir>/rule_experts/<wildcards>/<job id>.log.
