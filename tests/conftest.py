@@ -7,6 +7,9 @@
 
     def test_tables(tiny_run): ...                      # the tiny workflow, run once (session)
 
+The suite runs on two pytest-xdist workers (pyproject.toml's addopts; ``-n 0`` runs it in one
+process): ``pytest_collection_modifyitems`` says which tests share a worker, and why.
+
 Helpers that are not fixtures stay in their modules (``slurm_cluster``, ``tiny_models``,
 ``workflow_helpers``, ``prerequisites``), imported by the tests that use them.
 """
