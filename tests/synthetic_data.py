@@ -1,5 +1,6 @@
 """Small synthetic inputs shared by several test modules, without torch: a concept row, a unit
-table, planted SPP overlaps and planted pilot unit responses."""
+table, planted SPP overlaps and planted pilot unit responses, and the similarity measures recomputed
+by hand from AP vectors."""
 
 from __future__ import annotations
 
@@ -59,3 +60,16 @@ def _pilot_data(seed: int = 0) -> tuple[np.ndarray, dict[str, np.ndarray], np.nd
         r[np.ix_(rows, np.arange(20 * c, 20 * c + 20))] += 3.0
         pools[f"c{c}"] = rows
     return r, pools, np.arange(r.shape[0])
+
+
+# the alignment's similarity measures, recomputed by hand from two AP vectors
+def jaccard_of_ap(a: np.ndarray, b: np.ndarray, tau: float) -> float:
+    """Jaccard of the expert sets (AP > tau) of two AP vectors; 0 when both are empty."""
+    sa, sb = set(np.flatnonzero(a > tau)), set(np.flatnonzero(b > tau))
+    return len(sa & sb) / len(sa | sb) if sa | sb else 0.0
+
+
+def cosine_of_ap(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine of two AP vectors, in float64."""
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    return float(a @ b / np.sqrt((a @ a) * (b @ b)))

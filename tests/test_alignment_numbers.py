@@ -16,6 +16,8 @@ import pandas as pd
 import pytest
 import torch
 from scipy.stats import spearmanr
+from synthetic_data import cosine_of_ap as _cosine
+from synthetic_data import jaccard_of_ap as _jaccard
 from tiny_models import tiny_model, word_tokenizer
 
 from expertalign.baselines import baseline_pairs, word_vectors
@@ -30,16 +32,6 @@ def _ap(seed: int, n_units: int = 3000) -> np.ndarray:
     ap = rng.beta(2, 3, (len(CONCEPTS), n_units)).astype(np.float32)
     ap[1] = np.clip(ap[0] + rng.normal(0, 0.05, n_units), 0, 1)  # dog close to cat
     return ap
-
-
-def _jaccard(a: np.ndarray, b: np.ndarray, tau: float) -> float:
-    sa, sb = set(np.flatnonzero(a > tau)), set(np.flatnonzero(b > tau))
-    return len(sa & sb) / len(sa | sb) if sa | sb else 0.0
-
-
-def _cosine(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a.astype(np.float64), b.astype(np.float64)
-    return float(a @ b / np.sqrt((a @ a) * (b @ b)))
 
 
 def _expected_measure(ap: np.ndarray, i: int, j: int, measure: str, tau: float) -> float:

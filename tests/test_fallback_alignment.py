@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy.stats import spearmanr
+from synthetic_data import cosine_of_ap as _cosine
+from synthetic_data import jaccard_of_ap as _jaccard
 from workflow_helpers import REPO
 
 from expertalign.baselines import baseline_pairs
@@ -59,16 +61,6 @@ def _ap(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         if concept in FELL_BACK:
             ap[i, MEANING_UNITS:] = rng.uniform(0.75, 0.95, STYLE_UNITS)
     return ap.astype(np.float32), meaning
-
-
-def _jaccard(a: np.ndarray, b: np.ndarray, tau: float) -> float:
-    sa, sb = set(np.flatnonzero(a > tau)), set(np.flatnonzero(b > tau))
-    return len(sa & sb) / len(sa | sb) if sa | sb else 0.0
-
-
-def _cosine(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a.astype(np.float64), b.astype(np.float64)
-    return float(a @ b / np.sqrt((a @ a) * (b @ b)))
 
 
 def _bootstrap_ci(x, y, n_boot, seed, level=0.95):

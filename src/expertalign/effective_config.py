@@ -21,7 +21,13 @@ from typing import Any
 
 from expertalign.atomic import atomic_path
 
-__all__ = ["EFFECTIVE_CONFIG", "effective_config_path", "write_effective_config", "inherited_note"]
+__all__ = [
+    "EFFECTIVE_CONFIG",
+    "effective_config_path",
+    "plain_config",
+    "write_effective_config",
+    "inherited_note",
+]
 
 # Beside the results: <results>/config/effective.yaml
 EFFECTIVE_CONFIG = Path("config") / "effective.yaml"
@@ -31,10 +37,18 @@ def effective_config_path(results: str | Path) -> Path:
     return Path(results) / EFFECTIVE_CONFIG
 
 
+def plain_config(config: Mapping[str, Any]) -> Any:
+    """The config as ``effective.yaml`` holds it: plain dicts, lists and YAML scalars, in the
+    config's key order (what ``yaml.safe_load`` of that file gives back)."""
+    import yaml
+
+    return yaml.safe_load(yaml.safe_dump(_plain(config), sort_keys=False))
+
+
 def _text(config: Mapping[str, Any], sources: Sequence[str | Path]) -> str:
     import yaml
 
-    plain = yaml.safe_load(yaml.safe_dump(_plain(config), sort_keys=False))
+    plain = plain_config(config)
     header = "".join(f"#   {s}\n" for s in sources)
     return (
         "# The config this run used: these files merged in this order (the later on top), with\n"

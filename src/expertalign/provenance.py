@@ -393,24 +393,17 @@ def source_commit() -> str:
     return ""
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
 def config_sha256(config: Mapping[str, Any]) -> str:
     """SHA-256 of a config as the workflow writes it to ``results/config/effective.yaml``
     (:mod:`expertalign.effective_config`: plain YAML), serialised as JSON with sorted keys: key
     order and the file's comments do not count, every value does. So
     ``config_sha256(yaml.safe_load(open("results/config/effective.yaml")))`` is the hash the
     jobs of the run that wrote it recorded."""
-    import yaml
+    from expertalign.effective_config import plain_config
 
-    plain = yaml.safe_load(yaml.safe_dump(_plain(config), sort_keys=False))
-    text = json.dumps(plain, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    text = json.dumps(
+        plain_config(config), sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+    )
     return hashlib.sha256(text.encode()).hexdigest()
 
 
