@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -44,6 +45,20 @@ def slurm_client_answers_at_once(tmp_path_factory):
     finally:
         if os.environ.get("SLURM_CONF") == str(conf):
             del os.environ["SLURM_CONF"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tiny_workflow_model():
+    """The tiny config's model folder (``tiny_models.TINY_LLAMA``), saved once before any test
+    that may read the tiny config; under pytest-xdist by the first worker to get here, under a
+    file lock the other one waits on."""
+    from filelock import FileLock
+    from tiny_models import TINY_LLAMA, build_tiny_llama
+
+    folder = Path(__file__).resolve().parents[1] / TINY_LLAMA
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder.parent / "tiny-llama.lock")):
+        return build_tiny_llama(folder)
 
 
 @pytest.fixture(scope="session")

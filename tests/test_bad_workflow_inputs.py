@@ -265,7 +265,7 @@ WORKFLOW_CASES = [
     WorkflowCase(
         "embedded model at a checkpoint",
         lambda i: i.config["models"][0].update(revisions=["step1"]),
-        ("models[0] (tiny-smollm2)", "no revision(s) ['step1']"),
+        ("models[0] (tiny-llama)", "no revision(s) ['step1']"),
     ),
     WorkflowCase(
         "unknown key", _set("colour", "blue"), ("unknown key 'colour'", "Additional properties")

@@ -308,7 +308,7 @@ def test_workflow_gpu_rule_stops_on_a_node_without_gpu(tmp_path):
     """The real workflow: embedding_baselines asked for a GPU (as the SLURM profile does) on this
     CPU-only machine fails in its script, and Snakemake's message shows why."""
     results = tmp_path / "results"
-    target = results / "baselines" / "tiny-smollm2" / "final.parquet"
+    target = results / "baselines" / "tiny-llama" / "final.parquet"
     result = snakemake(
         str(target),
         "--nolock",
@@ -326,7 +326,7 @@ def test_workflow_gpu_rule_stops_on_a_node_without_gpu(tmp_path):
         env={"EXPERTALIGN_ALLOW_NO_GPU": "0"},
     )
     assert result.returncode != 0, result.stdout
-    log = (results / "logs" / "embedding_baselines" / "tiny-smollm2" / "final.log").read_text()
+    log = (results / "logs" / "embedding_baselines" / "tiny-llama" / "final.log").read_text()
     assert "NoGPUError" in log and "rule embedding_baselines asked for 1 GPU(s)" in log, log
     assert f"node {socket.gethostname()}" in result.stdout, result.stdout[-3000:]
     assert not target.exists()

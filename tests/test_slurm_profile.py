@@ -185,7 +185,7 @@ def tiny_slurm_run(local_slurm, tiny_run, tmp_path_factory):
 def test_tiny_workflow_through_slurm(local_slurm, tiny_slurm_run):
     results, logs, _, expert_jobs = tiny_slurm_run
     table = pd.read_csv(results / "tables" / "alignment.csv")
-    assert set(table["model"]) == {"tiny-smollm2", "tiny-smollm2-random"}
+    assert set(table["model"]) == {"tiny-llama", "tiny-llama-random"}
     assert table["rho"].dropna().between(-1, 1).all()
     # every expert job (2 sentence sources x 2 models x 2 shards) ran on the GPU partition with
     # one GPU of the profile's model, and its SLURM log is kept where the profile says
@@ -228,10 +228,10 @@ def test_preempted_expert_job_leaves_nothing_finished_and_reruns(local_slurm, ti
     from expertalign.storage import read_expertise
 
     results, logs, args, _ = tiny_slurm_run
-    shard = results / "experts" / "generated" / "tiny-smollm2" / "final" / "shard-0001.arrow"
+    shard = results / "experts" / "generated" / "tiny-llama" / "final" / "shard-0001.arrow"
     _, before = read_expertise([shard])
     shard.unlink()
-    job_log = results / "logs" / "experts" / "generated" / "tiny-smollm2" / "final"
+    job_log = results / "logs" / "experts" / "generated" / "tiny-llama" / "final"
     job_log = job_log / "shard-0001.log"
     job_log.unlink()
     cancelled: list[str] = []

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 from prerequisites import require
+from tiny_models import TINY_LLAMA
 from workflow_helpers import (
     REPO,
     SOURCES,
@@ -38,7 +39,7 @@ def test_tiny_workflow_end_to_end(tiny_run):
         "p_value",
         "n_pairs",
     }
-    assert set(table["model"]) == {"tiny-smollm2", "tiny-smollm2-random"}
+    assert set(table["model"]) == {"tiny-llama", "tiny-llama-random"}
     jaccard = table[table["measure"] == "jaccard"]
     assert sorted(jaccard["tau"].unique()) == [0.5, 0.7, 0.9]
     assert (table["n_pairs"] == 15).all()  # the 7 weather words share 15 MEN pairs
@@ -128,7 +129,7 @@ def test_cli_concept_reproduces_the_workflows_expert_job(tiny_run, tmp_path):
             cli,
             "experts",
             "--model",
-            "embedded",
+            TINY_LLAMA,
             "--concept",
             "sun",
             "--configfile",
@@ -148,7 +149,7 @@ def test_cli_concept_reproduces_the_workflows_expert_job(tiny_run, tmp_path):
     concepts, ours = read_expertise([out])
     assert concepts == ["sun"]
     shard, workflow = read_expertise(
-        [results / "experts/generated/tiny-smollm2/final/shard-0000.arrow"]
+        [results / "experts/generated/tiny-llama/final/shard-0000.arrow"]
     )
     expected = workflow[shard.index("sun")]
     # Both runs see the same sentences; the batches differ, so a unit's responses may differ in
@@ -162,7 +163,7 @@ def test_cli_concept_reproduces_the_workflows_expert_job(tiny_run, tmp_path):
     assert f'"experts@0.5": {int((ours[0] > 0.5).sum())}' in run.stdout
 
     missing = subprocess.run(
-        [cli, "experts", "--model", "embedded", "--concept", "hail", "--configfile", str(config)],
+        [cli, "experts", "--model", TINY_LLAMA, "--concept", "hail", "--configfile", str(config)],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -197,11 +198,11 @@ def _assert_spp_overlaps_are_jaccards(results: Path) -> None:
     tau = schema["properties"]["spp"]["properties"]["tau"]["default"]
     pairs = pd.read_csv(REPO / "tests/data/tiny_spp_pairs.tsv", sep="\t")
     overlap = pd.read_csv(results / "tables/spp_overlap.csv")
-    assert set(overlap["model"]) == {"tiny-smollm2"}
+    assert set(overlap["model"]) == {"tiny-llama"}
     assert overlap[["word1", "word2", "level"]].values.tolist() == (
         pairs[["word1", "word2", "level"]].values.tolist()
     )
-    shards = sorted((results / "experts/generated/tiny-smollm2/final").glob("shard-*.arrow"))
+    shards = sorted((results / "experts/generated/tiny-llama/final").glob("shard-*.arrow"))
     concepts, ap = read_expertise(shards)
     sets = {c: set(np.flatnonzero(ap[i] > tau)) for i, c in enumerate(concepts)}
     for row in overlap.itertuples():
@@ -230,7 +231,7 @@ def test_appending_a_concept_and_running_reruns_only_what_it_must(tiny_run, tmp_
     shutil.copy(REPO / "tests/data/tiny_concepts.tsv", table)
     with table.open("a") as handle:  # provided sentences: tests/data/sentences/frozen.txt
         handle.write("frozen\tfrozen\tadjective\tturned into ice\t\t\n")
-    models = ("tiny-smollm2", "tiny-smollm2-random")
+    models = ("tiny-llama", "tiny-llama-random")
     untouched = [
         results / f"experts/{source}/{m}/final/shard-0000.arrow"
         for source in SOURCES

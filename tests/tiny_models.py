@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import (
     AutoModelForCausalLM,
+    AutoTokenizer,
     GPT2Config,
     GPTNeoXConfig,
     LlamaConfig,
@@ -64,3 +67,47 @@ def tiny_model(arch: str, seed: int = 0):
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config).eval()
     return model
+
+
+# The tiny workflow config's models (tests/data/tiny_config.yaml): a random Llama of a few
+# thousand units with the embedded model's tokenizer, so that the workflow's tests exercise real
+# text through a local model folder at a fraction of the 135M model's cost. Built by
+# conftest.py before any test; the marker names what built it, so a change here rebuilds it.
+TINY_LLAMA = "tests/models/tiny-llama"
+_TINY_LLAMA_MARKER = "built-by-tiny_models-v1"
+
+
+def build_tiny_llama(folder: Path) -> Path:
+    """Save (once) a seeded 4-layer Llama with SmolLM2-135M-Instruct's tokenizer in ``folder``.
+
+    Written in a sibling folder and renamed into place, so that a folder with the marker is
+    complete; an existing complete folder is kept as it is."""
+    import shutil
+
+    from expertalign.models import embedded_model_dir
+
+    if (folder / _TINY_LLAMA_MARKER).is_file():
+        return folder
+    tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir())
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=160,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config)
+    partial = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    model.save_pretrained(partial)
+    tokenizer.save_pretrained(partial)
+    (partial / _TINY_LLAMA_MARKER).write_text("complete\n", encoding="utf-8")
+    shutil.rmtree(folder, ignore_errors=True)
+    partial.rename(folder)
+    return folder

@@ -173,7 +173,7 @@ def _recomputed_alignment(results: Path, concepts_tsv: Path) -> pd.DataFrame:
     judged = _men_pairs(dict(zip(table["concept"], table["word"])))
     scores = np.array([score for _, _, score in judged])
     rows = []
-    for source, model in [(s, m) for s in SOURCES for m in ("tiny-smollm2", "tiny-smollm2-random")]:
+    for source, model in [(s, m) for s in SOURCES for m in ("tiny-llama", "tiny-llama-random")]:
         ap = {}
         for shard in sorted((results / "experts" / source / model / "final").glob("shard-*.arrow")):
             data = feather.read_table(shard).to_pydict()
