@@ -264,7 +264,7 @@ WORKFLOW_CASES = [
     ),
     WorkflowCase(
         "embedded model at a checkpoint",
-        lambda i: i.config["models"][0].update(revisions=["step1"]),
+        lambda i: i.config["models"][0].update(source="embedded", revisions=["step1"]),
         ("models[0] (tiny-llama)", "no revision(s) ['step1']"),
     ),
     WorkflowCase(

@@ -14,7 +14,7 @@ import torch
 import yaml
 from huggingface_hub.errors import GatedRepoError
 from huggingface_hub.utils import hf_raise_for_status
-from tiny_models import tiny_model, word_tokenizer
+from tiny_models import TINY_LLAMA, tiny_model, word_tokenizer
 from workflow_helpers import REPO, snakemake
 
 from expertalign import cli, fetch, paths
@@ -249,9 +249,10 @@ def test_cli_and_workflow_prefetch_the_same_models(tmp_path):
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     pairs = paths.config_models(load_config(str(path)))
-    assert pairs == [("embedded", "final"), ("gpt2", "main")]
-    # what `expertalign prefetch --configfile` asks the hub for: the default branch for both
-    assert [paths.hub_revision(r) for _, r in pairs] == [None, None]
+    # the tiny config's model folder, its generator (the embedded model), the pilot's model
+    assert pairs == [(TINY_LLAMA, "final"), ("embedded", "final"), ("gpt2", "main")]
+    # what `expertalign prefetch --configfile` asks the hub for: the default branch for each
+    assert [paths.hub_revision(r) for _, r in pairs] == [None, None, None]
     result = snakemake(
         "-n",
         "--nolock",

@@ -29,8 +29,8 @@ from expertalign.status import (
     probes,
 )
 
-MODEL = "tiny-smollm2"
-RANDOM = "tiny-smollm2-random"
+MODEL = "tiny-llama"
+RANDOM = "tiny-llama-random"
 # the rules of the expert jobs' inputs
 UPSTREAM = {
     "prefetch",
@@ -42,7 +42,7 @@ UPSTREAM = {
     "units_table",
 }
 TRACEBACK = """\
-2026-12-03 11:50:00,000 INFO expertalign: experts: 4 concepts, model tiny-smollm2 (final)
+2026-12-03 11:50:00,000 INFO expertalign: experts: 4 concepts, model tiny-llama (final)
 Traceback (most recent call last):
   File "workflow/scripts/experts.py", line 30, in <module>
     main()
@@ -210,11 +210,11 @@ def test_a_failed_job_is_listed_with_its_first_error_line(campaign, jobs, tmp_pa
     assert (
         status.error_log
         == failed.log
-        == ("results/logs/experts/generated/tiny-smollm2/final/shard-0001.log")
+        == ("results/logs/experts/generated/tiny-llama/final/shard-0001.log")
     )
     text = format_status(report)
     assert "Failed jobs (1):" in text
-    assert "experts  source=generated model=tiny-smollm2 revision=final shard=0001" in text
+    assert "experts  source=generated model=tiny-llama revision=final shard=0001" in text
     assert f"log: {failed.log}" in text
     assert "error: RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB" in text
     assert row(report, "experts", MODEL).counts["failed"] == 1
@@ -251,12 +251,12 @@ def test_slurm_queue_sacct_and_logs(campaign, jobs, tmp_path):
     running = expert_job(jobs, "generated", MODEL, "0000")
     mark_incomplete(tmp_path, running.outputs[0], jobid="101")
     pending = expert_job(jobs, "brown", MODEL, "0000")
-    assert pending.slurm_comment == "rule_experts_wildcards_brown_tiny-smollm2_final_0000"
+    assert pending.slurm_comment == "rule_experts_wildcards_brown_tiny-llama_final_0000"
     oom = expert_job(jobs, "generated", MODEL, "0001")
-    write(tmp_path / "logs/slurm/rule_experts/generated_tiny-smollm2_final_0001/103.log", "start\n")
+    write(tmp_path / "logs/slurm/rule_experts/generated_tiny-llama_final_0001/103.log", "start\n")
     timeout = expert_job(jobs, "brown", MODEL, "0001")
     write(
-        tmp_path / "logs/slurm/rule_experts/brown_tiny-smollm2_final_0001/104.log",
+        tmp_path / "logs/slurm/rule_experts/brown_tiny-llama_final_0001/104.log",
         "slurmstepd: *** JOB 104 ON gpu01 CANCELLED AT 2026-12-03T12:00 DUE TO TIME LIMIT ***\n",
     )
     write(tmp_path / ".snakemake/log/2026-12-03T114959.snakemake.log", "SLURM run ID: uuid-1\n")
@@ -266,7 +266,7 @@ def test_slurm_queue_sacct_and_logs(campaign, jobs, tmp_path):
         calls.append(args[0])
         if args[0] == "squeue":
             return (
-                "101|uuid-1|RUNNING|rule_experts_wildcards_generated_tiny-smollm2_final_0000\n"
+                "101|uuid-1|RUNNING|rule_experts_wildcards_generated_tiny-llama_final_0000\n"
                 f"102|uuid-1|PENDING|{pending.slurm_comment}\n"
                 f"999|other-run|PENDING|{oom.slurm_comment}\n"
             )
@@ -281,9 +281,7 @@ def test_slurm_queue_sacct_and_logs(campaign, jobs, tmp_path):
     assert state[oom].error == "SLURM job 103: OUT_OF_MEMORY"
     assert state[timeout].state == "failed"
     assert "DUE TO TIME LIMIT" in state[timeout].error
-    assert (
-        state[timeout].error_log == "logs/slurm/rule_experts/brown_tiny-smollm2_final_0001/104.log"
-    )
+    assert state[timeout].error_log == "logs/slurm/rule_experts/brown_tiny-llama_final_0001/104.log"
     assert report.slurm == "SLURM: 1 running, 1 pending of this campaign"
     assert calls == ["squeue", "sacct"]
     text = format_status(report)
@@ -310,7 +308,7 @@ def test_a_running_controller(campaign, jobs, tmp_path, monkeypatch):
     started = expert_job(jobs, "generated", MODEL, "0000")
     waiting = expert_job(jobs, "generated", MODEL, "0001")
     locks = tmp_path / ".snakemake" / "locks"
-    write(locks / "0.input.lock", "results/units/tiny-smollm2.parquet\n", age=60)
+    write(locks / "0.input.lock", "results/units/tiny-llama.parquet\n", age=60)
     write(locks / "0.output.lock", f"{started.outputs[0]}\n{waiting.outputs[0]}\n", age=60)
     mark_incomplete(tmp_path, started.outputs[0])
     monkeypatch.setattr(probes, "snakemake_pids", lambda workdir: [4242])
@@ -340,6 +338,8 @@ def test_the_cli_prints_the_table_and_writes_nothing(tmp_path, monkeypatch, caps
     config["data_dir"] = str(REPO / config["data_dir"])
     config["sentences"]["provided"] = str(REPO / config["sentences"]["provided"])
     config["spp"]["pairs"] = str(REPO / config["spp"]["pairs"])
+    for model in config["models"]:
+        model["source"] = str(REPO / model["source"])
     config["results"] = str(tmp_path / "results")
     configfile = tmp_path / "config.yaml"
     configfile.write_text(yaml.safe_dump(config))

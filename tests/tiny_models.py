@@ -73,7 +73,7 @@ def tiny_model(arch: str, seed: int = 0):
 # thousand units with the embedded model's tokenizer, so that the workflow's tests exercise real
 # text through a local model folder at a fraction of the 135M model's cost. Built by
 # conftest.py before any test; the marker names what built it, so a change here rebuilds it.
-TINY_LLAMA = "tests/models/tiny-llama"
+TINY_LLAMA = "./tests/models/tiny-llama"
 _TINY_LLAMA_MARKER = "built-by-tiny_models-v1"
 
 
