@@ -60,6 +60,23 @@ def test_tiny_workflow_end_to_end(tiny_run):
 
 
 @pytest.mark.slow
+def test_the_random_init_twin_is_another_model(tiny_run):
+    """The random-init model draws fresh weights: its AP vectors are not the model's (the tiny
+    config's model is itself random, saved with another seed than its twin's)."""
+    import numpy as np
+
+    from expertalign.storage import read_expertise
+
+    shards = [
+        tiny_run.results / f"experts/generated/{model}/final/shard-0000.arrow"
+        for model in ("tiny-llama", "tiny-llama-random")
+    ]
+    (concepts, trained), (twin_concepts, random_init) = map(read_expertise, ([p] for p in shards))
+    assert concepts == twin_concepts
+    assert np.abs(trained - random_init).max() > 0.1
+
+
+@pytest.mark.slow
 def test_report_holds_every_table_and_figure(tiny_run):
     results = tiny_run.results
     report = results / "report.html"
