@@ -17,6 +17,7 @@ include: "workflow/rules/experts.smk"
 include: "workflow/rules/alignment.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/pilot.smk"
+include: "workflow/rules/causal.smk"
 
 
 rule all:

@@ -85,6 +85,7 @@ _LOCAL_RULES = {
     "domains_summary",
     "cost_table",
     "provenance_table",
+    "causal_summary",
 }
 _COLUMNS = [
     "rule",
@@ -227,7 +228,12 @@ def forecast(campaign: Campaign, measured: str | Path | None = None) -> Forecast
     per_concept = measured_seconds_per_concept(campaign, measured) if measured else {}
     sources = list(campaign.sources)
     n_concepts = len(campaign.concept_ids)
-    profile_limits = {"embedding_baselines": 240, "generate_sentences": 240, "pilot": 240}
+    profile_limits = {
+        "embedding_baselines": 240,
+        "generate_sentences": 240,
+        "pilot": 240,
+        "causal": 1440,
+    }
 
     def add(rule, model="", checkpoint="", *, jobs, gpu="", gpu_hours=0.0, limit_min=60,
             mem_mb=4000, disk_bytes=0.0, basis="cpu"):  # fmt: skip
@@ -313,6 +319,12 @@ def forecast(campaign: Campaign, measured: str | Path | None = None) -> Forecast
     add("development", jobs=1, mem_mb=16000)
     if config["spp"]["enabled"]:
         add("spp", jobs=1, mem_mb=8000)
+    if config["causal"]["enabled"]:  # one GPU job per source and model (final checkpoint)
+        for model in campaign.models:
+            add("causal", model, campaign.revisions(model)[-1], jobs=len(sources),
+                gpu="large" if campaign.needs_large_gpu(model) else "standard",
+                limit_min=profile_limits["causal"], mem_mb=64000, basis="unknown")  # fmt: skip
+        add("causal_summary", jobs=1, mem_mb=0)
     for rule in ("cost_table", "alignment_summary", "comparison_summary", "alignment_figure",
                  "baseline_figure", "provenance_table"):  # fmt: skip
         add(rule, jobs=1, mem_mb=0)

@@ -48,6 +48,7 @@ __all__ = [
     "similarity_file",
     "alignment_table",
     "domains_table",
+    "causal_file",
     "parse_run",
     "shards_by_checkpoint",
 ]
@@ -194,6 +195,11 @@ def alignment_table(
 def domains_table(results: str | os.PathLike[str], model: str, revision: str) -> str:
     """A domains job's table."""
     return f"{os.fspath(results)}/domains/{model}/{revision}.parquet"
+
+
+def causal_file(results: str | os.PathLike[str], source: str, model: str, revision: str) -> str:
+    """A causal-check job's table (expertalign.jobs.causal): effects, nulls, split, pairs."""
+    return f"{os.fspath(results)}/causal/{source}/{model}/{revision}.parquet"
 
 
 _RUN = re.compile(r"experts/([^/]+)/([^/]+)/([^/]+)/shard-(\d+)\.(?:arrow|tsv)$")

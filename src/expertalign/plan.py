@@ -431,6 +431,46 @@ class Campaign:
             raise ValueError(f"config spp.models: not configured models: {unknown}")
         return {name: self.revisions(name)[-1] for name in names}
 
+    @functools.cache  # noqa: B019
+    def causal_concepts(self) -> list[str]:
+        """The causal check's concepts (causal.n_concepts at most): both concepts of MEN pairs
+        of the causal.judgment set judged among the concept table, in one seeded order of the
+        pairs (:func:`expertalign.analysis.causal.pair_concepts`)."""
+        from expertalign.analysis.causal import pair_concepts
+        from expertalign.concepts import concept_of_words
+        from expertalign.judgments import read_judgment_set
+
+        settings = self.config["causal"]
+        name = settings["judgment"]
+        if name not in self.judgments:
+            raise ValueError(
+                f"config causal.judgment: {name!r} is not one of alignment.judgments "
+                f"({', '.join(self.judgments)})"
+            )
+        pairs = read_judgment_set(name, self.judgments[name], self.config["data_dir"])
+        return pair_concepts(
+            pairs,
+            concept_of_words(self.concept_words()),
+            settings["n_concepts"],
+            settings["seed"],
+        )
+
+    def causal_settings(self) -> dict[str, Any]:
+        """What a causal job computes from besides its concepts, model and inputs (params), in
+        canonical form; the τ sets default to experts.taus."""
+        # not what a job computes from: the switch, the prompts (a file: an input), the summary's
+        # resamples and the judgment set (its pairs are read from input files)
+        skip = ("enabled", "prompts", "n_boot", "judgment")
+        settings = {k: v for k, v in self.config["causal"].items() if k not in skip}
+        if settings.get("taus") is None:
+            settings["taus"] = list(self.taus)
+        if settings["cross_k"] not in settings["k"]:
+            raise ValueError(
+                f"config causal.cross_k: {settings['cross_k']} must be one of causal.k "
+                f"{settings['k']} (the pass criterion is judged on that top-k set)"
+            )
+        return canonical(settings)
+
     def concept_groups(self) -> dict[str, str]:
         """Domain concepts as "broader" or "specific" (others are neither)."""
         rows = self.concepts[self.concepts["domain"].astype(bool)]

@@ -89,10 +89,11 @@ SLURM_RULES = (
     "domains",
     "development",
     "spp",
+    "causal",
 )
 EXPERT_RULES = ("experts", "experts_large")
 # Threads a rule declares itself (used where the profile's set-threads does not name it).
-RULE_THREADS = {"experts": 2, "experts_large": 2, "pilot": 2}
+RULE_THREADS = {"experts": 2, "experts_large": 2, "pilot": 2, "causal": 2}
 # The resources of an expert job that the `experts` rule scales with the attempt
 # (workflow/rules/common.smk, expert_resource: the campaign's size times `attempt`).
 EXPERT_SCALED = ("mem_mb", "gpu_mem_mb", "runtime")

@@ -322,6 +322,34 @@ def spp_pairs_file():
     return [path] if path else []
 
 
+def causal_concepts():
+    return CAMPAIGN.causal_concepts() if config["causal"]["enabled"] else []
+
+
+def causal_sentences(wildcards):
+    return [sentence_file(wildcards.source, c) for c in causal_concepts()]
+
+
+def causal_judgment():
+    """The judgment set whose pairs choose the causal check's concepts (name and spec)."""
+    name = config["causal"]["judgment"]
+    return canonical({"name": name, "spec": JUDGMENTS.get(name, {})})
+
+
+def causal_judgment_files():
+    spec = JUDGMENTS.get(config["causal"]["judgment"], {})
+    return [spec["path"]] if "path" in spec else men_files(spec.get("split", "test"))
+
+
+def causal_tables():
+    """One causal check per sentence source and model, at the model's final checkpoint."""
+    return [
+        paths.causal_file(RESULTS, source, model, CAMPAIGN.revisions(model)[-1])
+        for source in SENTENCE_SOURCES
+        for model in MODELS
+    ]
+
+
 def final_outputs():
     outputs = [
         f"{RESULTS}/tables/alignment.parquet",
@@ -342,6 +370,8 @@ def final_outputs():
         outputs.append(f"{RESULTS}/tables/spp_overlap.csv")
     if config["pilot"]["enabled"]:
         outputs.append(f"{RESULTS}/tables/pilot_stability.csv")
+    if config["causal"]["enabled"]:
+        outputs.append(f"{RESULTS}/tables/causal.csv")
     return outputs
 
 

@@ -165,6 +165,14 @@ def expected_jobs(campaign: Campaign) -> list[Job]:
     if config["spp"]["enabled"]:
         outputs = [f"{R}/tables/spp_{t}.csv" for t in ("overlap", "mixed_model")]
         add("spp", outputs=[*outputs, f"{R}/figures/spp_overlap.png"])
+    if config["causal"]["enabled"]:  # per source and model, at its final checkpoint
+        for model in campaign.models:
+            rev = campaign.revisions(model)[-1]
+            for source in campaign.sources:
+                wildcards = _wildcards(source=source, model=model, revision=rev)
+                add("causal", model, rev, wildcards, [paths.causal_file(R, source, model, rev)])
+        outputs = [f"{R}/tables/causal{t}.csv" for t in ("", "_overlap")]
+        add("causal_summary", outputs=[*outputs, f"{R}/figures/causal.png"])
     add("cost_table", outputs=[f"{R}/tables/cost.csv", f"{R}/tables/campaign_summary.csv"])
     add("alignment_summary", outputs=[f"{R}/tables/alignment.{e}" for e in ("parquet", "csv")])
     outputs = [f"{R}/tables/experts_vs_baselines.{e}" for e in ("parquet", "csv")]
