@@ -91,3 +91,21 @@ def test_obvious_concept_has_experts_and_shuffled_labels_have_few(embedded):
     real = torch.zeros_like(labels)
     real[: len(CATS)] = True
     torch.testing.assert_close(average_precision(responses.T, real).float(), ap)
+
+
+def test_the_gguf_converts_into_an_empty_cache(tmp_path):
+    """A fresh machine's first use: the GGUF is de-quantised into a new safetensors folder (the
+    other tests find the converted folder already in the cache) holding the weights the loaded
+    model has."""
+    from safetensors.torch import load_file
+
+    from expertalign.models import embedded_model_dir
+
+    folder = embedded_model_dir(tmp_path)
+    assert folder.parent == tmp_path and (folder / "config.json").is_file()
+    weights = load_file(folder / "model.safetensors")
+    loaded = load_model("embedded").model.state_dict()
+    assert weights.keys() <= loaded.keys()
+    for name, tensor in weights.items():
+        assert torch.equal(tensor, loaded[name]), name
+    assert load_model(str(folder)).model.config.model_type == "llama"

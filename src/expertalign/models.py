@@ -109,6 +109,7 @@ def embedded_model_dir(cache_dir: Path | None = None) -> Path:
     target = (cache_dir or cache_root()) / "smollm2-135m-instruct"
     if (target / "config.json").exists():
         return target
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     gguf = embedded_gguf_path()
