@@ -180,6 +180,8 @@ DEFAULT_DOMAINS = {
     "vehicles": ({"bus", "tank"}, "vehicle"),
 }
 BROWN_MIN = 24  # --corpus-min of the committed table (config/config.yaml says the same)
+# the default Brown source's positives (config.yaml): MEN words added for pairs have this many
+BROWN_SOURCE_MIN = 40
 
 
 def require_brown() -> None:
@@ -212,6 +214,15 @@ def test_default_concept_table():
     counts = {c: corpus.count(w, p) for c, w, p in zip(df["concept"], df["word"], df["pos"])}
     short = {c: n for c, n in counts.items() if n < BROWN_MIN}
     assert not short, f"concepts with fewer than {BROWN_MIN} Brown sentences: {short}"
+    # the Brown source takes BROWN_SOURCE_MIN positives and leaves the others out: at least 150
+    # MEN pairs have two concepts with that many (config.yaml, README "Measured")
+    require_men_and_spp()
+    covered = {w for w, c in zip(df["word"], df["concept"]) if counts[c] >= BROWN_SOURCE_MIN}
+    pairs = [
+        line.split()[:2]
+        for line in (MEN / "MEN_dataset_natural_form_full").read_text().splitlines()
+    ]
+    assert sum(a in covered and b in covered for a, b in pairs) >= 150
 
 
 def test_default_concept_table_has_the_men_pairs_and_spp_levels_it_promises():
@@ -253,6 +264,10 @@ def test_make_concepts_reproduces_the_committed_table(tmp_path):
                 "brown",
                 "--corpus-min",
                 str(BROWN_MIN),
+                "--men-corpus-min",
+                str(BROWN_SOURCE_MIN),
+                "--min-pairs",
+                "170",
                 "--data-dir",
                 str(DATA),
                 "--out",

@@ -262,20 +262,34 @@ def _added(frame):
         c
         for c in frame.columns
         if c.endswith("_no_fallback")
-        or c in ("fallback_share", "n_concepts_fallback", "n_pairs_with_fallback")
+        or c
+        in ("fallback_share", "n_concepts_fallback", "n_pairs_with_fallback", "n_concepts_left_out")
     ]
 
 
 def test_a_concept_without_sentences_counts_for_neither_side(inputs, caplog):
-    """A concept whose file records that it has no sentences is no concept of the source: the
-    share is over the concepts with sentences."""
+    """A concept whose file records that it has no sentences is no concept of the source (left
+    out of a too_few: leave_out source): the share is over the concepts with sentences, the
+    concept is counted, and its pairs are dropped from every measure, baselines included."""
     fell_back = {"dog", "road"}
     files = _sentence_files(inputs["root"] / "s", fell_back, failed={"storm"})
     assert jobs.fallback_concepts(files) == ({"dog": "generated", "road": "generated"}, 11)
+    assert list(jobs.left_out_concepts(files)) == ["storm"]
     with caplog.at_level(logging.WARNING, logger="expertalign"):
-        table, _ = _run(inputs, "some", files)
+        table, vs = _run(inputs, "some", files)
     assert table["fallback_share"].iloc[0] == pytest.approx(2 / 11)
-    assert "2 of 11 concepts" in _warnings(caplog)[0]
+    warnings = _warnings(caplog)
+    assert any("2 of 11 concepts" in w for w in warnings), warnings
+    assert any("1 concepts have no sentences" in w and "storm" in w for w in warnings), warnings
+    storm = CONCEPTS.index("storm")
+    kept = np.array([storm not in (i, j) for i, j, _ in inputs["judged"]])
+    assert kept.sum() == len(kept) - (len(CONCEPTS) - 1)
+    for frame in (table, vs):
+        assert (frame["n_concepts_left_out"] == 1).all()
+        assert (frame["n_pairs"] == kept.sum()).all()
+    for measure in ("jaccard@0.7", "cosine_input_embedding"):
+        ref = spearmanr(inputs["measures"][measure][kept], inputs["scores"][kept])
+        assert _row(table, measure)["rho"] == pytest.approx(ref.statistic, abs=1e-6), measure
 
 
 def test_the_alignment_rule_gives_the_job_its_sources_sentence_files():

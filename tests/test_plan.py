@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import shutil
+from pathlib import Path
 
 import pytest
 import yaml
@@ -16,8 +17,17 @@ from expertalign.sentences import sentences_frame, write_sentences_atomic
 
 
 @pytest.fixture(scope="module")
-def default_config():
-    return load_config(REPO / "config/config.yaml")
+def default_config(tmp_path_factory):
+    """The default config with the planning sizes these tests were written for, whatever the
+    default run's own: the first 64 concepts of its table, 16 per sentence batch, 32 per shard."""
+    config = load_config(REPO / "config/config.yaml")
+    lines = (REPO / config["concepts"]).read_text(encoding="utf-8").splitlines(keepends=True)
+    table = tmp_path_factory.mktemp("plan") / "concepts.tsv"
+    table.write_text("".join(lines[:65]), encoding="utf-8")
+    config["concepts"] = str(table)
+    config["sentences"]["concepts_per_job"] = 16
+    config["experts"]["shard_size"] = 32
+    return config
 
 
 def campaign_in(config, results) -> Campaign:
@@ -92,7 +102,7 @@ def test_a_stale_member_is_planned_again(default_config, tmp_path):
 
 
 def test_adding_a_concept_plans_only_it_in_a_new_block(default_config, tmp_path):
-    table = (REPO / default_config["concepts"]).read_text(encoding="utf-8")
+    table = Path(default_config["concepts"]).read_text(encoding="utf-8")
     header, *rows = table.splitlines()
     columns = header.split("\t")
     new_row = dict.fromkeys(columns, "")

@@ -182,6 +182,7 @@ def build_rows(
     count: Callable[[str, str], int] | None = None,
     corpus_min: int = 0,
     dropped: list[str] | None = None,
+    men_corpus_min: int | None = None,
 ) -> tuple[list[dict[str, str]], int, pd.DataFrame | None]:
     """The table's rows, the number of MEN pairs covered, and the SPP pairs (or None).
 
@@ -237,6 +238,15 @@ def build_rows(
         extra, spp_pairs = spp_words(
             seed, set(men_pos), spp_dir, spp_per_level, pairs, allow_fewer=count is not None
         )
+    if count is not None and men_corpus_min is not None:
+        # MEN words added for their pairs need men_corpus_min sentences (a corpus source with
+        # that many positives per concept); domain and SPP words keep corpus_min
+        kept = seed | set(extra)
+        pairs = [
+            (a, b)
+            for a, b in pairs
+            if all(w in kept or n_sentences(w, men_pos[w]) >= men_corpus_min for w in (a, b))
+        ]
     more, covered = greedy_men_words(seed | set(extra), pairs, min_pairs)
     extra += more
     for word in extra:
@@ -277,6 +287,13 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=24,
         help="sentences in the corpus each concept needs, in its part of speech",
+    )
+    ap.add_argument(
+        "--men-corpus-min",
+        type=int,
+        default=None,
+        help="corpus sentences a MEN word added for its pairs needs (default: --corpus-min); "
+        "for a corpus source with more positives than the domain concepts have sentences",
     )
     ap.add_argument(
         "--corpus-min-words",
@@ -330,6 +347,7 @@ def main(argv: list[str] | None = None) -> int:
         count,
         args.corpus_min,
         dropped,
+        args.men_corpus_min,
     )
     text = (
         "\t".join(COLUMNS) + "\n" + "".join("\t".join(r[c] for c in COLUMNS) + "\n" for r in rows)

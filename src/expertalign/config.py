@@ -34,6 +34,9 @@ __all__ = [
     "check_openai_url",
     "check_model_source",
     "sentence_sources",
+    "source_negatives",
+    "source_leaves_out",
+    "SOURCE_NEGATIVES_KEYS",
 ]
 
 # Shipped inside the package (workflow/schemas/config.schema.yaml links here), so a
@@ -208,6 +211,13 @@ def check_model_source(source: str, revisions: Any = ("main",), key: str = "mode
 
 # Keys of the sentences block that belong to the run, not to one source.
 RUN_SENTENCE_KEYS = ("sources", "concepts_per_job")
+#: keys a source block may set besides sentence settings: they shape what is done with its
+#: sentences (its negatives; whether a concept without sentences stops its expert jobs), not
+#: the sentences, so they never enter a sentence file's fingerprint
+SOURCE_ONLY_KEYS = ("negatives", "too_few")
+#: the ``negatives`` keys a source may set for itself (the rest are one bank design for all)
+SOURCE_NEGATIVES_KEYS = ("n_negatives", "bank_size")
+TOO_FEW_CHOICES = ("stop", "leave_out")
 
 
 def sentence_sources(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -226,6 +236,8 @@ def sentence_sources(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     merged = {}
     for name, overrides in sources.items():
         for key in overrides or {}:
+            if key in SOURCE_ONLY_KEYS:
+                continue
             if key in RUN_SENTENCE_KEYS or (base and key not in base):
                 close = difflib.get_close_matches(str(key), list(base), n=1)
                 hint = f" (did you mean {close[0]}?)" if close else ""
@@ -233,12 +245,74 @@ def sentence_sources(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
                     f"config key sentences.sources.{name}.{key}: not a sentence setting a source "
                     f"can set{hint}"
                 )
-        merged[name] = {**base, **(overrides or {})}
+        own = {k: v for k, v in (overrides or {}).items() if k not in SOURCE_ONLY_KEYS}
+        merged[name] = {**base, **own}
     return merged
+
+
+def _source_block(config: Mapping[str, Any], source: str) -> Mapping[str, Any]:
+    return ((config.get("sentences") or {}).get("sources") or {}).get(source) or {}
+
+
+def source_negatives(config: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """The ``negatives`` block as ``source`` uses it: its own ``n_negatives`` and ``bank_size``
+    (``sentences.sources.<source>.negatives``) over the shared ones, so that a source with more
+    positives keeps the paper's 400 : 1000 ratio.
+
+    >>> source_negatives({"negatives": {"n_negatives": 35, "bank_size": 42, "seed": 0},
+    ...                   "sentences": {"sources": {"brown": {"negatives": {"n_negatives": 100,
+    ...                                                                   "bank_size": 120}}}}},
+    ...                  "brown")
+    {'n_negatives': 100, 'bank_size': 120, 'seed': 0}
+    """
+    return {**config["negatives"], **(_source_block(config, source).get("negatives") or {})}
+
+
+def source_leaves_out(config: Mapping[str, Any], source: str) -> bool:
+    """Whether a concept that cannot get its sentences in ``source`` is left out of that
+    source's expert sets and alignment (``too_few: leave_out``) instead of stopping the expert
+    job that needs it (``stop``, the default)."""
+    return _source_block(config, source).get("too_few", "stop") == "leave_out"
+
+
+def _check_source_only_keys(config: Mapping[str, Any], sources: Mapping[str, Any]) -> None:
+    primary = next(iter(sources))
+    for name in sources:
+        key = f"sentences.sources.{name}"
+        block = _source_block(config, name)
+        negatives = block.get("negatives")
+        if negatives is not None:
+            if not isinstance(negatives, Mapping):
+                raise ConfigError(
+                    f"config key {key}.negatives: a mapping, e.g. {{n_negatives: 100}}"
+                )
+            for sub, value in negatives.items():
+                if sub not in SOURCE_NEGATIVES_KEYS:
+                    raise ConfigError(
+                        f"config key {key}.negatives.{sub}: a source sets only "
+                        f"{', '.join(SOURCE_NEGATIVES_KEYS)} for itself (the rest of negatives is "
+                        "one bank design for every source)"
+                    )
+                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                    raise ConfigError(
+                        f"config key {key}.negatives.{sub}: an integer >= 1, got {value!r}"
+                    )
+        too_few = block.get("too_few", "stop")
+        if too_few not in TOO_FEW_CHOICES:
+            raise ConfigError(
+                f"config key {key}.too_few: one of {', '.join(TOO_FEW_CHOICES)}, got {too_few!r}"
+            )
+        if too_few == "leave_out" and name == primary:
+            raise ConfigError(
+                f"config key {key}.too_few: leave_out on the first source, which feeds the domain, "
+                "development, SPP and pilot analyses over every concept; put another source first "
+                "(sentences.sources keeps its order) or use stop"
+            )
 
 
 def _check_sources(config: Mapping[str, Any]) -> None:
     sources = sentence_sources(config)
+    _check_source_only_keys(config, sources)
     for name, settings in sources.items():
         key = f"sentences.sources.{name}"
         overrides = (config["sentences"].get("sources") or {}).get(name) or {}

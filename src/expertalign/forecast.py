@@ -202,7 +202,7 @@ def _paper_seconds_per_concept(campaign: Campaign, model: str) -> float | None:
     shape = _shape(campaign, model)
     if shape is None:
         return None
-    sentences = campaign.config["sentences"]["n_positives"] + campaign.bank_rows()
+    sentences = campaign.n_positives() + campaign.bank_rows()
     return published_seconds_per_concept(shape.n_parameters) * sentences / _PAPER_SENTENCES
 
 
@@ -364,7 +364,7 @@ def forward_floor_hours(campaign: Campaign) -> dict[str, float]:
     shard's bank rows, at :data:`FORWARD_UTILISATION` of an A100's bf16 peak), every source and
     checkpoint: what no implementation of the method can beat on that card."""
     hours = {}
-    n_positives = campaign.config["sentences"]["n_positives"]
+    n_positives = campaign.n_positives()
     for model in campaign.models:
         shape = _shape(campaign, model)
         if shape is None:

@@ -21,13 +21,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from expertalign.config import ConfigError, sentence_sources
+from expertalign.config import ConfigError, sentence_sources, source_negatives
 
 __all__ = [
     "check_config_files",
     "duplicate_keys",
     "profile_files",
     "check_bank_size",
+    "check_ratios",
     "check_corpora",
     "check_provided_files",
     "check_config_inputs",
@@ -123,17 +124,26 @@ def min_bank_size(bank_source_concepts: int, n_negatives: int) -> int:
     return b
 
 
+def _negatives_key(config: Mapping[str, Any], source: str, key: str) -> str:
+    """Where ``source``'s negatives ``key`` is set: its own block or the shared one."""
+    own = ((config["sentences"].get("sources") or {}).get(source) or {}).get("negatives") or {}
+    return f"sentences.sources.{source}.negatives.{key}" if key in own else f"negatives.{key}"
+
+
 def check_bank_size(config: Mapping[str, Any]) -> None:
-    """``negatives.bank_size`` against the sentences its concepts will have: at most
-    ``bank_source_concepts`` x ``n_positives``, and large enough that a source concept's own
-    share of it (about bank_size / bank_source_concepts) still leaves ``n_negatives``."""
-    bank = config["negatives"]
-    size, k, n_neg = bank["bank_size"], bank["bank_source_concepts"], bank["n_negatives"]
+    """Each source's bank size (``negatives.bank_size``, or the source's own) against the
+    sentences its concepts will have: at most ``bank_source_concepts`` x ``n_positives``, and
+    large enough that a source concept's own share of it (about bank_size /
+    bank_source_concepts) still leaves ``n_negatives``."""
+    k = config["negatives"]["bank_source_concepts"]
     for name, settings in sentence_sources(config).items():
+        bank = source_negatives(config, name)
+        size, n_neg = bank["bank_size"], bank["n_negatives"]
+        key = _negatives_key(config, name, "bank_size")
         available = k * settings["n_positives"]
         if size > available:
             raise ConfigError(
-                f"config key negatives.bank_size: {size} sentences, but the bank is drawn from "
+                f"config key {key}: {size} sentences, but the bank is drawn from "
                 f"the first negatives.bank_source_concepts={k} concepts with "
                 f"n_positives={settings['n_positives']} sentences each (source '{name}'): "
                 f"{available} at most; lower bank_size or raise bank_source_concepts"
@@ -141,9 +151,9 @@ def check_bank_size(config: Mapping[str, Any]) -> None:
         own = math.ceil(size / k)
         if size - own < n_neg:
             raise ConfigError(
-                f"config key negatives.bank_size: {size} sentences leave a source concept "
+                f"config key {key}: {size} sentences leave a source concept "
                 f"{size - own} once its own {own} (of {k} concepts' even shares) are removed, "
-                f"fewer than negatives.n_negatives={n_neg}; raise bank_size to at least "
+                f"fewer than n_negatives={n_neg} (source '{name}'); raise bank_size to at least "
                 f"{min_bank_size(k, n_neg)}"
             )
 
@@ -239,20 +249,30 @@ def check_provided_files(config: Mapping[str, Any], concept_ids: Sequence[str]) 
 def check_config_inputs(config: Mapping[str, Any], concept_ids: Sequence[str]) -> None:
     """Every load-time check of what the config names (``config`` has its defaults filled);
     the positive:negative ratio first, since the bank's size follows from it."""
-    from expertalign.negatives import check_ratio
-
-    bank = config["negatives"]
-    try:
-        check_ratio(
-            config["sentences"]["n_positives"],
-            bank["n_negatives"],
-            tolerance=bank["ratio_tolerance"],
-        )
-    except ValueError as err:
-        raise ConfigError(
-            f"config keys sentences.n_positives / negatives.n_negatives: {err} "
-            "(negatives.ratio_tolerance)"
-        ) from None
+    check_ratios(config)
     check_bank_size(config)
     check_corpora(config)
     check_provided_files(config, concept_ids)
+
+
+def check_ratios(config: Mapping[str, Any]) -> None:
+    """Each source's positives : negatives against the paper's 400 : 1000, naming the keys
+    that set them (the source's own or the shared ones)."""
+    from expertalign.negatives import check_ratio
+
+    tolerance = config["negatives"]["ratio_tolerance"]
+    for name, settings in sentence_sources(config).items():
+        n_negatives = source_negatives(config, name)["n_negatives"]
+        try:
+            check_ratio(settings["n_positives"], n_negatives, tolerance=tolerance)
+        except ValueError as err:
+            own = (config["sentences"].get("sources") or {}).get(name) or {}
+            positives = (
+                f"sentences.sources.{name}.n_positives"
+                if "n_positives" in own
+                else "sentences.n_positives"
+            )
+            raise ConfigError(
+                f"config keys {positives} / {_negatives_key(config, name, 'n_negatives')} "
+                f"(source '{name}'): {err} (negatives.ratio_tolerance)"
+            ) from None

@@ -137,19 +137,17 @@ class Campaign:
                 f"config negatives.bank_source_concepts={bank['bank_source_concepts']} but "
                 f"{config['concepts']} has only {len(self.concept_ids)} concepts"
             )
-        ratio = config["sentences"]["n_positives"] / bank["n_negatives"]
-        if abs(ratio - 0.4) > bank["ratio_tolerance"]:
-            raise ValueError(
-                f"config sentences.n_positives / negatives.n_negatives = {ratio:.3f}, but the "
-                f"paper's 400:1000 = 0.4 (tolerance negatives.ratio_tolerance="
-                f"{bank['ratio_tolerance']}). AP's chance level is the positive fraction, so "
-                "tau=0.5 only means what the paper means at that ratio; scale both sizes together."
-            )
-        if bank["bank_size"] < bank["n_negatives"]:
-            raise ValueError(
-                f"config negatives.bank_size={bank['bank_size']} < "
-                f"n_negatives={bank['n_negatives']}"
-            )
+        from expertalign.config import sentence_sources, source_negatives
+        from expertalign.load_checks import check_ratios
+
+        check_ratios(config)
+        for source in sentence_sources(config):
+            own = source_negatives(config, source)
+            if own["bank_size"] < own["n_negatives"]:
+                raise ValueError(
+                    f"config bank_size={own['bank_size']} < n_negatives={own['n_negatives']} "
+                    f"(source '{source}')"
+                )
 
     # ------------------------------------------------------------------ shards and runs
 
@@ -183,15 +181,19 @@ class Campaign:
         spec = self.models[model]
         return {key: spec[key] for key in MODEL_LOAD_KEYS if key in spec}
 
-    def expert_settings(self) -> dict[str, Any]:
+    def expert_settings(self, source: str | None = None) -> dict[str, Any]:
         """What an expert job computes from, besides its concepts and model (params), in a fixed
-        key order (:data:`EXPERT_SETTINGS`), so reordering the config's keys changes nothing."""
+        key order (:data:`EXPERT_SETTINGS`), so reordering the config's keys changes nothing;
+        with ``source``, also whether that source leaves out concepts without sentences."""
         settings = {key: self.config["experts"][key] for key in EXPERT_SETTINGS}
         negatives = self.config["negatives"]
         if negatives["mode"] != "shared":
             # only outside the default mode, so shared-mode outputs keep their recorded params
             settings["negatives_mode"] = negatives["mode"]
             settings["negatives_seed"] = negatives["seed"]
+        if source is not None and self.leaves_out(source):
+            # only where it is set, for the same reason
+            settings["too_few"] = "leave_out"
         return settings
 
     def concept_words(self) -> dict[str, str]:
@@ -371,7 +373,7 @@ class Campaign:
         gpu = expert_job_memory(
             shape,
             n_concepts=n_concepts,
-            n_positives=self.config["sentences"]["n_positives"],
+            n_positives=self.n_positives(),
             bank_rows=self.bank_rows(),
             dtype="float32" if spec.get("dtype") == "float32" else "bfloat16",
             max_tokens=self.config["experts"]["max_tokens"],
@@ -382,13 +384,34 @@ class Campaign:
             "runtime": expert_job_runtime_minutes(shape, n_concepts),
         }
 
-    def bank_rows(self) -> int:
-        """Bank rows an expert job runs the model over."""
-        negatives = self.config["negatives"]
+    def negatives_of(self, source: str) -> dict[str, Any]:
+        """The negatives block as ``source`` uses it (its own n_negatives and bank_size, if it
+        sets them: :func:`expertalign.config.source_negatives`)."""
+        from expertalign.config import source_negatives
+
+        return source_negatives(self.config, source)
+
+    def leaves_out(self, source: str) -> bool:
+        """Whether ``source`` leaves out a concept without sentences (``too_few: leave_out``)."""
+        from expertalign.config import source_leaves_out
+
+        return source_leaves_out(self.config, source)
+
+    def n_positives(self, source: str | None = None) -> int:
+        """Positives per concept of ``source`` (None: the most of any source)."""
+        if source is None:
+            return max(self.n_positives(name) for name in self.sources)
+        return int(self.sources[source]["n_positives"])
+
+    def bank_rows(self, source: str | None = None) -> int:
+        """Bank rows an expert job of ``source`` runs the model over (None: the most of any
+        source, which is what a job's resources are sized for)."""
+        if source is None:
+            return max(self.bank_rows(name) for name in self.sources)
+        negatives = self.negatives_of(source)
         if negatives["mode"] == "per_concept":  # each concept samples from the whole pool
             return negatives["bank_size"]
-        n_positives = self.config["sentences"]["n_positives"]
-        return min(negatives["bank_size"], negatives["n_negatives"] + n_positives)
+        return min(negatives["bank_size"], negatives["n_negatives"] + self.n_positives(source))
 
     def needs_large_gpu(self, model: str) -> bool:
         """Whether a model's expert jobs need more GPU memory than experts.standard_gpu_mem_mb."""

@@ -20,8 +20,8 @@ rule causal:
     params:
         model=model_load_spec,
         concepts=lambda wildcards: causal_concepts(),
-        n_negatives=config["negatives"]["n_negatives"],
-        expert_settings=CAMPAIGN.expert_settings(),
+        n_negatives=source_n_negatives,
+        expert_settings=source_expert_settings,
         settings=lambda wildcards: CAMPAIGN.causal_settings(),
         judgment=lambda wildcards: causal_judgment(),
     script:

@@ -79,6 +79,18 @@ def bank_file(source="{source}"):
     return paths.bank_file(RESULTS, source, config["negatives"]["bank_version"])
 
 
+def source_n_negatives(wildcards):
+    return CAMPAIGN.negatives_of(wildcards.source)["n_negatives"]
+
+
+def source_bank_size(wildcards):
+    return CAMPAIGN.negatives_of(wildcards.source)["bank_size"]
+
+
+def source_expert_settings(wildcards):
+    return CAMPAIGN.expert_settings(wildcards.source)
+
+
 def bank_sources(wildcards):
     n = config["negatives"]["bank_source_concepts"]
     return [sentence_file(wildcards.source, c) for c in CONCEPT_IDS[:n]]

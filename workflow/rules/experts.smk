@@ -39,8 +39,8 @@ rule experts:
     params:
         model=model_load_spec,
         concepts=lambda wildcards: shard_concepts(wildcards.shard, wildcards.model),
-        n_negatives=config["negatives"]["n_negatives"],
-        settings=CAMPAIGN.expert_settings(),
+        n_negatives=source_n_negatives,
+        settings=source_expert_settings,
     script:
         "../scripts/experts.py"
 

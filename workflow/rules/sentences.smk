@@ -118,7 +118,7 @@ rule negative_bank:
     conda:
         "../../envs/expertalign.yaml"
     params:
-        size=config["negatives"]["bank_size"],
+        size=source_bank_size,
         seed=config["negatives"]["seed"],
         version=config["negatives"]["bank_version"],
     script:

@@ -25,4 +25,5 @@ causal.causal(
     data_dir=snakemake.config["data_dir"],
     weights_record=snakemake.input.model,
     config=snakemake.config,
+    leave_out=snakemake.params.expert_settings.get("too_few") == "leave_out",
 )

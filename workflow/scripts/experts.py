@@ -20,4 +20,5 @@ experts.experts(
     # the config's hash goes into the shard, and its model entry may accept a moved revision
     # (accept_revision_change: read here, not a param, so setting it reruns nothing)
     config=snakemake.config,
+    leave_out=snakemake.params.settings.get("too_few") == "leave_out",
 )

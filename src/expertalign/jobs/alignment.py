@@ -89,6 +89,19 @@ def word_pair_similarities(
 FALLBACK_PREFIX = "fallback:"
 
 
+def left_out_concepts(sentence_files: Sequence[str]) -> dict[str, str]:
+    """Concepts of one sentence source whose files record that they have no sentences, with
+    the reason: a source with ``too_few: leave_out`` has no expert set for them."""
+    from expertalign.sentences import failure_of
+
+    left_out = {}
+    for path in sentence_files:
+        reason = failure_of(path)
+        if reason is not None:
+            left_out[reason.partition(":")[0]] = reason
+    return left_out
+
+
 def fallback_concepts(sentence_files: Sequence[str]) -> tuple[dict[str, str], int]:
     """Which concepts of one sentence source took their ``fallback`` source's sentences, from
     the source's sentence files (column ``source`` = ``fallback:<name>``): ``({concept:
@@ -225,8 +238,10 @@ def alignment(
     ``fallback`` source's sentences (``fallback_share``, ``n_concepts_fallback``; the judged
     pairs with such a concept: ``n_pairs_with_fallback``) and give every statistic again on the
     pairs where neither concept fell back (columns ``<statistic>_no_fallback``; the same values
-    when no concept fell back); a mix of styles is also warned about in the log. Without them
-    these columns are empty (nan)."""
+    when no concept fell back); a mix of styles is also warned about in the log. Concepts whose
+    sentence files record that they have none (left out of a ``too_few: leave_out`` source) are
+    counted (``n_concepts_left_out``) and their pairs dropped from every measure. Without the
+    files these columns are empty (nan)."""
     from expertalign.judgments import read_judgment_set
 
     judgments = read_judgment_set(judgment_name, judgment, data_dir)
@@ -234,6 +249,21 @@ def alignment(
     table = word_pair_similarities(pairs, judgments, words)
     measures = [c for c in table.columns if c.startswith(("jaccard", "cosine"))]
     known = sentence_files is not None
+    left_out = left_out_concepts(sentence_files) if known else {}
+    if left_out:
+        # a source that leaves out concepts has no expert set for them: their pairs are not
+        # compared (nor their baselines, so every measure is on the same pairs)
+        without = table["concept_a"].isin(left_out) | table["concept_b"].isin(left_out)
+        log.warning(
+            "%s: %d concepts have no sentences in this source and are left out, and with them "
+            "%d of the %d judged pairs: %s",
+            source,
+            len(left_out),
+            int(without.sum()),
+            len(table),
+            ", ".join(sorted(left_out)),
+        )
+        table = table[~without].reset_index(drop=True)
     fell_back, n_concepts = fallback_concepts(sentence_files) if known else ({}, 0)
     if known:
         warn_mixed_styles(source, fell_back, n_concepts)
@@ -246,6 +276,7 @@ def alignment(
         "fallback_share": (len(fell_back) / n_concepts if n_concepts else 0.0) if known else np.nan,
         "n_concepts_fallback": len(fell_back) if known else np.nan,
         "n_pairs_with_fallback": int(with_fallback.sum()) if known else np.nan,
+        "n_concepts_left_out": len(left_out) if known else np.nan,
     }
     rows, comparisons = [], []
     base = {"source": source, "judgment": judgment_name, "model": model, "checkpoint": revision}

@@ -87,14 +87,24 @@ def _men_scores(men: pd.DataFrame | None) -> dict[frozenset[str], float]:
 
 
 def _read_concepts(
-    concepts: Sequence[str], sentence_files: Sequence[str], table: pd.DataFrame, bank, settings
+    concepts: Sequence[str],
+    sentence_files: Sequence[str],
+    table: pd.DataFrame,
+    bank,
+    settings,
+    leave_out: bool = False,
 ) -> tuple[list[_Concept], list[dict]]:
     from expertalign.causal import split_positives
     from expertalign.sentence_filters import dedupe_key
-    from expertalign.sentences import read_concept_sentences
+    from expertalign.sentences import failure_of, read_concept_sentences
 
     checked, rows = [], []
     for concept, path in zip(concepts, sentence_files):
+        if leave_out and (reason := failure_of(path)) is not None:
+            note = f"left out of this source (too_few: leave_out): {reason}"
+            log.warning("concept %s skipped: %s", concept, note)
+            rows.append({"record": "skipped", "concept": concept, "note": note})
+            continue
         texts = read_concept_sentences(path)["text"].tolist()
         distinct = len({dedupe_key(t) for t in texts})
         if distinct < MIN_DISTINCT:
@@ -134,13 +144,16 @@ def causal(
     data_dir: str = "",
     weights_record: str | None = None,
     config: Mapping | None = None,
+    leave_out: bool = False,
 ) -> None:
     """The causal check of one (source, model, checkpoint): ``concepts`` and their
     ``sentence_files`` (same order), the source's negative bank, the concept table (word and
     part of speech), the neutral prompts, ``judgment`` (``name`` and ``spec`` of the judgment set
     whose pairs give the MEN scores, read from ``data_dir``) and
     ``settings`` (:meth:`expertalign.plan.Campaign.causal_settings`); writes ``output``
-    atomically. ``expert_settings``: the expert jobs' negatives mode and seed, max_tokens."""
+    atomically. ``expert_settings``: the expert jobs' negatives mode and seed, max_tokens.
+    ``leave_out``: a concept whose sentence file records that it has none is skipped (a
+    ``skipped`` row) rather than stopping the job."""
     import pyarrow as pa
 
     from expertalign import causal as cz
@@ -162,7 +175,7 @@ def causal(
         from expertalign.judgments import read_judgment_set
 
         men = read_judgment_set(judgment["name"], judgment["spec"], data_dir)
-    checked, rows = _read_concepts(concepts, sentence_files, table, bank, settings)
+    checked, rows = _read_concepts(concepts, sentence_files, table, bank, settings, leave_out)
     if len(checked) < 2:
         raise ValueError(
             f"{output}: only {len(checked)} of {len(concepts)} concepts have {MIN_DISTINCT} "

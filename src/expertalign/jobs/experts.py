@@ -22,6 +22,7 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 
 from expertalign.paths import expert_shard, hub_revision, parse_run
@@ -92,8 +93,13 @@ def experts(
     settings: Mapping,
     weights_record: str | None = None,
     config: Mapping | None = None,
+    leave_out: bool = False,
 ) -> None:
     """AP vectors of a shard's concepts for one (model, revision): one model load, one pass.
+
+    A concept whose sentence file records that it has none stops the shard, unless
+    ``leave_out`` (the source's ``too_few: leave_out``): then the shard has no row for it and
+    the log says why (a shard all of whose concepts are left out has no rows).
 
     ``weights_record``: the model's prefetch marker; its Hub commit is what is loaded, and its
     commit and weights hash go into the shard's metadata (:mod:`expertalign.provenance`). The
@@ -108,9 +114,14 @@ def experts(
     bank = pd.read_parquet(bank_file).sort_values("bank_rank", kind="stable")
     bank_ids = bank["sentence_id"].tolist()
     shard = []
-    from expertalign.sentences import read_concept_sentences
+    from expertalign.sentences import failure_of, read_concept_sentences
 
     for concept, path in zip(concepts, sentence_files):
+        if leave_out and (reason := failure_of(path)) is not None:
+            log.warning(
+                "concept %s left out of this source (too_few: leave_out): %s", concept, reason
+            )
+            continue
         frame = read_concept_sentences(path)  # a concept without sentences stops this shard only
         if frame.empty:
             raise ValueError(f"{path}: no sentences for concept {concept!r}")
@@ -137,6 +148,13 @@ def experts(
     )
     lm = load_model_for(model, revision, commit)
     origin = {**weights_metadata(model, lm, record), **provenance.run_metadata(config)}
+    metadata = {
+        "model": model["name"],
+        "source": model["source"],
+        "revision": revision,
+        "random_init": str(model.get("random_init", False)),
+        **origin,
+    }
     layout = find_units(lm.model)
     log.info(
         "loaded %s@%s in %.1fs: %d units",
@@ -145,6 +163,19 @@ def experts(
         time.perf_counter() - start,
         layout.n_units,
     )
+    if not shard:
+        write_table_atomic(
+            expertise_table(
+                [],
+                np.zeros((0, layout.n_units), dtype=np.float32),
+                n_pos=[],
+                n_neg=[],
+                metadata=metadata,
+            ),
+            output,
+        )
+        log.info("wrote %s: every concept of the shard left out, no rows", output)
+        return
     result = shard_expertise(
         lm,
         layout,
@@ -167,13 +198,7 @@ def experts(
         result.ap,
         n_pos=result.n_positives,
         n_neg=result.n_negatives,
-        metadata={
-            "model": model["name"],
-            "source": model["source"],
-            "revision": revision,
-            "random_init": str(model.get("random_init", False)),
-            **origin,
-        },
+        metadata=metadata,
         unit_stats=result.unit_stats,
     )
     write_table_atomic(table, output)

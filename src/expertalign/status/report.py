@@ -79,6 +79,9 @@ class StatusReport:
     jobs: list[JobStatus]
     #: (sentence set, concept, sentence file, why it has no sentences)
     failed_concepts: list[tuple[str, str, str, str]] = field(default_factory=list)
+    #: sentence sources that leave such a concept out (``too_few: leave_out``) instead of
+    #: stopping the expert jobs that need it
+    leave_out_sources: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> list[JobStatus]:
@@ -251,6 +254,7 @@ def campaign_status(
         rows=_rows(statuses, _paper_seconds(campaign) if estimate else None),
         jobs=statuses,
         failed_concepts=failed_concepts(campaign, workdir),
+        leave_out_sources=[source for source in campaign.sources if campaign.leaves_out(source)],
     )
 
 

@@ -95,13 +95,19 @@ def format_status(report: StatusReport, max_listed: int = 50) -> str:
         )
     if report.totals["queued"]:
         out.append("queued: pending in SLURM, or planned by the running controller, not started")
-    if report.failed_concepts:
+    left_out = [f for f in report.failed_concepts if f[0] in report.leave_out_sources]
+    failed = [f for f in report.failed_concepts if f[0] not in report.leave_out_sources]
+    if failed:
         from expertalign.sentences import retry_hint
 
-        out += ["", f"Concepts without sentences ({len(report.failed_concepts)}):"]
-        for name, concept, path, why in report.failed_concepts[:max_listed]:
+        out += ["", f"Concepts without sentences ({len(failed)}):"]
+        for name, concept, path, why in failed[:max_listed]:
             out.append(f"  {concept} ({name}): {why}")
             out.append(f"    remedy: {retry_hint(path)}")
+    if left_out:
+        out += ["", f"Concepts left out of their source (too_few: leave_out) ({len(left_out)}):"]
+        for name, concept, _path, why in left_out[:max_listed]:
+            out.append(f"  {concept} ({name}): {why.partition(': ')[2] or why}")
     for title, group in (("Failed jobs", report.failed), ("Incomplete jobs", report.incomplete)):
         if not group:
             continue
