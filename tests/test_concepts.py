@@ -267,7 +267,7 @@ def test_make_concepts_reproduces_the_committed_table(tmp_path):
                 "--men-corpus-min",
                 str(BROWN_SOURCE_MIN),
                 "--min-pairs",
-                "170",
+                "230",
                 "--data-dir",
                 str(DATA),
                 "--out",
