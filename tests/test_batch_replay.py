@@ -32,12 +32,14 @@ def test_a_queued_batch_keeps_its_name_after_others_finish(tmp_path):
     config = load_config(REPO / "config/config.yaml")
     campaign = Campaign({**config, "results": str(results)})
     ids = campaign.concept_ids
+    per = config["sentences"]["concepts_per_job"]
     write_sentences(campaign, "brown", ids)
-    write_sentences(campaign, "generated", ids[40:])  # 40 concepts still to generate
+    # two whole batches and 4 concepts of the third still to generate
+    write_sentences(campaign, "generated", ids[2 * per + 4 :])
     before = planned_batches(results)
     assert {b for s, b in before if s == "generated"} == {"gpu-000", "gpu-001", "gpu-002"}, before
 
-    write_sentences(campaign, "generated", ids[:16])  # batch gpu-000 finished
+    write_sentences(campaign, "generated", ids[:per])  # batch gpu-000 finished
     after = planned_batches(results)
     assert {b for s, b in after if s == "generated"} == {"gpu-001", "gpu-002"}, after
     # the other sets' batches (the pilot's pools) are planned as before

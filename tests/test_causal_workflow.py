@@ -42,6 +42,12 @@ def test_the_table_has_every_source_and_model(tiny_run, summary):
     k = tiny_run.config["causal"]["cross_k"]
     judged = summary[summary["set"] == f"k={k}"]
     assert len(judged) == len(SOURCES) * len(MODELS)
+    # every configured unit set, the tau sets too, for every source and model
+    sets = {f"k={k}" for k in tiny_run.config["causal"]["k"]}
+    sets |= {f"tau={t:g}" for t in tiny_run.config["causal"]["taus"]}
+    assert any(name.startswith("tau=") for name in sets)
+    for _, rows in summary.groupby(["source", "model"]):
+        assert sets <= set(rows["set"]), rows["set"].tolist()
     assert judged["necessity_holds"].notna().all() and judged["sufficiency_holds"].notna().all()
     _assert_png(tiny_run.results / "figures/causal.png")
 

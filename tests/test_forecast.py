@@ -76,10 +76,11 @@ def test_measured_costs_replace_the_paper_ones(tmp_path):
     fc = forecast(campaign, measured=tmp_path)
     experts = fc.table[fc.table["rule"] == "experts"].set_index("model")
     assert fc.measured_models == ("smollm2-135m", "smollm2-135m-random")
-    # 2 s per concept for generated sentences, 4 s for Brown's, 64 concepts each
+    # 64 s and 128 s for the first shard's concepts, for every concept of the table
+    n, first = len(campaign.concept_ids), len(campaign.shard_concepts("0000"))
     for model in ("smollm2-135m", "smollm2-135m-random"):
         assert experts.loc[model, "basis"] == "measured"
-        assert experts.loc[model, "gpu_hours"] == pytest.approx(64 * (2.0 + 4.0) / 3600)
+        assert experts.loc[model, "gpu_hours"] == pytest.approx(n * (64 + 128) / first / 3600)
 
     only_generated = tmp_path / "generated-only"
     bench = paths.expert_benchmark(only_generated, "generated", "smollm2-135m", "final", "0001")
@@ -88,7 +89,8 @@ def test_measured_costs_replace_the_paper_ones(tmp_path):
     fc = forecast(campaign, measured=only_generated)
     experts = fc.table[fc.table["rule"] == "experts"].set_index("model")
     # Brown is not measured for any model: the model's own mean stands in for it
-    assert experts.loc["smollm2-135m", "gpu_hours"] == pytest.approx(64 * 2 * 1.0 / 3600)
+    second = len(campaign.shard_concepts("0001"))
+    assert experts.loc["smollm2-135m", "gpu_hours"] == pytest.approx(n * 2 * 32 / second / 3600)
 
 
 def test_calibration_targets_are_one_shard_per_trained_model(paper):

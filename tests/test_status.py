@@ -372,3 +372,29 @@ def test_concepts_without_sentences_are_listed_with_reason_and_remedy(campaign, 
     text = format_status(report)
     assert "Concepts without sentences (1):" in text
     assert f"delete {path} to try again" in text
+
+
+def test_concepts_a_source_leaves_out_are_listed_apart_from_failures(tmp_path):
+    """In a source with too_few: leave_out, a concept without sentences is no failure: status
+    lists it under its own heading, without a remedy, and still lists a failure elsewhere."""
+    from expertalign.sentences import write_failed_sentences
+
+    with contextlib.chdir(REPO):
+        config = load_config(TINY)
+        config["sentences"]["sources"]["brown"]["too_few"] = "leave_out"
+        campaign = Campaign({**config, "results": "results"})
+        campaign.sentence_sets  # noqa: B018 - reads the provided files, here
+    assert campaign.leaves_out("brown") and not campaign.leaves_out("generated")
+    left, failed = campaign.concept_ids[0], campaign.concept_ids[1]
+    for source, concept in (("brown", left), ("generated", failed)):
+        path = campaign.sentence_sets[source].outputs[concept]
+        write_failed_sentences(tmp_path / path, concept, "TooFewSentencesError: 3 of 8", "fp")
+    report = campaign_status(campaign, workdir=str(tmp_path), slurm=False, estimate=False)
+    text = format_status(report)
+    _, _, rest = text.partition("Concepts without sentences (1):")
+    assert f"{failed} (generated)" in rest.split("\n\n")[0]
+    assert (
+        f"Concepts left out of their source (too_few: leave_out) (1):\n  {left} (brown): " in text
+    )
+    assert f"{left} (brown)" not in rest.split("\n\n")[0]
+    assert text.count("remedy:") == 1

@@ -156,8 +156,18 @@ def campaign(args, concepts: Path, spp_pairs: Path, n_per_level: int) -> dict:
         "results": str(args.results),
         "models": models,
         "sentences": {
-            # config/config.yaml's generated source off; Brown only (no generator to load)
-            "sources": {"generated": None, "brown": {"backend": "corpus"}},
+            # config/config.yaml's generated source off; Brown only (no generator to load), with
+            # this config's sizes, not the default Brown source's own (40 positives, its own
+            # negatives, leave_out), which a config laid over config/config.yaml inherits
+            "sources": {
+                "generated": None,
+                "brown": {
+                    "backend": "corpus",
+                    "n_positives": args.n_positives,
+                    "negatives": None,
+                    "too_few": "stop",
+                },
+            },
             "backend": "corpus",
             "concepts_per_job": args.concepts_per_job,
             "n_positives": args.n_positives,
