@@ -73,3 +73,26 @@ def cosine_of_ap(a: np.ndarray, b: np.ndarray) -> float:
     """Cosine of two AP vectors, in float64."""
     a, b = a.astype(np.float64), b.astype(np.float64)
     return float(a @ b / np.sqrt((a @ a) * (b @ b)))
+
+
+def random_sentences(
+    concept: str,
+    n: int,
+    rng: np.random.Generator,
+    words,
+    *,
+    prompt: str = "facts",
+    source: str = "test",
+) -> pd.DataFrame:
+    """A concept's sentence table (the workflow's columns): ``n`` sentences of 6 random
+    ``words`` each, ending in the concept's name."""
+    texts = [" ".join(rng.choice(words, size=6)) + f" {concept}" for _ in range(n)]
+    return pd.DataFrame(
+        {
+            "sentence_id": [f"{concept}:{i:04d}" for i in range(n)],
+            "concept": concept,
+            "text": texts,
+            "prompt": prompt,
+            "source": source,
+        }
+    )

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from synthetic_data import random_sentences
 from tiny_models import TINY_LLAMA
 
 from expertalign.config import (
@@ -106,16 +107,7 @@ def _shard_inputs(tmp_path: Path, failed: set[str]) -> tuple[list[str], str, lis
     rng = np.random.default_rng(0)
 
     def frame(concept: str, n: int) -> pd.DataFrame:
-        texts = [" ".join(rng.choice(WORDS, size=6)) + f" {concept}" for _ in range(n)]
-        return pd.DataFrame(
-            {
-                "sentence_id": [f"{concept}:{i:04d}" for i in range(n)],
-                "concept": concept,
-                "text": texts,
-                "prompt": "corpus",
-                "source": "corpus:brown",
-            }
-        )
+        return random_sentences(concept, n, rng, WORDS, prompt="corpus", source="corpus:brown")
 
     concepts = ["cat", "dog", "car"]
     frames = {c: frame(c, 8) for c in concepts}

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 from huggingface_hub import constants as hub_constants
+from synthetic_data import random_sentences
 from tiny_models import WORDS, tiny_model, word_tokenizer
 
 from expertalign import provenance
@@ -114,16 +115,7 @@ def _shard_inputs(tmp_path: Path) -> tuple[list[str], str, list[str]]:
     rng = np.random.default_rng(0)
 
     def frame(concept: str, n: int) -> pd.DataFrame:
-        texts = [" ".join(rng.choice(WORDS, size=6)) + f" {concept}" for _ in range(n)]
-        return pd.DataFrame(
-            {
-                "sentence_id": [f"{concept}:{i:04d}" for i in range(n)],
-                "concept": concept,
-                "text": texts,
-                "prompt": "facts",
-                "source": "test",
-            }
-        )
+        return random_sentences(concept, n, rng, WORDS)
 
     concepts = ["cat", "dog"]
     frames = [frame(c, 12) for c in concepts] + [frame(f"filler{i}", 20) for i in range(3)]
