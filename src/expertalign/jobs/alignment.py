@@ -15,6 +15,7 @@ Each job reads its inputs, computes, and writes its outputs atomically (``write_
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping, Sequence
 
@@ -278,18 +279,22 @@ def alignment(
         "n_pairs_with_fallback": int(with_fallback.sum()) if known else np.nan,
         "n_concepts_left_out": len(left_out) if known else np.nan,
     }
+
+    def no_fallback(stats: Mapping[str, float], names: Sequence[str], again) -> dict[str, float]:
+        """The ``_no_fallback`` columns: empty without the sentence files, the all-pairs numbers
+        when no concept fell back (the same pairs), else ``again`` on the clean pairs, if any
+        statistic can be computed there."""
+        if not known:
+            return {f"{name}_no_fallback": np.nan for name in names}
+        if not subset:
+            return _no_fallback_columns(stats, names, len(clean))
+        return _no_fallback_columns(again(clean) if enough else None, names, len(clean))
+
     rows, comparisons = [], []
     base = {"source": source, "judgment": judgment_name, "model": model, "checkpoint": revision}
     for measure in measures:
         stats = _spearman_stats(table, measure, n_boot=n_boot, seed=seed)
-        if not known:
-            clean_stats = {name: np.nan for name in NO_FALLBACK_ALIGNMENT}
-        elif not subset:
-            clean_stats = stats
-        else:
-            clean_stats = (
-                _spearman_stats(clean, measure, n_boot=n_boot, seed=seed) if enough else None
-            )
+        again = functools.partial(_spearman_stats, measure=measure, n_boot=n_boot, seed=seed)
         name, _, tau = measure.partition("@")
         rows.append(
             {
@@ -298,22 +303,15 @@ def alignment(
                 "tau": float(tau) if tau else np.nan,
                 **stats,
                 **fallback,
-                **_no_fallback_columns(clean_stats, NO_FALLBACK_ALIGNMENT, len(clean)),
+                **no_fallback(stats, NO_FALLBACK_ALIGNMENT, again),
             }
         )
     for experts in (m for m in measures if m.startswith("jaccard")):
         for other in (m for m in measures if not m.startswith("jaccard")):
             stats = _comparison_stats(table, experts, other, n_boot=n_boot, seed=seed)
-            if not known:
-                clean_stats = {name: np.nan for name in NO_FALLBACK_COMPARISON}
-            elif not subset:
-                clean_stats = stats
-            else:
-                clean_stats = (
-                    _comparison_stats(clean, experts, other, n_boot=n_boot, seed=seed)
-                    if enough
-                    else None
-                )
+            again = functools.partial(
+                _comparison_stats, experts=experts, other=other, n_boot=n_boot, seed=seed
+            )
             comparisons.append(
                 {
                     **base,
@@ -321,7 +319,7 @@ def alignment(
                     "baseline": other,
                     **stats,
                     **fallback,
-                    **_no_fallback_columns(clean_stats, NO_FALLBACK_COMPARISON, len(clean)),
+                    **no_fallback(stats, NO_FALLBACK_COMPARISON, again),
                 }
             )
     log.info(
