@@ -34,6 +34,7 @@ __all__ = [
     "check_openai_url",
     "check_model_source",
     "sentence_sources",
+    "source_block",
     "source_negatives",
     "source_leaves_out",
     "SOURCE_NEGATIVES_KEYS",
@@ -250,7 +251,8 @@ def sentence_sources(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     return merged
 
 
-def _source_block(config: Mapping[str, Any], source: str) -> Mapping[str, Any]:
+def source_block(config: Mapping[str, Any], source: str) -> Mapping[str, Any]:
+    """The keys ``sentences.sources.<source>`` sets itself (empty if none, or if it is off)."""
     return ((config.get("sentences") or {}).get("sources") or {}).get(source) or {}
 
 
@@ -265,21 +267,21 @@ def source_negatives(config: Mapping[str, Any], source: str) -> dict[str, Any]:
     ...                  "brown")
     {'n_negatives': 100, 'bank_size': 120, 'seed': 0}
     """
-    return {**config["negatives"], **(_source_block(config, source).get("negatives") or {})}
+    return {**config["negatives"], **(source_block(config, source).get("negatives") or {})}
 
 
 def source_leaves_out(config: Mapping[str, Any], source: str) -> bool:
     """Whether a concept that cannot get its sentences in ``source`` is left out of that
     source's expert sets and alignment (``too_few: leave_out``) instead of stopping the expert
     job that needs it (``stop``, the default)."""
-    return _source_block(config, source).get("too_few", "stop") == "leave_out"
+    return source_block(config, source).get("too_few", "stop") == "leave_out"
 
 
 def _check_source_only_keys(config: Mapping[str, Any], sources: Mapping[str, Any]) -> None:
     primary = next(iter(sources))
     for name in sources:
         key = f"sentences.sources.{name}"
-        block = _source_block(config, name)
+        block = source_block(config, name)
         negatives = block.get("negatives")
         if negatives is not None:
             if not isinstance(negatives, Mapping):
@@ -315,7 +317,7 @@ def _check_sources(config: Mapping[str, Any]) -> None:
     _check_source_only_keys(config, sources)
     for name, settings in sources.items():
         key = f"sentences.sources.{name}"
-        overrides = (config["sentences"].get("sources") or {}).get(name) or {}
+        overrides = source_block(config, name)
         if settings.get("backend") != "corpus" and settings.get("fallback") is not None:
             where = f"{key}.fallback" if "fallback" in overrides else "sentences.fallback"
             raise ConfigError(

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from expertalign.config import ConfigError, sentence_sources, source_negatives
+from expertalign.config import ConfigError, sentence_sources, source_block, source_negatives
 
 __all__ = [
     "check_config_files",
@@ -126,7 +126,7 @@ def min_bank_size(bank_source_concepts: int, n_negatives: int) -> int:
 
 def _negatives_key(config: Mapping[str, Any], source: str, key: str) -> str:
     """Where ``source``'s negatives ``key`` is set: its own block or the shared one."""
-    own = ((config["sentences"].get("sources") or {}).get(source) or {}).get("negatives") or {}
+    own = source_block(config, source).get("negatives") or {}
     return f"sentences.sources.{source}.negatives.{key}" if key in own else f"negatives.{key}"
 
 
@@ -161,12 +161,11 @@ def check_bank_size(config: Mapping[str, Any]) -> None:
 def check_corpora(config: Mapping[str, Any]) -> None:
     """A corpus of one's own (``sentences.sources.<name>.corpus``: a path) exists and is a
     .txt file, or a Parquet file with a ``text`` column."""
-    block = config.get("sentences", {})
     for name, settings in sentence_sources(config).items():
         corpus = settings.get("corpus")
         if settings.get("backend") != "corpus" or corpus in (None, "brown"):
             continue
-        own = (block.get("sources") or {}).get(name) or {}
+        own = source_block(config, name)
         key = f"sentences.sources.{name}.corpus" if "corpus" in own else "sentences.corpus"
         path = Path(corpus)
         if not path.is_file():
@@ -194,7 +193,7 @@ def check_corpora(config: Mapping[str, Any]) -> None:
 
 
 def _provided_key(config: Mapping[str, Any], source: str) -> str:
-    own = ((config.get("sentences", {}).get("sources") or {}).get(source)) or {}
+    own = source_block(config, source)
     return f"sentences.sources.{source}.provided" if "provided" in own else "sentences.provided"
 
 
@@ -266,7 +265,7 @@ def check_ratios(config: Mapping[str, Any]) -> None:
         try:
             check_ratio(settings["n_positives"], n_negatives, tolerance=tolerance)
         except ValueError as err:
-            own = (config["sentences"].get("sources") or {}).get(name) or {}
+            own = source_block(config, name)
             positives = (
                 f"sentences.sources.{name}.n_positives"
                 if "n_positives" in own
