@@ -182,6 +182,40 @@ def test_word_nll_scores_the_word_and_its_inflections_only():
     assert not causal.names_concept("a catalogue", "cat", "noun")
 
 
+def _full_logit_nll(model, tokenizer, sentences, select):
+    """The NLL of every selected token of each sentence, one sentence at a time from the full
+    logits of the whole sentence: the definition the scored-position shortcut must equal."""
+    total, count = 0.0, 0
+    for text in sentences:
+        encoded = tokenizer(text, return_offsets_mapping=True, return_special_tokens_mask=True)
+        ids = [tokenizer.bos_token_id, *encoded["input_ids"]]
+        offsets = [(0, 0), *encoded["offset_mapping"]]
+        special = [1, *encoded["special_tokens_mask"]]
+        with torch.inference_mode():
+            logp = torch.log_softmax(model(input_ids=torch.tensor([ids])).logits[0].double(), -1)
+        for t in range(1, len(ids)):
+            if not special[t] and select(text, offsets[t]):
+                total, count = total - float(logp[t - 1, ids[t]]), count + 1
+    return total / count
+
+
+@pytest.mark.parametrize("arch", ["gpt_neox", "gpt2", "llama"])
+def test_word_and_text_nll_equal_the_full_logits_of_each_sentence(arch):
+    model, tokenizer = tiny_model(arch), word_tokenizer()
+    sentences = ["the cat sat on the mat this morning", "a dog and a cat", "cats", "the dog sat"]
+
+    def on_cat(text, offset):
+        a, b = offset
+        spans = [m.span() for m in causal.concept_pattern("cat", "noun").finditer(text)]
+        return b > a and any(a < end and b > start for start, end in spans)
+
+    word = causal.word_nll(model, tokenizer, sentences, "cat", "noun", max_tokens=16)
+    assert word.mean == pytest.approx(_full_logit_nll(model, tokenizer, sentences, on_cat), 1e-5)
+    text = causal.text_nll(model, tokenizer, sentences, max_tokens=16)
+    every = _full_logit_nll(model, tokenizer, sentences, lambda text, offset: True)
+    assert text.mean == pytest.approx(every, rel=1e-5)
+
+
 @pytest.mark.parametrize("arch", ["gpt_neox", "gpt2", "llama"])
 def test_set_units_sets_values_and_leaves_the_model_unchanged(arch):
     model, tokenizer = tiny_model(arch), word_tokenizer()

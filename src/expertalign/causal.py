@@ -402,29 +402,68 @@ def _encode(tokenizer, texts: Sequence[str], max_length: int):
     return result
 
 
+def _keeps_selected_logits(model: torch.nn.Module) -> bool:
+    """Whether ``model.forward`` takes ``logits_to_keep`` (transformers' causal LMs do), so that
+    the vocabulary projection runs only at the positions scored."""
+    return "logits_to_keep" in inspect.signature(model.forward).parameters
+
+
 def _sequence_nll(
-    model: torch.nn.Module, sequences: Sequence[Sequence[int]], max_tokens: int
+    model: torch.nn.Module,
+    sequences: Sequence[Sequence[int]],
+    max_tokens: int,
+    scored: Sequence[Sequence[int]] | None = None,
 ) -> list[NDArray[np.float64]]:
-    """Per sequence, the NLL (nats) of each token given the ones before it (NaN for the first)."""
+    """Per sequence, the NLL (nats) of each token given the ones before it; NaN for the first
+    token and for any token not in ``scored`` (per sequence, positions >= 1; default all).
+
+    A causal model's prediction of a token depends only on the tokens before it, so each
+    sequence runs only up to its last scored token, and the vocabulary projection and softmax
+    (for a 49k vocabulary, most of the cost of a short sentence) run only at the scored
+    positions where the model allows it (``logits_to_keep``)."""
     device = next(model.parameters()).device
     result: list[NDArray[np.float64]] = [np.full(len(s), np.nan) for s in sequences]
+    if scored is None:
+        scored = [range(1, len(s)) for s in sequences]
+    wanted_at = [sorted({int(t) for t in positions}) for positions in scored]
+    for i, positions in enumerate(wanted_at):
+        if positions and not 1 <= positions[0] <= positions[-1] < len(sequences[i]):
+            raise ValueError(f"scored positions {positions} outside sequence {i} (1 to end)")
+    lengths = [positions[-1] + 1 if positions else 0 for positions in wanted_at]
+    selective = _keeps_selected_logits(model)
     with torch.inference_mode():
-        for batch in token_batches([max(len(s), 1) for s in sequences], max_tokens):
-            batch = [i for i in batch if len(sequences[i]) > 1]
+        for batch in token_batches([max(n, 1) for n in lengths], max_tokens):
+            batch = [i for i in batch if lengths[i] > 1]
             if not batch:
                 continue
-            longest = max(len(sequences[i]) for i in batch)
+            longest = max(lengths[i] for i in batch)
             ids = torch.zeros((len(batch), longest), dtype=torch.long)
             mask = torch.zeros((len(batch), longest), dtype=torch.long)
+            # keep[row, t - 1]: the logits at position t - 1 predict token t
+            keep = torch.zeros((len(batch), longest), dtype=torch.bool)
             for row, i in enumerate(batch):
-                ids[row, : len(sequences[i])] = torch.tensor(list(sequences[i]))
-                mask[row, : len(sequences[i])] = 1
+                ids[row, : lengths[i]] = torch.tensor(list(sequences[i][: lengths[i]]))
+                mask[row, : lengths[i]] = 1
+                keep[row, [t - 1 for t in wanted_at[i]]] = True
+            targets = ids[:, 1:][keep[:, :-1]]
             ids, mask = ids.to(device), mask.to(device)
-            logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
-            logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-            nll = -logp.gather(-1, ids[:, 1:, None]).squeeze(-1).double().cpu().numpy()
-            for row, i in enumerate(batch):
-                result[i][1:] = nll[row, : len(sequences[i]) - 1]
+            logits = None
+            if selective:
+                logits = model(
+                    input_ids=ids,
+                    attention_mask=mask,
+                    use_cache=False,
+                    logits_to_keep=keep.to(device),
+                ).logits
+                if logits.shape[:-1] != targets.shape:  # an older transformers: positions only
+                    selective, logits = False, None
+            if logits is None:
+                logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits[keep]
+            logp = torch.log_softmax(logits.float(), dim=-1)
+            nll = -logp.gather(-1, targets.to(device)[:, None]).squeeze(-1).double().cpu().numpy()
+            rows, columns = keep.nonzero(as_tuple=True)  # row-major, as boolean indexing orders
+            for value, row, column in zip(nll, rows.tolist(), columns.tolist()):
+                result[batch[row]][column + 1] = value
     return result
 
 
@@ -451,12 +490,13 @@ def _token_nll(model, tokenizer, sentences, select, max_length: int, max_tokens:
     if len(sentences) == 0:
         raise ValueError("no sentences to score")
     encoded = _encode(tokenizer, sentences, max_length)
-    nlls = _sequence_nll(model, [ids for ids, _, _ in encoded], max_tokens)
-    sums, counts = np.zeros(len(sentences)), np.zeros(len(sentences), dtype=np.int64)
-    for i, ((_ids, offsets, special), nll) in enumerate(zip(encoded, nlls)):
-        keep = [t for t in range(1, len(nll)) if not special[t] and select(i, offsets[t])]
-        sums[i], counts[i] = float(nll[keep].sum()) if keep else 0.0, len(keep)
-    return TokenNLL(sums, counts)
+    scored = [
+        [t for t in range(1, len(ids)) if not special[t] and select(i, offsets[t])]
+        for i, (ids, offsets, special) in enumerate(encoded)
+    ]
+    nlls = _sequence_nll(model, [ids for ids, _, _ in encoded], max_tokens, scored)
+    sums = np.array([float(nll[keep].sum()) for nll, keep in zip(nlls, scored)])
+    return TokenNLL(sums, np.array([len(keep) for keep in scored], dtype=np.int64))
 
 
 def word_nll(
@@ -658,8 +698,9 @@ def continuation_perplexity(
     sequences, shape = [], (len(generations.prompts), len(generations.seeds))
     for ids, rows in zip(generations.prompt_ids, generations.continuation_ids):
         sequences.extend([ids + row for row in rows])
-    nlls = _sequence_nll(model, sequences, max_tokens)
     lengths = [len(row) for rows in generations.continuation_ids for row in rows]
+    scored = [range(len(s) - n, len(s)) for s, n in zip(sequences, lengths)]
+    nlls = _sequence_nll(model, sequences, max_tokens, scored)
     ppl = [math.exp(float(nll[-n:].mean())) if n else math.nan for nll, n in zip(nlls, lengths)]
     return np.array(ppl).reshape(shape)
 
