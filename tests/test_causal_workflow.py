@@ -7,11 +7,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from scipy import stats as sps
 from workflow_helpers import SOURCES, _assert_png
 
 from expertalign import paths
+from expertalign.analysis.causal import pairs as causal_pairs
+from expertalign.analysis.causal import summarize
 from expertalign.causal import empirical_p, share_beating_null
+from expertalign.plan import Campaign
 from expertalign.sentence_filters import dedupe_key
 
 pytestmark = pytest.mark.slow
@@ -19,12 +23,24 @@ pytestmark = pytest.mark.slow
 MODELS = ("tiny-llama", "tiny-llama-random")
 
 
+def _parts(tiny_run) -> dict[str, list[str]]:
+    from expertalign.config import load_config
+
+    return Campaign(load_config(str(tiny_run.configfile))).causal_parts()
+
+
+def _read_parts(results, source: str, model: str, parts) -> pd.DataFrame:
+    files = [paths.causal_file(results, source, model, "final", part) for part in parts]
+    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+
+
 @pytest.fixture(scope="module")
 def jobs(tiny_run) -> dict[tuple[str, str], pd.DataFrame]:
+    """Per (source, model): its parts' tables, concatenated."""
+    parts = _parts(tiny_run)
+    assert len(parts) == 2 and min(map(len, parts.values())) >= 1  # the matrix spans jobs
     return {
-        (source, model): pd.read_parquet(
-            paths.causal_file(tiny_run.results, source, model, "final")
-        )
+        (source, model): _read_parts(tiny_run.results, source, model, parts)
         for source in SOURCES
         for model in MODELS
     }
@@ -132,7 +148,11 @@ def test_cross_concept_rho_is_spearman_over_the_stored_pairs(tiny_run, jobs):
     finite = 0
     for (source, model), frame in jobs.items():
         cross = frame[frame["record"] == "cross"].set_index(["ablated", "concept"])["delta_nll"]
-        pairs = frame[(frame["record"] == "pair") & (frame["set"] == top)]
+        checked = frame.loc[frame["record"] == "effect", "concept"].unique()
+        # every checked concept's experts ablated against every checked concept, across parts
+        assert set(cross.index) == {(a, b) for a in checked for b in checked}
+        pairs = causal_pairs(frame)
+        pairs = pairs[pairs["set"] == top]
         assert len(pairs) >= 3
         for a, b, effect in zip(pairs["concept"], pairs["other"], pairs["cross_effect"]):
             assert effect == pytest.approx((cross[a, b] + cross[b, a]) / 2)
@@ -148,3 +168,34 @@ def test_cross_concept_rho_is_spearman_over_the_stored_pairs(tiny_run, jobs):
             else:
                 assert np.isnan(row["rho"])
     assert finite, "no job has a defined cross-concept rho"
+
+
+def test_the_check_in_parts_equals_one_job_of_all_its_concepts(tiny_run, jobs, tmp_path):
+    """The tiny run checks its 3 concepts in 2 jobs; one job of all 3 (concepts_per_job: 3, on
+    a copy of the run) gives the same rows, pairs and summary."""
+    from workflow_helpers import copy_of_run
+
+    copy = copy_of_run(tiny_run, tmp_path / "run")
+    config = copy.config
+    config["causal"]["concepts_per_job"] = 3
+    copy.configfile.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    whole = paths.causal_file(copy.results, "brown", "tiny-llama", "final", "0000")
+    copy.snakemake("--cores", "2", "--forcerun", whole, "--allowed-rules", "causal", whole)
+    one = pd.read_parquet(whole)
+    parted = jobs["brown", "tiny-llama"]
+    key = ["record", "concept", "set", "draw", "ablated", "side", "text"]
+
+    def ordered(frame: pd.DataFrame) -> pd.DataFrame:
+        frame = frame.drop(columns=["units"]).reindex(columns=sorted(parted.columns.drop("units")))
+        return frame.sort_values(key, kind="stable", na_position="first").reset_index(drop=True)
+
+    assert len(one) == len(parted)
+    pd.testing.assert_frame_equal(ordered(one), ordered(parted), check_exact=False, rtol=1e-5)
+
+    def unit_sets(frame: pd.DataFrame) -> dict:
+        rows = frame[frame["record"] == "units"]
+        return {(c, s): sorted(u) for c, s, u in zip(rows["concept"], rows["set"], rows["units"])}
+
+    assert unit_sets(one) == unit_sets(parted)
+    pd.testing.assert_frame_equal(causal_pairs(one), causal_pairs(parted), rtol=1e-5)
+    pd.testing.assert_frame_equal(summarize(one, n_boot=200), summarize(parted, n_boot=200))

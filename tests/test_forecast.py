@@ -177,3 +177,35 @@ def test_the_forward_floor_is_flops_over_an_a100(paper):
     assert fc.floor_hours["pythia-12b"] == pytest.approx(expected)
     assert fc.floor_hours["pythia-12b-random"] == pytest.approx(expected / 7)
     assert "performance goal: under 40 GPU-hours" in format_forecast(fc)
+
+
+def test_the_paper_causal_check_runs_in_parts_that_fit_a_day(paper):
+    """config/paper.yaml's causal check (50 concepts at the spec's sizes) is cut into parts of 2
+    concepts; each job's limit is 3x its predicted GPU time plus loading, which for
+    Pythia-12b (on the large cards, like its expert jobs) stays under a day."""
+    from expertalign.resources import causal_job_runtime_minutes, causal_job_seconds, causal_work
+
+    campaign, fc = paper
+    parts = campaign.causal_parts()
+    assert len(parts) == 25 and {len(c) for c in parts.values()} == {2}
+    assert sum(parts.values(), []) == campaign.causal_concepts()
+    rows = fc.table[fc.table["rule"].isin(["causal", "causal_large"])].set_index("model")
+    assert (rows["jobs"] == len(campaign.sources) * 25).all()
+    assert rows.at["pythia-12b", "rule"] == "causal_large" == rows.at["pythia-12b-random", "rule"]
+    assert rows.at["pythia-70m", "rule"] == "causal"
+    shape = model_shape("EleutherAI/pythia-12b")
+    work = causal_work(
+        campaign.causal_settings(),
+        n_part=2,
+        n_concepts=50,
+        n_positives=400,
+        bank_rows=campaign.bank_rows(),
+        n_units=shape.n_units,
+        n_prompts=10,
+    )
+    seconds = causal_job_seconds(shape, work)
+    limit = campaign.causal_job_resources("pythia-12b", 2)["runtime"]
+    assert limit == causal_job_runtime_minutes(shape, work)
+    assert 3 * seconds / 60 < limit <= 24 * 60
+    load = shape.n_parameters * 2 / 1e9
+    assert rows.at["pythia-12b", "gpu_hours"] == pytest.approx(25 * (seconds + load) / 3600)

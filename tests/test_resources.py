@@ -107,3 +107,36 @@ def test_estimate_matches_the_measured_peak_on_the_cpu(n_concepts, n_positives, 
     predicted = need.total_bytes - need.parts["weights"] - need.parts["runtime"]
     added = measured["peak"] - measured["baseline"]
     assert abs(added - predicted) <= 0.15 * added, (added, need.describe())
+
+
+def test_causal_work_counts_each_forward_pass_of_a_job():
+    """A part of 2 concepts (of 4) with 40 positives (20 held out), 3 unit sets (k 10 and 100,
+    one tau) x 21 draws, 5 neutral sentences, the judged set forced from 2 of 12 prompts x 2
+    seeds x 3 tokens: counted by hand from jobs.causal's loops."""
+    settings = {
+        "k": [10, 100, 5000],  # 5000 > the model's units: no such set
+        "taus": [0.5],
+        "n_random": 20,
+        "n_neutral": 5,
+        "test_fraction": 0.5,
+        "forcing": "judged",
+        "n_prompts": 2,
+        "n_seeds": 2,
+        "max_new_tokens": 3,
+    }
+    work = resources.causal_work(
+        settings, n_part=2, n_concepts=4, n_positives=40, bank_rows=120, n_units=1000, n_prompts=12
+    )
+    # per concept: (1 + 3 x 21) x (20 + 5) scored, its experts on 4 concepts x 20, and
+    # (1 + 21) generations x 2 prompts x 2 seeds scored; plus 4 x 20 unmodified
+    assert work.scored == 2 * (64 * 25 + 4 * 20 + 22 * 2 * 2) + 4 * 20
+    assert work.recorded == 2 * 20 + 120
+    assert work.decode_steps == 2 * 22 * 2 * 3
+    none = resources.causal_work(
+        {**settings, "forcing": "none"},
+        n_part=2, n_concepts=4, n_positives=40, bank_rows=120, n_units=1000, n_prompts=12,
+    )  # fmt: skip
+    assert none.decode_steps == 0 and none.scored == work.scored - 2 * 22 * 2 * 2
+    shape = model_shape("EleutherAI/pythia-12b")
+    longer = resources.causal_job_runtime_minutes(shape, dataclasses.replace(work, scored=10**6))
+    assert longer > resources.causal_job_runtime_minutes(shape, work) >= 15

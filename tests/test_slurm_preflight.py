@@ -54,8 +54,10 @@ def _expert_resources(attempt: int) -> dict[str, int]:
 def test_every_rule_asks_for_more_on_its_retry():
     """Evaluated as Snakemake evaluates the profile: each rule under set-resources, and one
     on default-resources, doubles memory and time on attempt 2; GPU rules move from gpu_model
-    to large_gpu_model, experts_large from large_gpu_model to retry_large_gpu_model."""
-    rules = [r for r in SET_RESOURCES if r not in ("experts", "experts_large")]
+    to large_gpu_model, experts_large and causal_large from large_gpu_model to
+    retry_large_gpu_model."""
+    sized = ("experts", "experts_large", "causal", "causal_large")
+    rules = [r for r in SET_RESOURCES if r not in sized]
     for rule in [*rules, "collect_sentences"]:
         first, _ = job_resources(rule, {}, 1)
         retry, _ = job_resources(rule, {}, 2)
@@ -68,10 +70,13 @@ def test_every_rule_asks_for_more_on_its_retry():
         else:
             assert "gpu" not in retry and "gpu_model" not in retry, (rule, retry)
             assert first["slurm_partition"] == retry["slurm_partition"] == SITE["cpu_partition"]
-    # the expert rules size memory and time themselves (and double them): the profile keeps them
+    # the expert and causal rules size memory and time themselves (and double them): the
+    # profile keeps them
     for rule, tiers in [
         ("experts", ("gpu_model", "large_gpu_model")),
         ("experts_large", ("large_gpu_model", "retry_large_gpu_model")),
+        ("causal", ("gpu_model", "large_gpu_model")),
+        ("causal_large", ("large_gpu_model", "retry_large_gpu_model")),
     ]:
         for attempt, tier in zip((1, 2), tiers, strict=True):
             values, threads = job_resources(rule, _expert_resources(attempt), attempt)

@@ -21,7 +21,10 @@ Where the predictions come from (column ``basis``):
   136 s for 12b), interpolated log-log in the parameter count
   (:func:`expertalign.resources.published_seconds_per_concept`), scaled by
   ``sentences.n_positives + negatives.bank_size`` against the paper's 400 + 1,000 sentences, plus
-  loading the weights at :data:`LOAD_BYTES_PER_SECOND` per job.
+  loading the weights at :data:`LOAD_BYTES_PER_SECOND` per job. For the causal check: its
+  forward passes counted by :func:`expertalign.resources.causal_work`, every sentence at that
+  per-sentence rate and every sampling step at :data:`DECODE_BYTES_PER_SECOND`
+  (:func:`expertalign.resources.causal_job_seconds`).
 * ``decode``: sentence generation, by a memory-bandwidth model of sampling (each decoding step
   reads the generator's weights once: :data:`DECODE_BYTES_PER_SECOND`), for the lists one
   concept needs (``ceil(n_positives / 10)`` lists of ``max_new_tokens`` in batches of
@@ -41,6 +44,8 @@ import pandas as pd
 
 from expertalign import paths
 from expertalign.plan import PILOT_POOLS, Campaign
+from expertalign.resources import DECODE_BYTES_PER_SECOND
+from expertalign.resources import PAPER_SENTENCES_PER_CONCEPT as _PAPER_SENTENCES
 
 __all__ = [
     "Forecast",
@@ -58,9 +63,6 @@ __all__ = [
 
 # Reading weights from a node's cache into GPU memory (an assumption, not measured on a cluster).
 LOAD_BYTES_PER_SECOND = 1.0e9
-# Effective bytes of weights per second a sampling step reads on an A100 (about half of its
-# 2 TB/s HBM bandwidth; an assumption until a site's generation benchmark replaces it).
-DECODE_BYTES_PER_SECOND = 1.0e12
 # Sampling rounds per concept: the first, plus rounds that refill rejected lines (assumed 1.5).
 GENERATION_ROUNDS = 1.5
 # The project's performance goal for config/paper.yaml, generation included (README, Performance).
@@ -71,8 +73,6 @@ GOAL_GPU_HOURS = 40.0
 TOKENS_PER_SENTENCE = 24
 A100_BF16_FLOPS = 312e12
 FORWARD_UTILISATION = 0.4
-# The paper's sentences per concept behind its App. K costs.
-_PAPER_SENTENCES = 400 + 1000
 _LOCAL_RULES = {
     "prefetch",
     "sentences_from_batch",
@@ -221,6 +221,33 @@ def _generation_seconds_per_concept(settings: dict) -> float:
     return steps * n_parameters * 2 / DECODE_BYTES_PER_SECOND
 
 
+def _causal_costs(campaign: Campaign, model: str) -> tuple[float, list[int], dict[str, int]]:
+    """GPU seconds of one source's causal jobs on ``model`` at the paper's rate
+    (:func:`expertalign.resources.causal_job_seconds`, loading included; 0 if its shape is
+    unknown), each part's time limit, and the largest part's resources."""
+    from expertalign.resources import causal_job_seconds, causal_work
+
+    shape = _shape(campaign, model)
+    parts = [len(concepts) for concepts in campaign.causal_parts().values()]
+    limits = [campaign.causal_job_resources(model, n)["runtime"] for n in parts]
+    sizes = campaign.causal_job_resources(model, max(parts))
+    if shape is None:
+        return 0.0, limits, sizes
+    seconds = 0.0
+    for n_part in parts:
+        work = causal_work(
+            campaign.causal_settings(),
+            n_part=n_part,
+            n_concepts=len(campaign.causal_concepts()),
+            n_positives=campaign.n_positives(),
+            bank_rows=campaign.bank_rows(),
+            n_units=shape.n_units,
+            n_prompts=campaign.n_causal_prompts(),
+        )
+        seconds += causal_job_seconds(shape, work) + _load_seconds(campaign, model)
+    return seconds, limits, sizes
+
+
 def forecast(campaign: Campaign, measured: str | Path | None = None) -> Forecast:
     """The cost table of ``campaign`` (see the module doc); ``measured``: a results folder whose
     expert benchmark files replace the paper's per-concept costs for the models they cover."""
@@ -232,7 +259,6 @@ def forecast(campaign: Campaign, measured: str | Path | None = None) -> Forecast
         "embedding_baselines": 240,
         "generate_sentences": 240,
         "pilot": 240,
-        "causal": 1440,
     }
 
     def add(rule, model="", checkpoint="", *, jobs, gpu="", gpu_hours=0.0, limit_min=60,
@@ -319,11 +345,15 @@ def forecast(campaign: Campaign, measured: str | Path | None = None) -> Forecast
     add("development", jobs=1, mem_mb=16000)
     if config["spp"]["enabled"]:
         add("spp", jobs=1, mem_mb=8000)
-    if config["causal"]["enabled"]:  # one GPU job per source and model (final checkpoint)
+    if config["causal"]["enabled"]:  # GPU jobs per source, model (final checkpoint) and part
+        checked = campaign.causal_sources()
         for model in campaign.models:
-            add("causal", model, campaign.revisions(model)[-1], jobs=len(sources),
-                gpu="large" if campaign.needs_large_gpu(model) else "standard",
-                limit_min=profile_limits["causal"], mem_mb=64000, basis="unknown")  # fmt: skip
+            seconds, limits, sizes = _causal_costs(campaign, model)
+            large = campaign.needs_large_gpu(model)
+            add("causal_large" if large else "causal", model, campaign.revisions(model)[-1],
+                jobs=len(checked) * len(limits), gpu="large" if large else "standard",
+                gpu_hours=len(checked) * seconds / 3600, limit_min=sum(limits) / len(limits),
+                mem_mb=sizes["mem_mb"], basis="paper" if seconds else "unknown")  # fmt: skip
         add("causal_summary", jobs=1, mem_mb=0)
     for rule in ("cost_table", "alignment_summary", "comparison_summary", "alignment_figure",
                  "baseline_figure", "provenance_table"):  # fmt: skip

@@ -197,9 +197,12 @@ def domains_table(results: str | os.PathLike[str], model: str, revision: str) ->
     return f"{os.fspath(results)}/domains/{model}/{revision}.parquet"
 
 
-def causal_file(results: str | os.PathLike[str], source: str, model: str, revision: str) -> str:
-    """A causal-check job's table (expertalign.jobs.causal): effects, nulls, split, pairs."""
-    return f"{os.fspath(results)}/causal/{source}/{model}/{revision}.parquet"
+def causal_file(
+    results: str | os.PathLike[str], source: str, model: str, revision: str, part: str
+) -> str:
+    """A causal-check job's table (expertalign.jobs.causal): effects, nulls, split, its rows of
+    the cross-concept matrix and its concepts' unit sets, for one part of the concepts."""
+    return f"{os.fspath(results)}/causal/{source}/{model}/{revision}/part-{part}.parquet"
 
 
 _RUN = re.compile(r"experts/([^/]+)/([^/]+)/([^/]+)/shard-(\d+)\.(?:arrow|tsv)$")

@@ -45,6 +45,7 @@ __all__ = [
     "MODEL_LOAD_KEYS",
     "EXPERT_SETTINGS",
     "UNSIZED_EXPERT_JOB",
+    "UNSIZED_CAUSAL_JOB",
     "SentenceSet",
     "Campaign",
     "canonical",
@@ -64,6 +65,8 @@ EXPERT_SETTINGS = ("max_length", "unit_stats")
 # Used for a model whose architecture is neither cached nor a reference model (see
 # expertalign.resources.model_shape): the sizes every expert job asked for before estimates.
 UNSIZED_EXPERT_JOB = {"mem_mb": 64000, "gpu_mem_mb": 80000, "runtime": 480}
+# A causal job's resources where the model's shape is unknown (no config in the cache).
+UNSIZED_CAUSAL_JOB = {"mem_mb": 64000, "gpu_mem_mb": 80000, "runtime": 1440}
 # What sentence generation needs of a concept (so editing its domain regenerates nothing).
 GENERATION_FIELDS = ("concept", "word", "pos", "definition")
 
@@ -482,8 +485,9 @@ class Campaign:
         """What a causal job computes from besides its concepts, model and inputs (params), in
         canonical form; the τ sets default to experts.taus."""
         # not what a job computes from: the switch, the prompts (a file: an input), the summary's
-        # resamples and the judgment set (its pairs are read from input files)
-        skip = ("enabled", "prompts", "n_boot", "judgment")
+        # resamples, the judgment set (its pairs are read from input files), the jobs' size (a
+        # job's own concepts are a param of their own) and the sources (a wildcard)
+        skip = ("enabled", "prompts", "n_boot", "judgment", "concepts_per_job", "sources")
         settings = {k: v for k, v in self.config["causal"].items() if k not in skip}
         if settings.get("taus") is None:
             settings["taus"] = list(self.taus)
@@ -493,6 +497,83 @@ class Campaign:
                 f"{settings['k']} (the pass criterion is judged on that top-k set)"
             )
         return canonical(settings)
+
+    def causal_sources(self) -> list[str]:
+        """The sentence sources the causal check runs on (causal.sources; null: every one)."""
+        chosen = self.config["causal"].get("sources")
+        if chosen is None:
+            return list(self.sources)
+        unknown = [s for s in chosen if s not in self.sources]
+        if unknown:
+            raise ValueError(
+                f"config causal.sources: {unknown} are not sentence sources "
+                f"({', '.join(self.sources)})"
+            )
+        return [s for s in self.sources if s in chosen]
+
+    def causal_parts(self) -> dict[str, list[str]]:
+        """The causal check's jobs per (source, model): consecutive blocks of
+        causal.concepts_per_job of :meth:`causal_concepts`, by part id (0000, 0001, ...)."""
+        concepts = self.causal_concepts()
+        size = int(self.config["causal"]["concepts_per_job"])
+        return {
+            paths.shard_id(k): concepts[start : start + size]
+            for k, start in enumerate(range(0, len(concepts), size))
+        }
+
+    def n_causal_prompts(self) -> int:
+        """Prompts a causal job generates from (the file's, or causal.n_prompts of them)."""
+        from expertalign.jobs.causal import read_prompts
+
+        path = self.config["causal"]["prompts"]
+        try:
+            n_file = len(read_prompts(path))
+        except OSError as err:
+            raise ValueError(f"config causal.prompts: cannot read {path}: {err}") from err
+        return min(n_file, self.config["causal"].get("n_prompts") or n_file)
+
+    def causal_job_resources(self, model: str, n_part: int) -> dict[str, int]:
+        """Host memory, GPU memory and time limit of one causal job of ``n_part`` concepts on
+        ``model``, sized as an expert job is (:mod:`expertalign.resources`:
+        :func:`~expertalign.resources.causal_work` counts its forward passes); retries scale
+        them."""
+        from expertalign.resources import (
+            causal_job_runtime_minutes,
+            causal_work,
+            expert_job_memory,
+            host_memory_mb,
+            model_shape,
+        )
+
+        spec = self.models[model]
+        try:
+            shape = model_shape(spec["source"])
+        except ValueError as err:
+            log.warning("causal %s: using fixed sizes %s: %s", model, UNSIZED_CAUSAL_JOB, err)
+            return dict(UNSIZED_CAUSAL_JOB)
+        settings = self.causal_settings()
+        work = causal_work(
+            settings,
+            n_part=n_part,
+            n_concepts=len(self.causal_concepts()),
+            n_positives=self.n_positives(),
+            bank_rows=self.bank_rows(),
+            n_units=shape.n_units,
+            n_prompts=self.n_causal_prompts(),
+        )
+        gpu = expert_job_memory(
+            shape,
+            n_concepts=n_part,
+            n_positives=self.n_positives(),
+            bank_rows=self.bank_rows(),
+            dtype="float32" if spec.get("dtype") == "float32" else "bfloat16",
+            max_tokens=self.config["experts"]["max_tokens"],
+        )
+        return {
+            "mem_mb": host_memory_mb(gpu),
+            "gpu_mem_mb": gpu.total_mb,
+            "runtime": causal_job_runtime_minutes(shape, work),
+        }
 
     def concept_groups(self) -> dict[str, str]:
         """Domain concepts as "broader" or "specific" (others are neither)."""

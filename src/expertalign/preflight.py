@@ -90,12 +90,16 @@ SLURM_RULES = (
     "development",
     "spp",
     "causal",
+    "causal_large",
 )
 EXPERT_RULES = ("experts", "experts_large")
+# Rules whose jobs size their own resources from the campaign (scaled with the attempt).
+SIZED_RULES = (*EXPERT_RULES, "causal", "causal_large")
 # Threads a rule declares itself (used where the profile's set-threads does not name it).
-RULE_THREADS = {"experts": 2, "experts_large": 2, "pilot": 2, "causal": 2}
-# The resources of an expert job that the `experts` rule scales with the attempt
-# (workflow/rules/common.smk, expert_resource: the campaign's size times `attempt`).
+RULE_THREADS = {"experts": 2, "experts_large": 2, "pilot": 2, "causal": 2, "causal_large": 2}
+# The resources of an expert or causal job that its rule scales with the attempt
+# (workflow/rules/common.smk, expert_resource and causal_resource: the campaign's size times
+# `attempt`).
 EXPERT_SCALED = ("mem_mb", "gpu_mem_mb", "runtime")
 
 
@@ -551,9 +555,10 @@ def distinct_requests(
     Expert jobs: one request per rule (``experts``, or ``experts_large`` for a model beyond
     experts.standard_gpu_mem_mb) and distinct resources (a model's shards of different sizes:
     its last shard is smaller), with the campaign's sizes times the attempt, as the rule scales
-    them; ``label`` names the models and shard sizes. Every other rule that runs on SLURM (those
-    of :data:`SLURM_RULES` and any under the profile's set-resources): one request each, its
-    resources all the profile's.
+    them; ``label`` names the models and shard sizes. Causal jobs (if causal.enabled) alike,
+    per model and part size (``causal_large`` for the models of ``experts_large``). Every other
+    rule that runs on SLURM (those of :data:`SLURM_RULES` and any under the profile's
+    set-resources): one request each, its resources all the profile's.
     """
     requests: list[Request] = []
     for attempt in attempts:
@@ -570,13 +575,22 @@ def distinct_requests(
                 by_request.setdefault((rule, resources), []).append(
                     f"{model} ({n_concepts} concepts)"
                 )
+        if campaign.config["causal"]["enabled"]:
+            for model in campaign.models:
+                rule = "causal_large" if campaign.needs_large_gpu(model) else "causal"
+                for n_part in sorted({len(c) for c in campaign.causal_parts().values()}):
+                    sizes_of = campaign.causal_job_resources(model, n_part)
+                    resources = tuple((k, int(sizes_of[k]) * attempt) for k in EXPERT_SCALED)
+                    by_request.setdefault((rule, resources), []).append(
+                        f"{model} ({n_part} concepts)"
+                    )
         for (rule, resources), labels in by_request.items():
             requests.append(
                 Request(rule, dict(resources), attempt, RULE_THREADS.get(rule), ", ".join(labels))
             )
-        others = [r for r in SLURM_RULES if r not in EXPERT_RULES]
+        others = [r for r in SLURM_RULES if r not in SIZED_RULES]
         profile_rules = read_profile(profile).set_resources
-        others += [r for r in profile_rules if r not in others and r not in EXPERT_RULES]
+        others += [r for r in profile_rules if r not in others and r not in SIZED_RULES]
         for rule in others:
             label = "" if rule in profile_rules else "default-resources"
             requests.append(_rule_request(rule, attempt, label))

@@ -47,6 +47,12 @@ __all__ = [
     "shape_cache_dir",
     "expert_job_memory",
     "expert_job_runtime_minutes",
+    "CausalWork",
+    "causal_work",
+    "causal_job_seconds",
+    "causal_job_runtime_minutes",
+    "DECODE_BYTES_PER_SECOND",
+    "PAPER_SENTENCES_PER_CONCEPT",
     "host_memory_mb",
     "published_seconds_per_concept",
 ]
@@ -327,6 +333,76 @@ def expert_job_runtime_minutes(shape: ModelShape, n_concepts: int, margin: float
     shared file system) plus ``margin`` times the paper's own per-concept cost, at least 15 min."""
     load_s = shape.n_parameters * 2 / 200e6
     compute_s = margin * n_concepts * published_seconds_per_concept(shape.n_parameters)
+    return max(15, -(-int(load_s + compute_s) // 60) + 5)
+
+
+# The paper's sentences per concept behind its App. K costs (400 positives, 1,000 negatives).
+PAPER_SENTENCES_PER_CONCEPT = 400 + 1000
+# Effective bytes of weights per second a sampling step reads on an A100 (about half of its
+# 2 TB/s HBM bandwidth; an assumption until a site's benchmark replaces it).
+DECODE_BYTES_PER_SECOND = 1.0e12
+
+
+@dataclass(frozen=True)
+class CausalWork:
+    """The forward passes of one causal job (:func:`expertalign.jobs.causal.causal`):
+    ``recorded`` sentences run with every unit recorded (its concepts' selection positives and
+    the negative bank), ``scored`` sentences whose token NLL is computed (held-out and neutral
+    sentences per unit set and draw, the cross-concept matrix, the continuations), and
+    ``decode_steps`` sampling steps (each one forward pass of one prompt's seeds)."""
+
+    recorded: int
+    scored: int
+    decode_steps: int
+
+
+def causal_work(
+    settings: dict,
+    *,
+    n_part: int,
+    n_concepts: int,
+    n_positives: int,
+    bank_rows: int,
+    n_units: int,
+    n_prompts: int,
+) -> CausalWork:
+    """What one causal job of ``n_part`` concepts (out of the check's ``n_concepts``) runs, at
+    ``settings`` (:meth:`expertalign.plan.Campaign.causal_settings`), concepts of
+    ``n_positives`` distinct positives, a bank of ``bank_rows``, a model of ``n_units`` and a
+    prompt file of ``n_prompts`` lines. An upper bound: skipped concepts and empty sets count."""
+    n_test = min(max(int(settings["test_fraction"] * n_positives + 0.5), 1), n_positives - 1)
+    n_k_sets = len([k for k in settings["k"] if k <= n_units])
+    n_sets = n_k_sets + len(settings["taus"])
+    draws = 1 + settings["n_random"]
+    forced = {"all": n_sets, "k": n_k_sets, "judged": 1, "none": 0}[settings["forcing"]]
+    generations = 1 + forced * draws if forced else 0  # the unmodified model's too
+    prompts = min(n_prompts, settings.get("n_prompts") or n_prompts)
+    per_concept = (
+        (1 + n_sets * draws) * (n_test + settings["n_neutral"])  # base and every set and draw
+        + n_concepts * n_test  # its experts ablated, every concept's word scored
+        + generations * prompts * settings["n_seeds"]  # continuations scored
+    )
+    return CausalWork(
+        recorded=n_part * (n_positives - n_test) + bank_rows,
+        scored=n_part * per_concept + n_concepts * n_test,  # every concept's unmodified NLL
+        decode_steps=n_part * generations * prompts * settings["max_new_tokens"],
+    )
+
+
+def causal_job_seconds(shape: ModelShape, work: CausalWork) -> float:
+    """GPU seconds of a causal job on an A100 at the paper's rate: every sentence (recorded or
+    scored) at the App. K cost per sentence of an expert job (conservative: scoring records no
+    unit), every sampling step reading the weights once at :data:`DECODE_BYTES_PER_SECOND`."""
+    per_sentence = published_seconds_per_concept(shape.n_parameters) / PAPER_SENTENCES_PER_CONCEPT
+    decode = work.decode_steps * shape.n_parameters * 2 / DECODE_BYTES_PER_SECOND
+    return (work.recorded + work.scored) * per_sentence + decode
+
+
+def causal_job_runtime_minutes(shape: ModelShape, work: CausalWork, margin: float = 3.0) -> int:
+    """Wall-time limit of a causal job, as for an expert job: loading the weights at 200 MB/s
+    plus ``margin`` times :func:`causal_job_seconds`, at least 15 min."""
+    load_s = shape.n_parameters * 2 / 200e6
+    compute_s = margin * causal_job_seconds(shape, work)
     return max(15, -(-int(load_s + compute_s) // 60) + 5)
 
 

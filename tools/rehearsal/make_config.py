@@ -205,6 +205,9 @@ def campaign(args, concepts: Path, spp_pairs: Path, n_per_level: int) -> dict:
             "n_negatives": [8, 15],
             "folds": 2,
         },
+        # config/config.yaml turns the causal check on; the rehearsal's shape is the expert
+        # campaign's, so this config keeps it off
+        "causal": {"enabled": False},
     }
 
 

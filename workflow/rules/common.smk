@@ -54,6 +54,7 @@ wildcard_constraints:
     model="|".join(MODELS),
     concept="[a-z0-9][a-z0-9_\\-]*",
     shard=r"\d{4}",
+    part=r"\d{4}",
     judgment="|".join(JUDGMENTS),
     slug="[^/]+",
 
@@ -353,12 +354,30 @@ def causal_judgment_files():
     return [spec["path"]] if "path" in spec else men_files(spec.get("split", "test"))
 
 
+def causal_part(part):
+    """The concepts one causal job checks (its part of the check's concepts)."""
+    parts = CAMPAIGN.causal_parts()
+    if part not in parts:
+        raise ValueError(f"causal part {part!r}: the check has parts {list(parts)}")
+    return parts[part]
+
+
+def causal_resource(name):
+    def resource(wildcards, attempt):
+        n_part = len(causal_part(wildcards.part))
+        return CAMPAIGN.causal_job_resources(wildcards.model, n_part)[name] * attempt
+
+    return resource
+
+
 def causal_tables():
-    """One causal check per sentence source and model, at the model's final checkpoint."""
+    """The causal check per sentence source and model, at the model's final checkpoint: one
+    table per part of its concepts."""
     return [
-        paths.causal_file(RESULTS, source, model, CAMPAIGN.revisions(model)[-1])
-        for source in SENTENCE_SOURCES
+        paths.causal_file(RESULTS, source, model, CAMPAIGN.revisions(model)[-1], part)
+        for source in CAMPAIGN.causal_sources()
         for model in MODELS
+        for part in CAMPAIGN.causal_parts()
     ]
 
 

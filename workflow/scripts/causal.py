@@ -18,6 +18,7 @@ causal.causal(
     model=snakemake.params.model,
     revision=snakemake.wildcards.revision,
     concepts=snakemake.params.concepts,
+    part=snakemake.params.part,
     n_negatives=snakemake.params.n_negatives,
     expert_settings={**snakemake.config["experts"], **snakemake.params.expert_settings},
     settings=snakemake.params.settings,

@@ -7,12 +7,13 @@
     >>> overlap = summary.overlap(frame, judged_k=100)       # Spearman rho of cross-effect
     >>> summary.plot_causal(table, "results/figures/causal.png")
 
-A job's table (:func:`expertalign.jobs.causal.causal`) holds rows of five kinds (column
-``record``): ``effect`` (one concept, unit set and draw: ``draw`` -1 is the experts, 0..n-1 the
-matched random sets), ``cross`` (ΔNLL of ``concept``'s word with ``ablated``'s top-k experts
-ablated), ``pair`` (an unordered pair of checked concepts with the Jaccard of one of their sets,
-its cross-effect and MEN score), ``split`` (each distinct positive sentence and its side) and
-``skipped``. Definitions: docs/ANALYSES.md, "Causal check of the experts".
+A job's table (:func:`expertalign.jobs.causal.causal`, one part of the check's concepts) holds
+rows of five kinds (column ``record``): ``effect`` (one concept, unit set and draw: ``draw`` -1
+is the experts, 0..n-1 the matched random sets), ``units`` (a concept's unit ids of one set),
+``cross`` (ΔNLL of ``concept``'s word with ``ablated``'s top-k experts ablated, and the pair's
+MEN score), ``split`` (each distinct positive sentence and its side) and ``skipped``. The pairs
+(:func:`pairs`) are assembled here from all parts. Definitions: docs/ANALYSES.md, "Causal check
+of the experts".
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import pandas as pd
 __all__ = [
     "RUN_KEYS",
     "pair_concepts",
+    "pairs",
     "summarize",
     "overlap",
     "plot_causal",
@@ -157,6 +159,50 @@ def summarize(frame: pd.DataFrame, *, judged_k: int = 100, n_boot: int = 2000) -
     return pd.DataFrame(rows)
 
 
+def _jaccard(a: np.ndarray | None, b: np.ndarray | None) -> float:
+    if a is None or b is None:
+        return math.nan
+    union = np.union1d(a, b).size
+    return np.intersect1d(a, b).size / union if union else math.nan
+
+
+def pairs(run: pd.DataFrame) -> pd.DataFrame:
+    """The pairs of one source x model x checkpoint (all its parts' rows): per unordered pair
+    of checked concepts (in the check's order) and unit set, the Jaccard of their sets, the
+    cross-effect (the mean of ΔNLL of B's word with A's experts ablated and of A's with B's)
+    and the MEN score (NaN if not judged)."""
+    cross = run[run["record"] == "cross"]
+    units = run[run["record"] == "units"]
+    columns = ["concept", "other", "set", "jaccard", "cross_effect", "men"]
+    if cross.empty:
+        return pd.DataFrame(columns=columns)
+    effect = dict(zip(zip(cross["ablated"], cross["concept"]), cross["delta_nll"].astype(float)))
+    men = dict(zip(zip(cross["ablated"], cross["concept"]), cross["men"].astype(float)))
+    members = {
+        (concept, name): np.asarray(ids, dtype=np.int64)
+        for concept, name, ids in zip(units["concept"], units["set"], units["units"])
+    }
+    names = list(dict.fromkeys([cross["set"].iloc[0], *units["set"]]))
+    checked = list(dict.fromkeys(cross["ablated"]))
+    rows = []
+    for i, a in enumerate(checked):
+        for b in checked[i + 1 :]:
+            if (a, b) not in effect or (b, a) not in effect:
+                continue
+            for name in names:
+                rows.append(
+                    {
+                        "concept": a,
+                        "other": b,
+                        "set": name,
+                        "jaccard": _jaccard(members.get((a, name)), members.get((b, name))),
+                        "cross_effect": (effect[a, b] + effect[b, a]) / 2,
+                        "men": men[a, b],
+                    }
+                )
+    return pd.DataFrame(rows, columns=columns)
+
+
 def overlap(frame: pd.DataFrame, *, judged_k: int = 100, n_boot: int = 2000) -> pd.DataFrame:
     """Per source x model x checkpoint: Spearman's rho (with a bootstrap CI over pairs,
     :func:`expertalign.stats.spearman_ci`) of the pairs' cross-effect with the Jaccard of each
@@ -166,8 +212,8 @@ def overlap(frame: pd.DataFrame, *, judged_k: int = 100, n_boot: int = 2000) -> 
     from expertalign.stats import spearman_ci
 
     rows = []
-    pairs = frame[frame["record"] == "pair"]
-    for key, run in pairs.groupby(RUN_KEYS, sort=False):
+    for key, everything in frame.groupby(RUN_KEYS, sort=False):
+        run = pairs(everything)
         top = f"k={judged_k}"
         tests = [("jaccard", name, group) for name, group in run.groupby("set", sort=False)]
         if (run["set"] == top).any():

@@ -71,11 +71,6 @@ def _unit_sets(ap: np.ndarray, settings: Mapping) -> list[tuple[str, str, float,
     return sets
 
 
-def _jaccard(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.union1d(a, b).size
-    return np.intersect1d(a, b).size / union if union else math.nan
-
-
 def _men_scores(men: pd.DataFrame | None) -> dict[frozenset[str], float]:
     if men is None:
         return {}
@@ -145,23 +140,23 @@ def causal(
     weights_record: str | None = None,
     config: Mapping | None = None,
     leave_out: bool = False,
+    part: Sequence[str] | None = None,
 ) -> None:
-    """The causal check of one (source, model, checkpoint): ``concepts`` and their
-    ``sentence_files`` (same order), the source's negative bank, the concept table (word and
-    part of speech), the neutral prompts, ``judgment`` (``name`` and ``spec`` of the judgment set
-    whose pairs give the MEN scores, read from ``data_dir``) and
-    ``settings`` (:meth:`expertalign.plan.Campaign.causal_settings`); writes ``output``
-    atomically. ``expert_settings``: the expert jobs' negatives mode and seed, max_tokens.
+    """The causal check of one part of one (source, model, checkpoint): ``concepts`` (all the
+    check's) and their ``sentence_files`` (same order), the source's negative bank, the concept
+    table (word and part of speech), the neutral prompts, ``judgment`` (``name`` and ``spec`` of
+    the judgment set whose pairs give the MEN scores, read from ``data_dir``) and ``settings``
+    (:meth:`expertalign.plan.Campaign.causal_settings`); writes ``output`` atomically.
+    ``part``: the concepts this job checks (default all): their experts, effects and nulls,
+    and their rows of the cross-concept matrix (their experts ablated, every checked concept's
+    word scored). ``expert_settings``: the expert jobs' negatives mode and seed, max_tokens.
     ``leave_out``: a concept whose sentence file records that it has none is skipped (a
     ``skipped`` row) rather than stopping the job."""
     import pyarrow as pa
 
-    from expertalign import causal as cz
     from expertalign import provenance
     from expertalign.concepts import load_concepts
-    from expertalign.extract import ConceptSentences, shard_expertise
     from expertalign.jobs.experts import load_model_for, weights_metadata
-    from expertalign.seeds import mix_seed
     from expertalign.storage import write_table_atomic
     from expertalign.units import find_units
 
@@ -175,12 +170,17 @@ def causal(
         from expertalign.judgments import read_judgment_set
 
         men = read_judgment_set(judgment["name"], judgment["spec"], data_dir)
-    checked, rows = _read_concepts(concepts, sentence_files, table, bank, settings, leave_out)
-    if len(checked) < 2:
+    own = set(concepts if part is None else part)
+    if not own <= set(concepts):
+        raise ValueError(f"{output}: part concepts {sorted(own - set(concepts))} are not checked")
+    everyone, rows = _read_concepts(concepts, sentence_files, table, bank, settings, leave_out)
+    if len(everyone) < 2:
         raise ValueError(
-            f"{output}: only {len(checked)} of {len(concepts)} concepts have {MIN_DISTINCT} "
+            f"{output}: only {len(everyone)} of {len(concepts)} concepts have {MIN_DISTINCT} "
             "distinct positives; the check needs two"
         )
+    rows = [row for row in rows if row["concept"] in own]
+    checked = [c for c in everyone if c.concept in own]
     record = provenance.read_record(weights_record) if weights_record else None
     start = time.perf_counter()
     lm = load_model_for(model, revision, (record or {}).get("commit", ""))
@@ -189,6 +189,30 @@ def causal(
     if settings["cross_k"] > layout.n_units:
         raise ValueError(f"causal.cross_k={settings['cross_k']} exceeds {layout.n_units} units")
     scoring = {"max_length": settings["max_length"], "max_tokens": expert_settings["max_tokens"]}
+    if checked:
+        rows += _check_part(lm, layout, checked, everyone, bank, prompts, men, n_negatives,
+                            expert_settings, settings, scoring)  # fmt: skip
+    frame = pd.DataFrame(rows)
+    frame.insert(0, "revision", revision)
+    frame.insert(0, "model", model["name"])
+    frame.insert(0, "source", source)
+    frame["random_init"] = bool(model.get("random_init", False))
+    meta = {**weights_metadata(model, lm, record), **provenance.run_metadata(config)}
+    arrow = pa.Table.from_pandas(frame, preserve_index=False)
+    arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}), **meta})
+    write_table_atomic(arrow, output)
+    log.info("wrote %s: %d concepts checked, %d rows", output, len(checked), len(frame))
+
+
+def _check_part(lm, layout, checked, everyone, bank, prompts, men, n_negatives, expert_settings,
+                settings, scoring) -> list[dict]:  # fmt: skip
+    """The rows of one part's concepts (``checked``): effects and nulls per unit set, their
+    unit sets, and their rows of the cross-concept matrix against ``everyone`` checked."""
+    from expertalign import causal as cz
+    from expertalign.extract import ConceptSentences, shard_expertise
+    from expertalign.seeds import mix_seed
+
+    rows: list[dict] = []
     chosen = shard_expertise(
         lm,
         layout,
@@ -303,61 +327,47 @@ def causal(
             len(sets),
             time.perf_counter() - began,
         )
-    rows += _cross_rows(lm, layout, checked, top_sets, neg_mean, base_word, settings, scoring, men)
-    frame = pd.DataFrame(rows)
-    frame.insert(0, "revision", revision)
-    frame.insert(0, "model", model["name"])
-    frame.insert(0, "source", source)
-    frame["random_init"] = bool(model.get("random_init", False))
-    meta = {**weights_metadata(model, lm, record), **provenance.run_metadata(config)}
-    arrow = pa.Table.from_pandas(frame, preserve_index=False)
-    arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}), **meta})
-    write_table_atomic(arrow, output)
-    log.info("wrote %s: %d concepts checked, %d rows", output, len(checked), len(frame))
+    rows += [
+        {"record": "units", "concept": concept, "set": name, "units": units.tolist()}
+        for concept, sets in top_sets.items()
+        for name, units in sets.items()
+    ]
+    rows += _cross_rows(lm, layout, checked, everyone, top_sets, neg_mean, base_word, settings,
+                        scoring, men)  # fmt: skip
+    return rows
 
 
-def _cross_rows(lm, layout, checked, top_sets, neg_mean, base_word, settings, scoring, men):
-    """The cross-concept matrix at causal.cross_k (rows ``cross``) and, per unordered pair,
-    its mean cross-effect with the Jaccard of each of their sets and the MEN score (``pair``)."""
-    from expertalign.causal import delta_word_nll
+def _cross_rows(lm, layout, checked, everyone, top_sets, neg_mean, base_word, settings, scoring,
+                men):  # fmt: skip
+    """The part's rows of the cross-concept matrix at causal.cross_k (rows ``cross``): each
+    of its concepts' experts ablated, every checked concept's word scored, with the pair's MEN
+    score (NaN if not judged)."""
+    from expertalign.causal import delta_word_nll, word_nll
 
     top = f"k={settings['cross_k']}"
-    cross: dict[tuple[str, str], float] = {}
+    scores = _men_scores(men)
     rows = []
+    for cb in everyone:
+        if cb.concept not in base_word:  # another part's concept: its unmodified NLL here
+            base_word[cb.concept] = word_nll(
+                lm.model, lm.tokenizer, cb.test, cb.word, cb.pos, **scoring
+            )
     for a, ca in enumerate(checked):
         units = top_sets[ca.concept][top]
-        for cb in checked:
+        for cb in everyone:
             ablate = (lm.model, lm.tokenizer, layout, units, neg_mean[a][units])
-            cross[ca.concept, cb.concept] = delta_word_nll(
-                *ablate, cb.test, cb.word, cb.pos, baseline=base_word[cb.concept], **scoring
-            )
             rows.append(
                 {
                     "record": "cross",
                     "concept": cb.concept,
                     "ablated": ca.concept,
                     "set": top,
-                    "delta_nll": cross[ca.concept, cb.concept],
+                    "delta_nll": delta_word_nll(
+                        *ablate, cb.test, cb.word, cb.pos, baseline=base_word[cb.concept], **scoring
+                    ),
+                    "men": scores.get(frozenset((ca.word.lower(), cb.word.lower())), math.nan),
                 }
             )
-    scores = _men_scores(men)
-    names = list(dict.fromkeys([top, *top_sets[checked[0].concept]]))
-    for a, ca in enumerate(checked):
-        for cb in checked[a + 1 :]:
-            effect = (cross[ca.concept, cb.concept] + cross[cb.concept, ca.concept]) / 2
-            score = scores.get(frozenset((ca.word.lower(), cb.word.lower())), math.nan)
-            for name in names:
-                rows.append(
-                    {
-                        "record": "pair",
-                        "concept": ca.concept,
-                        "other": cb.concept,
-                        "set": name,
-                        "jaccard": _jaccard(top_sets[ca.concept][name], top_sets[cb.concept][name]),
-                        "cross_effect": effect,
-                        "men": score,
-                    }
-                )
     return rows
 
 

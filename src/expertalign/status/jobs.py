@@ -165,12 +165,15 @@ def expected_jobs(campaign: Campaign) -> list[Job]:
     if config["spp"]["enabled"]:
         outputs = [f"{R}/tables/spp_{t}.csv" for t in ("overlap", "mixed_model")]
         add("spp", outputs=[*outputs, f"{R}/figures/spp_overlap.png"])
-    if config["causal"]["enabled"]:  # per source and model, at its final checkpoint
+    if config["causal"]["enabled"]:  # per source, model (final checkpoint) and part
         for model in campaign.models:
             rev = campaign.revisions(model)[-1]
-            for source in campaign.sources:
-                wildcards = _wildcards(source=source, model=model, revision=rev)
-                add("causal", model, rev, wildcards, [paths.causal_file(R, source, model, rev)])
+            rule = "causal_large" if campaign.needs_large_gpu(model) else "causal"
+            for source in campaign.causal_sources():
+                for part in campaign.causal_parts():
+                    wildcards = _wildcards(source=source, model=model, revision=rev, part=part)
+                    output = paths.causal_file(R, source, model, rev, part)
+                    add(rule, model, rev, wildcards, [output])
         outputs = [f"{R}/tables/causal{t}.csv" for t in ("", "_overlap")]
         add("causal_summary", outputs=[*outputs, f"{R}/figures/causal.png"])
     add("cost_table", outputs=[f"{R}/tables/cost.csv", f"{R}/tables/campaign_summary.csv"])
