@@ -225,3 +225,32 @@ def test_a_block_needs_the_gpu_only_for_members_still_to_generate(tmp_path):
     write_sentences_atomic(frame, campaign.sentence_sets["generated"].outputs[made], "other")
     again = campaign_in(load_config(path), tmp_path / "results")
     assert again.planned_batches("generated") == {"cpu-000": [made]}
+
+
+def test_causal_sources_and_parts(default_config, tmp_path):
+    """The default checks Brown only, in parts of 3 concepts; a source a config turns off is
+    left out of causal.sources, and a list with no source on (or a name that is no source) is
+    refused by key. Parts are blocks of the checked concepts, and a job's words are only its
+    concepts'."""
+    campaign = campaign_in(default_config, tmp_path)
+    assert campaign.causal_sources() == ["brown"]
+    concepts = campaign.causal_concepts()
+    assert len(concepts) == 6
+    parts = campaign.causal_parts()
+    assert parts == {"0000": concepts[:3], "0001": concepts[3:]}
+    assert set(campaign.causal_words()) == set(concepts)
+    both = copy.deepcopy(default_config)
+    both["causal"]["sources"] = None
+    assert campaign_in(both, tmp_path).causal_sources() == list(campaign.sources)
+    small = copy.deepcopy(default_config)
+    small["causal"]["concepts_per_job"] = 4
+    parts = campaign_in(small, tmp_path).causal_parts()
+    assert [len(c) for c in parts.values()] == [4, 2] and list(parts) == ["0000", "0001"]
+    off = copy.deepcopy(default_config)
+    off["sentences"]["sources"]["brown"] = None
+    with pytest.raises(ValueError, match=r"causal\.sources: \['brown'\] are all turned off"):
+        campaign_in(off, tmp_path).causal_sources()
+    off["sentences"]["sources"]["brown"] = default_config["sentences"]["sources"]["brown"]
+    off["causal"]["sources"] = ["brwon"]
+    with pytest.raises(ValueError, match=r"causal\.sources: \['brwon'\] are not sentence"):
+        campaign_in(off, tmp_path).causal_sources()

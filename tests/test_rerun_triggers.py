@@ -164,3 +164,19 @@ def test_touched_workflow_files_and_a_refetched_model_rerun_nothing(finished):
     finally:
         for path, stat in times.items():
             os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def test_adding_a_concept_makes_its_sentences_and_its_shards_only(finished, tmp_path):
+    """A row appended to the concept table: its sentences (one generation batch) and the expert
+    shard it joins, per source and model, then the reductions; no causal job (its params hold
+    only its own concepts' words, not the table), no pilot, bank or unit table."""
+    root, config = finished
+    table = (REPO / config["concepts"]).read_text(encoding="utf-8")
+    added = tmp_path / "concepts.tsv"
+    row = "snow\tsnow\tnoun\tprecipitation falling from clouds as ice crystals\t\t\n"
+    added.write_text(table + row, encoding="utf-8")
+    counts = planned(root, {**config, "concepts": str(added)})
+    assert counts["generate_sentences"] == 1 and counts["collect_sentences"] == 1, counts
+    assert counts["experts"] == 2 * 2, counts  # the last shard, per source x model
+    for rule in ("causal", "causal_summary", "pilot", "negative_bank", "units_table"):
+        assert rule not in counts, counts

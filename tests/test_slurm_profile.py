@@ -20,6 +20,7 @@ import yaml
 from slurm_cluster import (
     REPO,
     SLURM_PROFILE,
+    SNAKEMAKE,
     JobRecorder,
     profile_for_local_cluster,
     run_snakemake,
@@ -272,3 +273,97 @@ def test_preempted_expert_job_leaves_nothing_finished_and_reruns(local_slurm, ti
     assert rerun.returncode == 0, rerun.stdout[-8000:]
     _, after = read_expertise([shard])
     np.testing.assert_allclose(after, before, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_the_readme_restart_after_the_controller_dies(local_slurm, tiny_slurm_run, tmp_path):
+    """README "After the controller dies", step by step, on a real SLURM job: kill -9 the
+    controller while its expert job runs; `expertalign status` reports the lock without its
+    controller and lists the job still in SLURM; the job is awaited (squeue) before anything
+    else starts; then `--unlock` and a restart finish the shard, equal to before, and the two
+    SLURM jobs of that shard never ran at once (their times, as scontrol showed them)."""
+    import os
+    import signal
+
+    import numpy as np
+
+    from expertalign.storage import read_expertise
+
+    results, _logs, args, _ = tiny_slurm_run
+    shard = results / "experts" / "generated" / "tiny-llama" / "final" / "shard-0000.arrow"
+    _, before = read_expertise([shard])
+    shard.unlink()
+    job_log = results / "logs" / "experts" / "generated" / "tiny-llama" / "final"
+    job_log = job_log / "shard-0000.log"
+    job_log.unlink()
+    # the plugin's comment: rule_RULE_wildcards_ + the wildcard values joined by _
+    comment = "rule_experts_wildcards_generated_tiny-llama_final_0000"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    env.update({"HF_HUB_OFFLINE": "1", "EXPERTALIGN_ALLOW_NO_GPU": "1"})
+    deadline = time.monotonic() + 900
+    with JobRecorder(interval=1.0) as recorder:
+        earlier = set(recorder.jobs)  # the fixture's own jobs, still known to scontrol
+        controller = subprocess.Popen(
+            [SNAKEMAKE, *args, str(shard)],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        while not job_log.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        controller.send_signal(signal.SIGKILL)  # the controller only: its SLURM job runs on
+        controller.wait()
+        assert job_log.exists(), "the expert job never started"
+
+        # 1. status: the controller is gone, its job is still in SLURM
+        config = yaml.safe_load(Path(args[args.index("--configfile") + 1]).read_text())
+        config["results"] = str(results)
+        config["sentences"]["provided"] = args[args.index("--config") + 2].split("'")[3]
+        configfile = tmp_path / "config.yaml"
+        configfile.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+        expertalign = str(Path(SNAKEMAKE).with_name("expertalign"))
+        status = subprocess.run(
+            [expertalign, "status", "--configfile", str(configfile)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert status.returncode == 0, status.stdout + status.stderr
+        # other tests may run Snakemake in this directory; the dead one is never reported
+        assert f"pid {controller.pid}" not in status.stdout, status.stdout
+        in_slurm = subprocess.run(
+            ["squeue", "-h", "-o", "%i %k"], capture_output=True, text=True, check=True
+        ).stdout
+        orphans = [line.split()[0] for line in in_slurm.splitlines() if line.endswith(comment)]
+        assert orphans, f"the orphaned job is not in squeue: {in_slurm!r}"
+        assert any(job in status.stdout for job in orphans), status.stdout
+
+        # 2. let it finish (no new controller meanwhile)
+        while subprocess.run(
+            ["squeue", "-h", "-j", ",".join(orphans)], capture_output=True, text=True
+        ).stdout.strip():
+            assert time.monotonic() < deadline, "the orphaned job did not finish"
+            time.sleep(1)
+
+        # 3. unlock, restart: the shard is made again (Snakemake marked it incomplete)
+        unlocked = run_snakemake([*args, "--unlock"], cwd=REPO, timeout=300)
+        assert unlocked.returncode == 0, unlocked.stdout[-5000:]
+        restarted = run_snakemake([*args, str(shard)], cwd=REPO, timeout=900)
+        assert restarted.returncode == 0, restarted.stdout[-8000:]
+    _, after = read_expertise([shard])
+    np.testing.assert_allclose(after, before, atol=1e-6)
+    spans = sorted(
+        (fields["StartTime"], fields["EndTime"])
+        for fields in (
+            dict(item.split("=", 1) for item in line.split() if "=" in item)
+            for job, line in recorder.jobs.items()
+            if job not in earlier
+        )
+        if fields.get("Comment") == comment
+    )
+    assert len(spans) == 2, recorder.jobs  # the orphan, then the restart's
+    (_, first_end), (second_start, _) = spans
+    assert first_end <= second_start, spans

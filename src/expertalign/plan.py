@@ -481,6 +481,12 @@ class Campaign:
             settings["seed"],
         )
 
+    def causal_words(self) -> dict[str, list[str]]:
+        """The checked concepts' word and part of speech (what a causal job reads of the concept
+        table, as a param: a row added to the table reruns no causal job)."""
+        rows = self.concepts.set_index("concept")
+        return {c: [rows.at[c, "word"], rows.at[c, "pos"]] for c in self.causal_concepts()}
+
     def causal_settings(self) -> dict[str, Any]:
         """What a causal job computes from besides its concepts, model and inputs (params), in
         canonical form; the τ sets default to experts.taus."""
@@ -499,17 +505,27 @@ class Campaign:
         return canonical(settings)
 
     def causal_sources(self) -> list[str]:
-        """The sentence sources the causal check runs on (causal.sources; null: every one)."""
+        """The sentence sources the causal check runs on (causal.sources; null: every one). A
+        named source that a config turns off (``sentences.sources.NAME: null``, as configs laid
+        over config/config.yaml may do with its Brown source) is left out; a name that is no
+        source at all, or a list whose sources are all off, is an error."""
         chosen = self.config["causal"].get("sources")
         if chosen is None:
             return list(self.sources)
-        unknown = [s for s in chosen if s not in self.sources]
+        declared = self.config.get("sentences", {}).get("sources") or {}
+        unknown = [s for s in chosen if s not in declared and s not in self.sources]
         if unknown:
             raise ValueError(
                 f"config causal.sources: {unknown} are not sentence sources "
                 f"({', '.join(self.sources)})"
             )
-        return [s for s in self.sources if s in chosen]
+        kept = [s for s in self.sources if s in chosen]
+        if not kept:
+            raise ValueError(
+                f"config causal.sources: {chosen} are all turned off under sentences.sources; "
+                f"name one of {', '.join(self.sources)}, or set causal.sources: null (every one)"
+            )
+        return kept
 
     def causal_parts(self) -> dict[str, list[str]]:
         """The causal check's jobs per (source, model): consecutive blocks of

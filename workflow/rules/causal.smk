@@ -6,7 +6,6 @@ rule causal:
         sentences=causal_sentences,
         bank=bank_file(),
         model=prefetched_model,
-        concepts=config["concepts"],
         men=causal_judgment_files(),
         prompts=config["causal"]["prompts"],
     output:
@@ -30,6 +29,7 @@ rule causal:
         model=model_load_spec,
         concepts=lambda wildcards: causal_concepts(),
         part=lambda wildcards: causal_part(wildcards.part),
+        words=lambda wildcards: CAMPAIGN.causal_words(),
         n_negatives=source_n_negatives,
         expert_settings=source_expert_settings,
         settings=lambda wildcards: CAMPAIGN.causal_settings(),

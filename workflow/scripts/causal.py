@@ -11,7 +11,7 @@ runtime.start_job(
 causal.causal(
     snakemake.input.sentences,
     snakemake.input.bank,
-    snakemake.input.concepts,
+    snakemake.params.words,
     snakemake.input.prompts,
     snakemake.output.effects,
     source=snakemake.wildcards.source,

@@ -2,7 +2,7 @@
 
     >>> from expertalign.jobs import causal
     >>> causal.causal(sentence_files, "results/negatives/brown/bank-v1.parquet",
-    ...               "config/concepts.tsv", "config/causal_prompts.txt",
+    ...               {"cat": ["cat", "noun"], "dog": ["dog", "noun"]}, "config/causal_prompts.txt",
     ...               "results/causal/brown/smollm2-135m/final.parquet",
     ...               source="brown", model=spec, revision="final", concepts=["cat", "dog"],
     ...               n_negatives=35, expert_settings={"max_length": 128, "max_tokens": 8192},
@@ -84,7 +84,7 @@ def _men_scores(men: pd.DataFrame | None) -> dict[frozenset[str], float]:
 def _read_concepts(
     concepts: Sequence[str],
     sentence_files: Sequence[str],
-    table: pd.DataFrame,
+    words: Mapping[str, Sequence[str]],
     bank,
     settings,
     leave_out: bool = False,
@@ -115,16 +115,16 @@ def _read_concepts(
             for side, part in (("selection", split.selection), ("test", split.test))
             for text in part
         ]
-        row = table.loc[concept]
+        word, pos = words[concept]
         own = set(bank.loc[bank["concept"] == concept, "sentence_id"])
-        checked.append(_Concept(concept, row["word"], row["pos"], split.selection, split.test, own))
+        checked.append(_Concept(concept, word, pos, split.selection, split.test, own))
     return checked, rows
 
 
 def causal(
     sentence_files: Sequence[str],
     bank_file: str,
-    concepts_file: str,
+    words: Mapping[str, Sequence[str]],
     prompts_file: str,
     output: str,
     *,
@@ -143,9 +143,10 @@ def causal(
     part: Sequence[str] | None = None,
 ) -> None:
     """The causal check of one part of one (source, model, checkpoint): ``concepts`` (all the
-    check's) and their ``sentence_files`` (same order), the source's negative bank, the concept
-    table (word and part of speech), the neutral prompts, ``judgment`` (``name`` and ``spec`` of
-    the judgment set whose pairs give the MEN scores, read from ``data_dir``) and ``settings``
+    check's) and their ``sentence_files`` (same order), the source's negative bank, each
+    concept's ``words`` (word and part of speech), the neutral prompts, ``judgment`` (``name``
+    and ``spec`` of the judgment set whose pairs give the MEN scores, read from ``data_dir``)
+    and ``settings``
     (:meth:`expertalign.plan.Campaign.causal_settings`); writes ``output`` atomically.
     ``part``: the concepts this job checks (default all): their experts, effects and nulls,
     and their rows of the cross-concept matrix (their experts ablated, every checked concept's
@@ -155,14 +156,15 @@ def causal(
     import pyarrow as pa
 
     from expertalign import provenance
-    from expertalign.concepts import load_concepts
     from expertalign.jobs.experts import load_model_for, weights_metadata
     from expertalign.storage import write_table_atomic
     from expertalign.units import find_units
 
     if len(sentence_files) != len(concepts):
         raise ValueError(f"{len(concepts)} concepts but {len(sentence_files)} sentence files")
-    table = load_concepts(concepts_file).set_index("concept")
+    missing = [c for c in concepts if c not in words]
+    if missing:
+        raise ValueError(f"{output}: no word and part of speech for concepts {missing}")
     bank = pd.read_parquet(bank_file).sort_values("bank_rank", kind="stable")
     prompts = read_prompts(prompts_file)[: settings.get("n_prompts") or None]
     men = None
@@ -173,7 +175,7 @@ def causal(
     own = set(concepts if part is None else part)
     if not own <= set(concepts):
         raise ValueError(f"{output}: part concepts {sorted(own - set(concepts))} are not checked")
-    everyone, rows = _read_concepts(concepts, sentence_files, table, bank, settings, leave_out)
+    everyone, rows = _read_concepts(concepts, sentence_files, words, bank, settings, leave_out)
     if len(everyone) < 2:
         raise ValueError(
             f"{output}: only {len(everyone)} of {len(concepts)} concepts have {MIN_DISTINCT} "
