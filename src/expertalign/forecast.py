@@ -227,7 +227,7 @@ def _causal_costs(campaign: Campaign, model: str) -> tuple[float, list[int], dic
     """GPU seconds of one source's causal jobs on ``model`` at the paper's rate
     (:func:`expertalign.resources.causal_job_seconds`, loading included; 0 if its shape is
     unknown), each part's time limit, and the largest part's resources."""
-    from expertalign.resources import causal_job_seconds, causal_work
+    from expertalign.resources import causal_job_seconds
 
     shape = _shape(campaign, model)
     parts = [len(concepts) for concepts in campaign.causal_parts().values()]
@@ -235,18 +235,11 @@ def _causal_costs(campaign: Campaign, model: str) -> tuple[float, list[int], dic
     sizes = campaign.causal_job_resources(model, max(parts))
     if shape is None:
         return 0.0, limits, sizes
-    seconds = 0.0
-    for n_part in parts:
-        work = causal_work(
-            campaign.causal_settings(),
-            n_part=n_part,
-            n_concepts=len(campaign.causal_concepts()),
-            n_positives=campaign.n_positives(),
-            bank_rows=campaign.bank_rows(),
-            n_units=shape.n_units,
-            n_prompts=campaign.n_causal_prompts(),
-        )
-        seconds += causal_job_seconds(shape, work) + _load_seconds(campaign, model)
+    seconds = sum(
+        causal_job_seconds(shape, campaign.causal_work(shape.n_units, n_part))
+        + _load_seconds(campaign, model)
+        for n_part in parts
+    )
     return seconds, limits, sizes
 
 

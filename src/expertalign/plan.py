@@ -356,23 +356,18 @@ class Campaign:
 
     # ------------------------------------------------------------------ resources
 
-    @functools.cache  # noqa: B019
-    def expert_job_resources(self, model: str, n_concepts: int) -> dict[str, int]:
-        """Host memory, GPU memory and time limit of one expert job, from the model's shape and
-        the shard (documented in :mod:`expertalign.resources`); retries scale them."""
-        from expertalign.resources import (
-            expert_job_memory,
-            expert_job_runtime_minutes,
-            host_memory_mb,
-            model_shape,
-        )
+    def _job_memory(self, model: str, n_concepts: int, unsized: dict[str, int]):
+        """(the model's shape, the memory of a job holding ``n_concepts`` concepts' responses:
+        :func:`expertalign.resources.expert_job_memory`), or None, logged with the ``unsized``
+        sizes used instead, where the model's shape is not known."""
+        from expertalign.resources import expert_job_memory, model_shape
 
         spec = self.models[model]
         try:
             shape = model_shape(spec["source"])
         except ValueError as err:
-            log.warning("experts %s: using fixed sizes %s: %s", model, UNSIZED_EXPERT_JOB, err)
-            return dict(UNSIZED_EXPERT_JOB)
+            log.warning("%s: using fixed sizes %s: %s", model, unsized, err)
+            return None
         gpu = expert_job_memory(
             shape,
             n_concepts=n_concepts,
@@ -381,6 +376,18 @@ class Campaign:
             dtype="float32" if spec.get("dtype") == "float32" else "bfloat16",
             max_tokens=self.config["experts"]["max_tokens"],
         )
+        return shape, gpu
+
+    @functools.cache  # noqa: B019
+    def expert_job_resources(self, model: str, n_concepts: int) -> dict[str, int]:
+        """Host memory, GPU memory and time limit of one expert job, from the model's shape and
+        the shard (documented in :mod:`expertalign.resources`); retries scale them."""
+        from expertalign.resources import expert_job_runtime_minutes, host_memory_mb
+
+        sized = self._job_memory(model, n_concepts, UNSIZED_EXPERT_JOB)
+        if sized is None:
+            return dict(UNSIZED_EXPERT_JOB)
+        shape, gpu = sized
         return {
             "mem_mb": host_memory_mb(gpu),
             "gpu_mem_mb": gpu.total_mb,
@@ -548,47 +555,36 @@ class Campaign:
             raise ValueError(f"config causal.prompts: cannot read {path}: {err}") from err
         return min(n_file, self.config["causal"].get("n_prompts") or n_file)
 
-    def causal_job_resources(self, model: str, n_part: int) -> dict[str, int]:
-        """Host memory, GPU memory and time limit of one causal job of ``n_part`` concepts on
-        ``model``, sized as an expert job is (:mod:`expertalign.resources`:
-        :func:`~expertalign.resources.causal_work` counts its forward passes); retries scale
-        them."""
-        from expertalign.resources import (
-            causal_job_runtime_minutes,
-            causal_work,
-            expert_job_memory,
-            host_memory_mb,
-            model_shape,
-        )
+    def causal_work(self, n_units: int, n_part: int):
+        """The forward passes of one causal job of ``n_part`` concepts on a model of
+        ``n_units`` (:func:`expertalign.resources.causal_work`)."""
+        from expertalign.resources import causal_work
 
-        spec = self.models[model]
-        try:
-            shape = model_shape(spec["source"])
-        except ValueError as err:
-            log.warning("causal %s: using fixed sizes %s: %s", model, UNSIZED_CAUSAL_JOB, err)
-            return dict(UNSIZED_CAUSAL_JOB)
-        settings = self.causal_settings()
-        work = causal_work(
-            settings,
+        return causal_work(
+            self.causal_settings(),
             n_part=n_part,
             n_concepts=len(self.causal_concepts()),
             n_positives=self.n_positives(),
             bank_rows=self.bank_rows(),
-            n_units=shape.n_units,
+            n_units=n_units,
             n_prompts=self.n_causal_prompts(),
         )
-        gpu = expert_job_memory(
-            shape,
-            n_concepts=n_part,
-            n_positives=self.n_positives(),
-            bank_rows=self.bank_rows(),
-            dtype="float32" if spec.get("dtype") == "float32" else "bfloat16",
-            max_tokens=self.config["experts"]["max_tokens"],
-        )
+
+    @functools.cache  # noqa: B019
+    def causal_job_resources(self, model: str, n_part: int) -> dict[str, int]:
+        """Host memory, GPU memory and time limit of one causal job of ``n_part`` concepts on
+        ``model``, sized as an expert job is, its time from the forward passes it counts
+        (:meth:`causal_work`); retries scale them."""
+        from expertalign.resources import causal_job_runtime_minutes, host_memory_mb
+
+        sized = self._job_memory(model, n_part, UNSIZED_CAUSAL_JOB)
+        if sized is None:
+            return dict(UNSIZED_CAUSAL_JOB)
+        shape, gpu = sized
         return {
             "mem_mb": host_memory_mb(gpu),
             "gpu_mem_mb": gpu.total_mb,
-            "runtime": causal_job_runtime_minutes(shape, work),
+            "runtime": causal_job_runtime_minutes(shape, self.causal_work(shape.n_units, n_part)),
         }
 
     def concept_groups(self) -> dict[str, str]:
