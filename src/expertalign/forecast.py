@@ -314,7 +314,7 @@ def forecast(campaign: Campaign, measured: str | Path | None = None) -> Forecast
         )
         sizes = campaign.expert_job_resources(model, campaign.shard_size_of(model))
         ap_bytes = (shape.n_units if shape else 0) * n_concepts * 4 * len(sources)
-        add("experts_large" if large else "experts", model, revision,
+        add(campaign.gpu_rule("experts", model), model, revision,
             jobs=len(sources) * len(shards), gpu="large" if large else "standard",
             gpu_hours=seconds / 3600, limit_min=limit / len(shards) if shards else 0,
             mem_mb=sizes["mem_mb"], disk_bytes=ap_bytes,
@@ -345,7 +345,7 @@ def forecast(campaign: Campaign, measured: str | Path | None = None) -> Forecast
         for model in campaign.models:
             seconds, limits, sizes = _causal_costs(campaign, model)
             large = campaign.needs_large_gpu(model)
-            add("causal_large" if large else "causal", model, campaign.revisions(model)[-1],
+            add(campaign.gpu_rule("causal", model), model, campaign.revisions(model)[-1],
                 jobs=len(checked) * len(limits), gpu="large" if large else "standard",
                 gpu_hours=len(checked) * seconds / 3600, limit_min=sum(limits) / len(limits),
                 mem_mb=sizes["mem_mb"], basis="paper" if seconds else "unknown")  # fmt: skip

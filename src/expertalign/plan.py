@@ -33,7 +33,7 @@ import functools
 import json
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -356,18 +356,21 @@ class Campaign:
 
     # ------------------------------------------------------------------ resources
 
-    def _job_memory(self, model: str, n_concepts: int, unsized: dict[str, int]):
-        """(the model's shape, the memory of a job holding ``n_concepts`` concepts' responses:
-        :func:`expertalign.resources.expert_job_memory`), or None, logged with the ``unsized``
-        sizes used instead, where the model's shape is not known."""
-        from expertalign.resources import expert_job_memory, model_shape
+    def _job_resources(
+        self, model: str, n_concepts: int, unsized: dict[str, int], runtime: Callable[..., int]
+    ) -> dict[str, int]:
+        """Host memory, GPU memory and time limit (``runtime(shape)``) of a GPU job holding
+        ``n_concepts`` concepts' responses on ``model``
+        (:func:`expertalign.resources.expert_job_memory`); ``unsized``, logged, where the
+        model's shape is not known."""
+        from expertalign.resources import expert_job_memory, host_memory_mb, model_shape
 
         spec = self.models[model]
         try:
             shape = model_shape(spec["source"])
         except ValueError as err:
             log.warning("%s: using fixed sizes %s: %s", model, unsized, err)
-            return None
+            return dict(unsized)
         gpu = expert_job_memory(
             shape,
             n_concepts=n_concepts,
@@ -376,23 +379,24 @@ class Campaign:
             dtype="float32" if spec.get("dtype") == "float32" else "bfloat16",
             max_tokens=self.config["experts"]["max_tokens"],
         )
-        return shape, gpu
+        return {
+            "mem_mb": host_memory_mb(gpu),
+            "gpu_mem_mb": gpu.total_mb,
+            "runtime": runtime(shape),
+        }
 
     @functools.cache  # noqa: B019
     def expert_job_resources(self, model: str, n_concepts: int) -> dict[str, int]:
         """Host memory, GPU memory and time limit of one expert job, from the model's shape and
         the shard (documented in :mod:`expertalign.resources`); retries scale them."""
-        from expertalign.resources import expert_job_runtime_minutes, host_memory_mb
+        from expertalign.resources import expert_job_runtime_minutes
 
-        sized = self._job_memory(model, n_concepts, UNSIZED_EXPERT_JOB)
-        if sized is None:
-            return dict(UNSIZED_EXPERT_JOB)
-        shape, gpu = sized
-        return {
-            "mem_mb": host_memory_mb(gpu),
-            "gpu_mem_mb": gpu.total_mb,
-            "runtime": expert_job_runtime_minutes(shape, n_concepts),
-        }
+        return self._job_resources(
+            model,
+            n_concepts,
+            UNSIZED_EXPERT_JOB,
+            lambda shape: expert_job_runtime_minutes(shape, n_concepts),
+        )
 
     def negatives_of(self, source: str) -> dict[str, Any]:
         """The negatives block as ``source`` uses it (its own n_negatives and bank_size, if it
@@ -575,17 +579,21 @@ class Campaign:
         """Host memory, GPU memory and time limit of one causal job of ``n_part`` concepts on
         ``model``, sized as an expert job is, its time from the forward passes it counts
         (:meth:`causal_work`); retries scale them."""
-        from expertalign.resources import causal_job_runtime_minutes, host_memory_mb
+        from expertalign.resources import causal_job_runtime_minutes
 
-        sized = self._job_memory(model, n_part, UNSIZED_CAUSAL_JOB)
-        if sized is None:
-            return dict(UNSIZED_CAUSAL_JOB)
-        shape, gpu = sized
-        return {
-            "mem_mb": host_memory_mb(gpu),
-            "gpu_mem_mb": gpu.total_mb,
-            "runtime": causal_job_runtime_minutes(shape, self.causal_work(shape.n_units, n_part)),
-        }
+        return self._job_resources(
+            model,
+            n_part,
+            UNSIZED_CAUSAL_JOB,
+            lambda shape: causal_job_runtime_minutes(
+                shape, self.causal_work(shape.n_units, n_part)
+            ),
+        )
+
+    def gpu_rule(self, rule: str, model: str) -> str:
+        """The rule a GPU job of ``model`` runs under: ``rule``, or ``rule_large`` (experts_large,
+        causal_large) for the models whose expert jobs need the large cards."""
+        return f"{rule}_large" if self.needs_large_gpu(model) else rule
 
     def concept_groups(self) -> dict[str, str]:
         """Domain concepts as "broader" or "specific" (others are neither)."""

@@ -564,7 +564,7 @@ def distinct_requests(
     for attempt in attempts:
         by_request: dict[tuple[str, tuple[tuple[str, int], ...]], list[str]] = {}
         for model in campaign.models:
-            rule = "experts_large" if campaign.needs_large_gpu(model) else "experts"
+            rule = campaign.gpu_rule("experts", model)
             sizes = sorted(
                 {len(campaign.shard_concepts(shard, model)) for shard in campaign.shard_ids(model)},
                 reverse=True,
@@ -577,7 +577,7 @@ def distinct_requests(
                 )
         if campaign.config["causal"]["enabled"]:
             for model in campaign.models:
-                rule = "causal_large" if campaign.needs_large_gpu(model) else "causal"
+                rule = campaign.gpu_rule("causal", model)
                 for n_part in sorted({len(c) for c in campaign.causal_parts().values()}):
                     sizes_of = campaign.causal_job_resources(model, n_part)
                     resources = tuple((k, int(sizes_of[k]) * attempt) for k in EXPERT_SCALED)

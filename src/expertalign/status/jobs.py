@@ -121,7 +121,7 @@ def expected_jobs(campaign: Campaign) -> list[Job]:
     for model in campaign.models:
         add("units_table", model, "", _wildcards(model=model), [paths.units_file(R, model)])
     for model, rev in campaign.model_revisions():
-        rule = "experts_large" if campaign.needs_large_gpu(model) else "experts"
+        rule = campaign.gpu_rule("experts", model)
         for source in campaign.sources:
             for shard in campaign.shard_ids(model):
                 wildcards = _wildcards(source=source, model=model, revision=rev, shard=shard)
@@ -168,7 +168,7 @@ def expected_jobs(campaign: Campaign) -> list[Job]:
     if config["causal"]["enabled"]:  # per source, model (final checkpoint) and part
         for model in campaign.models:
             rev = campaign.revisions(model)[-1]
-            rule = "causal_large" if campaign.needs_large_gpu(model) else "causal"
+            rule = campaign.gpu_rule("causal", model)
             for source in campaign.causal_sources():
                 for part in campaign.causal_parts():
                     wildcards = _wildcards(source=source, model=model, revision=rev, part=part)
