@@ -14,6 +14,28 @@ from expertalign.analysis import development as dev
 from expertalign.analysis import development_figures, figures, pilot
 
 
+def test_a_bootstrap_ci_that_excludes_rho_is_drawn(tmp_path: Path) -> None:
+    """A percentile-bootstrap CI need not contain ρ (few pairs, skewed resamples: the
+    rehearsal's 76-pair table gave ρ −0.128 with CI [−0.285, +0.103] beside ρ +0.291 with CI
+    [+0.062, +0.499], and some rows with ρ below ci_low); the figures draw the interval
+    as computed instead of failing on a negative error-bar length."""
+    align = pd.DataFrame(
+        {
+            "model": ["m", "m"],
+            "checkpoint": ["step512", "step143000"],
+            "tau": [0.5, 0.5],
+            "rho": [-0.30, 0.2],
+            "ci_low": [-0.25, 0.25],  # above rho on the first row, on the second too
+            "ci_high": [0.10, 0.40],
+        }
+    )
+    _assert_png(figures.plot_alignment_by_checkpoint(align, tmp_path / "align.png", reference=None))
+    base = pd.DataFrame(
+        {"model": ["m", "m"], "method": ["experts", "input embedding"], "rho": [0.1, 0.5]}
+    ).assign(ci_low=[0.15, 0.2], ci_high=[0.3, 0.45])
+    _assert_png(figures.plot_baselines(base, tmp_path / "base.png", reference=0.84))
+
+
 def test_figures_write_pngs(tmp_path: Path) -> None:
     rows = []
     for model in ("pythia-70m", "pythia-410m"):

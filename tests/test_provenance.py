@@ -25,6 +25,7 @@ from expertalign import provenance
 from expertalign.jobs import analysis as analysis_jobs
 from expertalign.jobs import experts as expert_jobs
 from expertalign.jobs import sentences as sentence_jobs
+from expertalign.paths import parse_run, word_vectors_file
 
 OLD = "a" * 40
 NEW = "b" * 40
@@ -158,6 +159,8 @@ def test_shards_and_baselines_carry_the_record_and_load_its_commit(offline_cache
         n_negatives=40,
         settings={"max_length": 16, "max_tokens": 512, "unit_stats": False},
         weights_record=str(marker),
+        words={c: c for c in concepts},
+        vectors_output=str(_vectors(shard)),
     )
     meta = {k.decode(): v.decode() for k, v in feather.read_table(shard).schema.metadata.items()}
     assert meta["weights_commit"] == OLD
@@ -165,12 +168,10 @@ def test_shards_and_baselines_carry_the_record_and_load_its_commit(offline_cache
     assert "state_dict_sha256" not in meta  # trained weights: the files' hash says it all
 
     baselines = results / "baselines" / "tiny" / "step1.parquet"
-    analysis_jobs.embedding_baselines(
-        spec, "step1", {"cat": "cat", "dog": "dog", "car": "car"}, str(baselines), str(marker)
-    )
+    analysis_jobs.embedding_baselines([str(_vectors(shard))], str(baselines))
     meta = {k.decode(): v.decode() for k, v in pq.read_schema(baselines).metadata.items()}
     assert (meta["model"], meta["revision"], meta["weights_commit"]) == ("tiny", "step1", OLD)
-    assert len(pd.read_parquet(baselines)) == 3 * 2  # still the frame: 3 pairs x 2 measures
+    assert len(pd.read_parquet(baselines)) == 1 * 2  # still the frame: 1 pair x 2 measures
 
     table_path = results / "tables" / "provenance.csv"
     analysis_jobs.provenance_table([str(shard)], [str(baselines)], str(table_path))
@@ -243,13 +244,21 @@ def _run_shard(files, bank, concepts, shard: Path, marker: Path, config: dict | 
         settings={"max_length": 16, "max_tokens": 512, "unit_stats": False},
         weights_record=str(marker),
         config=config,
+        words={c: c for c in concepts},
+        vectors_output=str(_vectors(shard)),
     )
 
 
-def _run_baselines(output: Path, marker: Path, config: dict | None) -> None:
-    spec = {"name": "tiny", "source": "org/tiny", "dtype": "float32"}
-    words = {"cat": "cat", "dog": "dog", "car": "car"}
-    analysis_jobs.embedding_baselines(spec, "step1", words, str(output), str(marker), config)
+def _vectors(shard: Path) -> Path:
+    """The word-vector file the expert job of ``shard`` writes beside it (paths layout)."""
+    run = parse_run(str(shard))
+    results = shard.parents[4]
+    return Path(word_vectors_file(results, run.source, run.model, run.revision, run.shard))
+
+
+def _run_baselines(output: Path, shard: Path, config: dict | None) -> None:
+    """The baselines reduction over the word vectors of ``shard``'s expert job."""
+    analysis_jobs.embedding_baselines([str(_vectors(shard))], str(output), config)
 
 
 def _meta(path: Path) -> dict[str, str]:
@@ -270,9 +279,10 @@ def test_a_job_refuses_a_revision_whose_commit_moved_under_its_results(offline_c
     shard0, shard1 = folder / "shard-0000.arrow", folder / "shard-0001.arrow"
     baselines = results / "baselines" / "tiny" / "step1.parquet"
     _run_shard(files, bank, concepts, shard0, marker, _config())
-    _run_baselines(baselines, marker, _config())
+    _run_baselines(baselines, shard0, _config())
     assert _meta(shard0)["weights_commit"] == _meta(baselines)["weights_commit"] == OLD
-    before = {p: p.read_bytes() for p in (shard0, baselines)}
+    assert _meta(_vectors(shard0))["weights_commit"] == OLD
+    before = {p: p.read_bytes() for p in (shard0, _vectors(shard0), baselines)}
 
     # the branch moves; the next run's prefetch (its marker deleted first) records the new commit
     _snapshot(offline_cache, "org/tiny", "step1", NEW, seed=1)
@@ -303,8 +313,9 @@ def test_a_job_refuses_a_revision_whose_commit_moved_under_its_results(offline_c
     assert f"from commit {OLD}" in refused(
         lambda: _run_shard(files, bank, concepts, shard0, marker, _config())
     )
-    assert f"from commit {OLD}" in refused(lambda: _run_baselines(baselines, marker, _config()))
-    assert not shard0.exists() and not baselines.exists()
+    # the refused job wrote neither output, so the baselines (a reduction of its word vectors)
+    # cannot run on them either
+    assert not shard0.exists() and not _vectors(shard0).exists() and not baselines.exists()
     for path, data in before.items():
         assert (kept / path.relative_to(results)).read_bytes() == data  # nothing lost
 
@@ -321,7 +332,7 @@ def test_accept_revision_change_recomputes_from_the_new_commit(offline_cache, tm
     shard = results / "experts" / "generated" / "tiny" / "step1" / "shard-0000.arrow"
     baselines = results / "baselines" / "tiny" / "step1.parquet"
     _run_shard(files, bank, concepts, shard, marker, _config())
-    _run_baselines(baselines, marker, _config())
+    _run_baselines(baselines, shard, _config())
     _snapshot(offline_cache, "org/tiny", "step1", NEW, seed=1)
     marker.unlink()
     sentence_jobs.prefetch("org/tiny", "step1", str(marker))
@@ -331,7 +342,7 @@ def test_accept_revision_change_recomputes_from_the_new_commit(offline_cache, tm
     assert any(OLD in r.getMessage() and NEW in r.getMessage() for r in caplog.records)
     assert _meta(shard)["weights_commit"] == NEW
     ap_new = feather.read_table(shard)["ap"].to_pylist()
-    _run_baselines(baselines, marker, _config(accept=True))
+    _run_baselines(baselines, shard, _config(accept=True))
     assert _meta(baselines)["weights_commit"] == NEW
     # every result of the revision is from the new commit now: the key is no longer needed
     _run_shard(files, bank, concepts, shard, marker, _config())
@@ -361,7 +372,7 @@ def test_results_carry_the_package_version_and_the_config_hash(offline_cache, tm
     shard = results / "experts" / "generated" / "tiny" / "step1" / "shard-0000.arrow"
     _run_shard(files, shard_bank, concepts, shard, marker, config)
     baselines = results / "baselines" / "tiny" / "step1.parquet"
-    _run_baselines(baselines, marker, config)
+    _run_baselines(baselines, shard, config)
 
     version = importlib.metadata.version("expertalign")
     effective = write_effective_config(config, results, ["config/config.yaml"])

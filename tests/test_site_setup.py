@@ -306,10 +306,10 @@ def test_a_gpu_job_without_a_visible_gpu_fails_at_once(monkeypatch):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_workflow_gpu_rule_stops_on_a_node_without_gpu(tmp_path):
-    """The real workflow: embedding_baselines asked for a GPU (as the SLURM profile does) on this
+    """The real workflow: generate_sentences asked for a GPU (as the SLURM profile does) on this
     CPU-only machine fails in its script, and Snakemake's message shows why."""
     results = tmp_path / "results"
-    target = results / "baselines" / "tiny-llama" / "final.parquet"
+    target = results / "sentences" / "generated" / "frost.parquet"
     result = snakemake(
         str(target),
         "--nolock",
@@ -321,13 +321,15 @@ def test_workflow_gpu_rule_stops_on_a_node_without_gpu(tmp_path):
         "--config",
         f"results={results}",
         "--set-resources",
-        "embedding_baselines:gpu=1",
+        "generate_sentences:gpu=1",
         check=False,
         timeout=600,
         env={"EXPERTALIGN_ALLOW_NO_GPU": "0"},
     )
     assert result.returncode != 0, result.stdout
-    log = (results / "logs" / "embedding_baselines" / "tiny-llama" / "final.log").read_text()
-    assert "NoGPUError" in log and "rule embedding_baselines asked for 1 GPU(s)" in log, log
+    logs = sorted((results / "logs" / "generate_sentences").rglob("*.log"))
+    assert len(logs) == 1, (logs, result.stdout[-3000:])
+    log = logs[0].read_text()
+    assert "NoGPUError" in log and "rule generate_sentences asked for 1 GPU(s)" in log, log
     assert f"node {socket.gethostname()}" in result.stdout, result.stdout[-3000:]
     assert not target.exists()

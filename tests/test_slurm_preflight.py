@@ -39,7 +39,7 @@ from expertalign.preflight import (
 PROFILE = SLURM_PROFILE / "config.yaml"
 SITE = yaml.safe_load(PROFILE.read_text())["cluster-specific"]
 SET_RESOURCES = yaml.safe_load(PROFILE.read_text())["set-resources"]
-GPU_RULES = {"generate_sentences", "experts", "embedding_baselines", "pilot", "causal"}
+GPU_RULES = {"generate_sentences", "experts", "pilot", "causal"}
 EXPERTS = {"mem_mb": 2000, "gpu_mem_mb": 9000, "runtime": 30}  # an expert job's own sizes
 
 

@@ -251,7 +251,7 @@ def forecast(campaign: Campaign, measured: str | Path | None = None) -> Forecast
     sources = list(campaign.sources)
     n_concepts = len(campaign.concept_ids)
     profile_limits = {
-        "embedding_baselines": 240,
+        "embedding_baselines": 30,
         "generate_sentences": 240,
         "pilot": 240,
     }
@@ -319,9 +319,10 @@ def forecast(campaign: Campaign, measured: str | Path | None = None) -> Forecast
             gpu_hours=seconds / 3600, limit_min=limit / len(shards) if shards else 0,
             mem_mb=sizes["mem_mb"], disk_bytes=ap_bytes,
             basis=basis if basis == "measured" or spc is not None else "unknown")  # fmt: skip
-        add("embedding_baselines", model, revision, jobs=1, gpu="standard",
-            gpu_hours=(load + 60) / 3600, limit_min=profile_limits["embedding_baselines"],
-            mem_mb=64000, disk_bytes=n_concepts**2 * 24, basis="load")  # fmt: skip
+        # a CPU reduction of the word vectors the expert jobs write
+        add("embedding_baselines", model, revision, jobs=1,
+            limit_min=profile_limits["embedding_baselines"], mem_mb=8000,
+            disk_bytes=n_concepts**2 * 24)  # fmt: skip
         add("similarity", model, revision, jobs=len(sources), mem_mb=8000)
         add("alignment", model, revision, jobs=len(sources) * len(campaign.judgments),
             mem_mb=16000)  # fmt: skip

@@ -42,6 +42,7 @@ __all__ = [
     "prefetch_marker",
     "units_file",
     "expert_shard",
+    "word_vectors_file",
     "expert_log",
     "expert_benchmark",
     "baselines_file",
@@ -154,6 +155,14 @@ def expert_shard(
     return f"{os.fspath(results)}/experts/{source}/{model}/{revision}/shard-{shard}.arrow"
 
 
+def word_vectors_file(
+    results: str | os.PathLike[str], source: str, model: str, revision: str, shard: str
+) -> str:
+    """One expert job's word vectors (input embedding and last hidden state of each of its
+    concepts' words), which the embedding baselines reduce."""
+    return f"{os.fspath(results)}/vectors/{source}/{model}/{revision}/shard-{shard}.parquet"
+
+
 def expert_log(
     results: str | os.PathLike[str], source: str, model: str, revision: str, shard: str
 ) -> str:
@@ -169,7 +178,8 @@ def expert_benchmark(
 
 
 def baselines_file(results: str | os.PathLike[str], model: str, revision: str) -> str:
-    """Embedding-cosine baselines of every pair of concept words at one checkpoint."""
+    """Embedding-cosine baselines of every pair of concept words at one checkpoint, reduced
+    from the expert jobs' word vectors (:func:`word_vectors_file`)."""
     return f"{os.fspath(results)}/baselines/{model}/{revision}.parquet"
 
 

@@ -122,6 +122,20 @@ def choose_concepts(
     return rows, pd.concat(kept_pairs, ignore_index=True), notes
 
 
+def failing_row(table: pd.DataFrame, chosen: pd.DataFrame, count, n_positives: int) -> pd.DataFrame:
+    """The first row of ``table`` outside ``chosen`` and outside the domains with at least one
+    Brown sentence but fewer than ``n_positives``: the corpus source cannot fill its positives."""
+    taken = set(chosen["concept"]) | set(chosen["word"])
+    for i, row in enumerate(table.itertuples()):
+        if row.concept in taken or row.word in taken or row.domain:
+            continue
+        if 1 <= count(row.word, row.pos) < n_positives:
+            out = table.iloc[[i]].copy()
+            out[["domain", "broader"]] = ["", "false"]
+            return out
+    raise SystemExit("no concept of the table has between 1 and n_positives - 1 Brown sentences")
+
+
 def write_if_changed(path: Path, text: str) -> None:
     """Write ``text`` unless ``path`` already holds it: a rerun of this script must not make the
     table newer than the outputs made from it (Snakemake's mtime trigger would rerun them)."""
@@ -133,13 +147,14 @@ def write_if_changed(path: Path, text: str) -> None:
 
 
 def campaign(args, concepts: Path, spp_pairs: Path, n_per_level: int) -> dict:
-    revisions = list(BRANCHES)
+    revisions = list(args.branches)
+    chosen = {name: MODELS[name] for name in args.models}
     models = []
-    for name, source in MODELS.items():
+    for name, source in chosen.items():
         models.append(
             {"name": name, "source": source, "revisions": revisions, "shard_size": args.shard_size}
         )
-    for name, source in MODELS.items():
+    for name, source in chosen.items() if args.random_init else ():
         models.append(
             {
                 "name": f"{name}-random",
@@ -191,13 +206,13 @@ def campaign(args, concepts: Path, spp_pairs: Path, n_per_level: int) -> dict:
         "spp": {
             "enabled": True,
             "pairs": str(spp_pairs),
-            "models": list(MODELS),
+            "models": list(chosen),
             "n_per_level": n_per_level,
             "tau": 0.5,
         },
         "pilot": {
             "enabled": True,
-            "model": next(iter(MODELS)),
+            "model": next(iter(chosen)),
             "men_pairs": 2,
             "men_split": "dev",
             "pool_size": 12,
@@ -227,6 +242,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bank-source-concepts", type=int, default=40)
     ap.add_argument("--shard-size", type=int, default=6)
     ap.add_argument("--concepts-per-job", type=int, default=30)
+    ap.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
+    ap.add_argument("--branches", nargs="+", choices=BRANCHES, default=BRANCHES)
+    ap.add_argument(
+        "--no-random-init",
+        dest="random_init",
+        action="store_false",
+        help="leave out the random-init twin of each model (at its last branch)",
+    )
+    ap.add_argument(
+        "--failing-concept",
+        action="store_true",
+        help="append one concept of config/paper_concepts.tsv with too few Brown sentences (at "
+        "least 1, fewer than --n-positives): its sentence file records the failure, and the "
+        "expert shards that hold it stop (the rehearsal's failed-concept drill); without the "
+        "flag the table is the same minus that row",
+    )
     args = ap.parse_args(argv)
     args.results = args.results.resolve()
 
@@ -250,6 +281,10 @@ def main(argv: list[str] | None = None) -> int:
         args.min_sentences,
         args.spp_per_level,
     )
+    if args.failing_concept:
+        rows = pd.concat([rows, failing_row(table, rows, count, args.n_positives)])
+        rows = rows.reset_index(drop=True)
+        notes.append(f"failing concept (last row): {rows['concept'].iloc[-1]}")
     args.out_dir.mkdir(parents=True, exist_ok=True)
     concepts = (args.out_dir / "concepts.tsv").resolve()
     write_if_changed(concepts, rows.to_csv(sep="\t", index=False))

@@ -44,9 +44,18 @@ def main(argv: list[str] | None = None) -> int:
         help="keep the profile's large_gpu_model / retry_large_gpu_model (a100_80gb): a retry "
         "then asks for a card the one-node cluster lacks and sbatch refuses it",
     )
+    ap.add_argument(
+        "--squeeze",
+        metavar="RULE=MB",
+        action="append",
+        default=[],
+        help="give RULE mem_mb 'MB * attempt' (the profile's own escalation): the rehearsal's "
+        "memory drill, a job killed for memory on attempt 1 that passes on attempt 2",
+    )
     args = ap.parse_args(argv)
 
     import slurm_cluster
+    import yaml
 
     if args.stop:
         slurm_cluster._run(["bash", str(slurm_cluster.SCRIPT), "stop"], timeout=120)
@@ -69,10 +78,21 @@ def main(argv: list[str] | None = None) -> int:
     profile = slurm_cluster.escalating_profile_for_local_cluster(
         args.out, cluster, site=site, retries=args.retries
     )
+    if args.squeeze:
+        config = yaml.safe_load((profile / "config.yaml").read_text())
+        for item in args.squeeze:
+            rule, _, mb = item.partition("=")
+            if not mb.isdigit():
+                ap.error(f"--squeeze {item!r}: expected RULE=MB")
+            config.setdefault("set-resources", {}).setdefault(rule, {})["mem_mb"] = (
+                f"{mb} * attempt"
+            )
+        (profile / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     print(
         json.dumps(
             {
                 "profile": str(profile),
+                "squeezed": args.squeeze,
                 "node": cluster.node,
                 "cpus": cluster.cpus,
                 "mem_mb": cluster.mem_mb,

@@ -14,9 +14,11 @@
 # margin, and two fake GPUs (Gres=gpu:a100:2) backed by character devices /dev/fakegpu0..1
 # (copies of /dev/null), so that `--gpus=a100:1` jobs are scheduled and get
 # CUDA_VISIBLE_DEVICES / SLURM_JOB_GPUS from SLURM like on a real GPU node.
-# Partitions: `cpu` (default) and `gpu`, both on the one node. No accounting (no slurmdbd):
-# `sacct` answers "accounting storage is disabled", so clients must poll with `squeue`;
-# MinJobAge is long enough (600 s) for `squeue --states=all` to still see finished jobs.
+# Partitions: `cpu` (default) and `gpu`, both on the one node. No accounting database (no
+# slurmdbd), so clients poll with `squeue`, and MinJobAge is long enough (600 s) for
+# `squeue --states=all` to still see finished jobs; every finished job is recorded by
+# jobcomp/filetxt in /var/log/slurm/jobcomp.log, which `sacct --completion` (SLURM <= 23.02)
+# reads: each job's state, time limit, memory (TRES) and start/end times.
 #
 # Idempotent: `start` on a healthy cluster with the same configuration does nothing; otherwise
 # it stops what its PID files name, clears stale state (cold start) and starts afresh.
@@ -126,7 +128,7 @@ write_configs() {
   tmp=$(mktemp -d)
   cat >"$tmp/slurm.conf" <<EOF
 # ${MARKER}: a one-node test cluster (no systemd, no cgroups,
-# no accounting). Do not use on a real cluster.
+# no accounting database; job completions in a text file). Do not use on a real cluster.
 ClusterName=localcluster
 SlurmctldHost=${node}(127.0.0.1)
 SlurmUser=root
@@ -142,7 +144,8 @@ JobAcctGatherType=jobacct_gather/linux
 JobAcctGatherFrequency=task=1
 JobAcctGatherParams=OverMemoryKill
 AccountingStorageType=accounting_storage/none
-JobCompType=jobcomp/none
+JobCompType=jobcomp/filetxt
+JobCompLoc=$LOG_DIR/jobcomp.log
 SchedulerType=sched/backfill
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory

@@ -1,6 +1,6 @@
 rule embedding_baselines:
     input:
-        model=prefetched_model,
+        vectors=baseline_word_vectors,
     output:
         pairs=paths.baselines_file(RESULTS, "{model}", "{revision}"),
     log:
@@ -9,9 +9,6 @@ rule embedding_baselines:
         f"{RESULTS}/benchmarks/embedding_baselines/{{model}}/{{revision}}.tsv"
     conda:
         "../../envs/expertalign.yaml"
-    params:
-        model=model_load_spec,
-        words=lambda wildcards: concept_words(),
     script:
         "../scripts/embedding_baselines.py"
 

@@ -114,6 +114,23 @@ def expert_shards(wildcards):
     ]
 
 
+def shard_words(wildcards):
+    """The words of a shard's concepts, in shard order, for its word vectors."""
+    words = concept_words()
+    return {c: words[c] for c in shard_concepts(wildcards.shard, wildcards.model)}
+
+
+def baseline_word_vectors(wildcards):
+    """The word vectors of every shard of a (model, revision), from the first sentence source's
+    expert jobs (word vectors do not depend on sentences)."""
+    return [
+        paths.word_vectors_file(
+            RESULTS, PRIMARY_SOURCE, wildcards.model, wildcards.revision, shard
+        )
+        for shard in shard_ids(wildcards.model)
+    ]
+
+
 def model_load_spec(wildcards):
     return CAMPAIGN.model_load_spec(wildcards.model)
 

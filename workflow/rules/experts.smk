@@ -23,6 +23,9 @@ rule experts:
         model=prefetched_model,
     output:
         experts=expert_shard("{source}", "{model}", "{revision}", "{shard}"),
+        vectors=paths.word_vectors_file(
+            RESULTS, "{source}", "{model}", "{revision}", "{shard}"
+        ),
     log:
         paths.expert_log(RESULTS, "{source}", "{model}", "{revision}", "{shard}"),
     benchmark:
@@ -39,6 +42,7 @@ rule experts:
     params:
         model=model_load_spec,
         concepts=lambda wildcards: shard_concepts(wildcards.shard, wildcards.model),
+        words=shard_words,
         n_negatives=source_n_negatives,
         settings=source_expert_settings,
     script:

@@ -21,4 +21,6 @@ experts.experts(
     # (accept_revision_change: read here, not a param, so setting it reruns nothing)
     config=snakemake.config,
     leave_out=snakemake.params.settings.get("too_few") == "leave_out",
+    words=snakemake.params.words,
+    vectors_output=snakemake.output.vectors,
 )

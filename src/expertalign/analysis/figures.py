@@ -149,11 +149,12 @@ def plot_alignment_by_checkpoint(
                 ax.fill_between(
                     g["_x"], g["ci_low"], g["ci_high"], color=colors[model], alpha=0.2, lw=0
                 )
-                # a band is invisible for a single checkpoint: draw its CI as an error bar
+                # a band is invisible for a single checkpoint: draw its CI as an error bar,
+                # centred on the interval (a bootstrap CI need not contain ρ itself)
                 ax.errorbar(
                     g["_x"],
-                    g["rho"],
-                    yerr=[g["rho"] - g["ci_low"], g["ci_high"] - g["rho"]],
+                    (g["ci_low"] + g["ci_high"]) / 2,
+                    yerr=(g["ci_high"] - g["ci_low"]) / 2,
                     fmt="none",
                     ecolor=colors[model],
                     elinewidth=1,
@@ -213,17 +214,18 @@ def plot_baselines(
                 r = g.iloc[0]
                 xs.append(i - 0.4 + width * (j + 0.5))
                 ys.append(r["rho"])
-                lo.append(r["rho"] - r["ci_low"])
-                hi.append(r["ci_high"] - r["rho"])
-            ax.bar(
+                lo.append(r["ci_low"])
+                hi.append(r["ci_high"])
+            ax.bar(xs, ys, width=width * 0.95, color=palette[method], label=method)
+            # the CI as drawn from its ends: a bootstrap CI need not contain ρ itself
+            ax.errorbar(
                 xs,
-                ys,
-                width=width * 0.95,
-                color=palette[method],
-                label=method,
-                yerr=[lo, hi],
+                (np.array(lo) + np.array(hi)) / 2,
+                yerr=(np.array(hi) - np.array(lo)) / 2,
+                fmt="none",
+                ecolor="black",
+                elinewidth=1,
                 capsize=3,
-                error_kw={"lw": 1},
             )
         if reference is not None:
             ax.axhline(reference, ls="--", color="0.3", lw=1, label="inter-human")

@@ -24,7 +24,6 @@ import pandas as pd
 
 from expertalign.apmatrix import APMatrix
 from expertalign.jobs.alignment import with_source
-from expertalign.jobs.experts import load_model_for
 from expertalign.paths import parse_run, shards_by_checkpoint
 from expertalign.storage import write_frame_atomic, write_table_atomic
 
@@ -43,49 +42,44 @@ log = logging.getLogger("expertalign")
 
 
 def embedding_baselines(
-    spec: Mapping,
-    revision: str,
-    words: Mapping[str, str],
-    output: str,
-    weights_record: str | None = None,
-    config: Mapping | None = None,
+    vector_files: Sequence[str], output: str, config: Mapping | None = None
 ) -> None:
-    """Cosine of input embeddings and of last hidden states for every pair of concept words;
-    the file's metadata says which weights (``weights_record``: the model's prefetch marker,
-    whose Hub commit is what is loaded; :mod:`expertalign.provenance`) and what computed them
-    (package version, SHA-256 of ``config``). Refuses before loading when existing results of
-    this (model, revision) came from another commit, as the expert job does
-    (:func:`expertalign.provenance.check_revision`)."""
+    """Cosine of input embeddings and of last hidden states for every pair of concept words, from
+    the expert jobs' word vectors of one (model, revision) (``vector_files``, in shard order);
+    the file's metadata is theirs (model, revision, the weights' commit and hashes: the expert
+    job checked them) with the package version and SHA-256 of ``config``
+    (:mod:`expertalign.provenance`). No model is loaded: adding a concept makes its shard's
+    vectors on the GPU, and this reduction on the CPU."""
     import pyarrow as pa
+    import pyarrow.parquet as pq
 
     from expertalign import provenance
-    from expertalign.baselines import baseline_pairs, word_vectors
-    from expertalign.jobs.experts import weights_metadata
-    from expertalign.paths import baselines_file
+    from expertalign.baselines import baseline_pairs, read_vectors
 
-    record = provenance.read_record(weights_record) if weights_record else None
-    commit = (record or {}).get("commit", "")
-    provenance.check_revision(
-        provenance.results_folder(output, baselines_file("", spec["name"], revision)),
-        model=spec["name"],
-        source=spec["source"],
-        revision=revision,
-        record=record,
-        marker=weights_record,
-        accept=provenance.accepts_revision_change(config, spec["name"]),
+    if not vector_files:
+        raise ValueError(f"{output}: no word-vector files to make the baselines from")
+    origin = pq.read_schema(vector_files[0]).metadata or {}
+    keep = ("model", "source", "revision", "random_init")
+    meta = {k: origin[k.encode()].decode() for k in keep if k.encode() in origin}
+    meta.update(
+        {
+            k.decode(): v.decode()
+            for k, v in origin.items()
+            if k.decode().startswith(("weights_", "init_seed", "state_dict_"))
+        }
     )
-    lm = load_model_for(spec, revision, commit)
-    concepts = list(words)
-    vectors = word_vectors(lm.model, lm.tokenizer, [words[c] for c in concepts])
+    for path in vector_files[1:]:
+        other = pq.read_schema(path).metadata or {}
+        if other.get(b"weights_commit") != origin.get(b"weights_commit"):
+            raise ValueError(
+                f"{path}: word vectors from weights commit "
+                f"{(other.get(b'weights_commit') or b'?').decode()}, but {vector_files[0]} from "
+                f"{(origin.get(b'weights_commit') or b'?').decode()}: rerun the expert jobs of "
+                "one of them"
+            )
+    concepts, vectors = read_vectors([pd.read_parquet(path) for path in vector_files])
     table = pa.Table.from_pandas(baseline_pairs(concepts, vectors), preserve_index=False)
-    meta = {
-        "model": spec["name"],
-        "source": spec["source"],
-        "revision": revision,
-        "random_init": str(spec.get("random_init", False)),
-        **weights_metadata(spec, lm, record),
-        **provenance.run_metadata(config),
-    }
+    meta.update(provenance.run_metadata(config))
     # pandas' own schema metadata is kept, so the file still reads back as the same frame
     table = table.replace_schema_metadata(
         {**(table.schema.metadata or {}), **{k.encode(): v.encode() for k, v in meta.items()}}

@@ -62,6 +62,26 @@ def weights_metadata(spec: Mapping, lm, record: Mapping | None) -> dict[str, str
     return meta
 
 
+def _write_word_vectors(
+    lm, concepts: Sequence[str], words: Mapping[str, str], metadata: Mapping[str, str], output: str
+) -> None:
+    import pyarrow as pa
+
+    from expertalign.baselines import vectors_table, word_vectors
+
+    missing = [c for c in concepts if c not in words]
+    if missing:
+        raise ValueError(f"no word given for concepts {missing[:5]} of this shard")
+    chosen = [words[c] for c in concepts]
+    frame = vectors_table(concepts, chosen, word_vectors(lm.model, lm.tokenizer, chosen))
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    table = table.replace_schema_metadata(
+        {**(table.schema.metadata or {}), **{k.encode(): v.encode() for k, v in metadata.items()}}
+    )
+    write_table_atomic(table, output)
+    log.info("wrote %s: word vectors of %d concepts", output, len(concepts))
+
+
 def units_table(spec: Mapping, revision: str, output: str) -> None:
     """The units table of a model at ``revision``, from its config alone (weights are never
     loaded; every checkpoint of a model has the same units)."""
@@ -94,8 +114,14 @@ def experts(
     weights_record: str | None = None,
     config: Mapping | None = None,
     leave_out: bool = False,
+    words: Mapping[str, str] | None = None,
+    vectors_output: str | None = None,
 ) -> None:
     """AP vectors of a shard's concepts for one (model, revision): one model load, one pass.
+
+    With ``vectors_output``, the same load also writes the word vectors of every concept of the
+    shard (``words``: concept to word; left-out concepts too) for the embedding baselines
+    (:func:`expertalign.baselines.vectors_table`), with the shard's metadata.
 
     A concept whose sentence file records that it has none stops the shard, unless
     ``leave_out`` (the source's ``too_few: leave_out``): then the shard has no row for it and
@@ -155,6 +181,8 @@ def experts(
         "random_init": str(model.get("random_init", False)),
         **origin,
     }
+    if vectors_output is not None:
+        _write_word_vectors(lm, concepts, words or {}, metadata, vectors_output)
     layout = find_units(lm.model)
     log.info(
         "loaded %s@%s in %.1fs: %d units",

@@ -125,7 +125,11 @@ def expected_jobs(campaign: Campaign) -> list[Job]:
         for source in campaign.sources:
             for shard in campaign.shard_ids(model):
                 wildcards = _wildcards(source=source, model=model, revision=rev, shard=shard)
-                add(rule, model, rev, wildcards, [paths.expert_shard(R, source, model, rev, shard)],
+                outputs = [
+                    paths.expert_shard(R, source, model, rev, shard),
+                    paths.word_vectors_file(R, source, model, rev, shard),
+                ]
+                add(rule, model, rev, wildcards, outputs,
                     size=len(campaign.shard_concepts(shard, model)),
                     log=paths.expert_log(R, source, model, rev, shard),
                     benchmark=paths.expert_benchmark(R, source, model, rev, shard))  # fmt: skip
