@@ -55,9 +55,16 @@ def write_table_atomic(table: pa.Table, path: str | os.PathLike) -> None:
             table.to_pandas().to_csv(tmp, sep="\t" if path.suffix == ".tsv" else ",", index=False)
 
 
-def write_frame_atomic(frame: pd.DataFrame, path: str | os.PathLike) -> None:
-    """:func:`write_table_atomic` for a DataFrame (its index is not written)."""
-    write_table_atomic(pa.Table.from_pandas(frame, preserve_index=False), path)
+def write_frame_atomic(
+    frame: pd.DataFrame, path: str | os.PathLike, metadata: Mapping[str, str] | None = None
+) -> None:
+    """:func:`write_table_atomic` for a DataFrame (its index is not written); ``metadata`` is
+    added to the schema's, beside pandas' own, so the file still reads back as the same frame."""
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    if metadata:
+        extra = {k.encode(): v.encode() for k, v in metadata.items()}
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **extra})
+    write_table_atomic(table, path)
 
 
 def read_table(path: str | os.PathLike) -> pa.Table:

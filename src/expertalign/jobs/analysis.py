@@ -25,7 +25,7 @@ import pandas as pd
 from expertalign.apmatrix import APMatrix
 from expertalign.jobs.alignment import with_source
 from expertalign.paths import parse_run, shards_by_checkpoint
-from expertalign.storage import write_frame_atomic, write_table_atomic
+from expertalign.storage import write_frame_atomic
 
 __all__ = [
     "embedding_baselines",
@@ -50,41 +50,30 @@ def embedding_baselines(
     job checked them) with the package version and SHA-256 of ``config``
     (:mod:`expertalign.provenance`). No model is loaded: adding a concept makes its shard's
     vectors on the GPU, and this reduction on the CPU."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     from expertalign import provenance
     from expertalign.baselines import baseline_pairs, read_vectors
 
     if not vector_files:
         raise ValueError(f"{output}: no word-vector files to make the baselines from")
-    origin = pq.read_schema(vector_files[0]).metadata or {}
-    keep = ("model", "source", "revision", "random_init")
-    meta = {k: origin[k.encode()].decode() for k in keep if k.encode() in origin}
-    meta.update(
-        {
-            k.decode(): v.decode()
-            for k, v in origin.items()
-            if k.decode().startswith(("weights_", "init_seed", "state_dict_"))
-        }
-    )
+    origin = provenance.file_metadata(vector_files[0])
+    commit = origin.get("weights_commit", "?")
     for path in vector_files[1:]:
-        other = pq.read_schema(path).metadata or {}
-        if other.get(b"weights_commit") != origin.get(b"weights_commit"):
+        other = provenance.file_metadata(path).get("weights_commit", "?")
+        if other != commit:
             raise ValueError(
-                f"{path}: word vectors from weights commit "
-                f"{(other.get(b'weights_commit') or b'?').decode()}, but {vector_files[0]} from "
-                f"{(origin.get(b'weights_commit') or b'?').decode()}: rerun the expert jobs of "
-                "one of them"
+                f"{path}: word vectors from weights commit {other}, but {vector_files[0]} from "
+                f"{commit}: rerun the expert jobs of one of them"
             )
+    keep = ("model", "source", "revision", "random_init")
+    meta = {
+        k: v
+        for k, v in origin.items()
+        if k in keep or k.startswith(("weights_", "init_seed", "state_dict_"))
+    }
     concepts, vectors = read_vectors([pd.read_parquet(path) for path in vector_files])
-    table = pa.Table.from_pandas(baseline_pairs(concepts, vectors), preserve_index=False)
-    meta.update(provenance.run_metadata(config))
-    # pandas' own schema metadata is kept, so the file still reads back as the same frame
-    table = table.replace_schema_metadata(
-        {**(table.schema.metadata or {}), **{k.encode(): v.encode() for k, v in meta.items()}}
+    write_frame_atomic(
+        baseline_pairs(concepts, vectors), output, {**meta, **provenance.run_metadata(config)}
     )
-    write_table_atomic(table, output)
 
 
 def domains(

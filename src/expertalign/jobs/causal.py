@@ -153,11 +153,10 @@ def causal(
     word scored). ``expert_settings``: the expert jobs' negatives mode and seed, max_tokens.
     ``leave_out``: a concept whose sentence file records that it has none is skipped (a
     ``skipped`` row) rather than stopping the job."""
-    import pyarrow as pa
 
     from expertalign import provenance
     from expertalign.jobs.experts import load_model_for, weights_metadata
-    from expertalign.storage import write_table_atomic
+    from expertalign.storage import write_frame_atomic
     from expertalign.units import find_units
 
     if len(sentence_files) != len(concepts):
@@ -200,9 +199,7 @@ def causal(
     frame.insert(0, "source", source)
     frame["random_init"] = bool(model.get("random_init", False))
     meta = {**weights_metadata(model, lm, record), **provenance.run_metadata(config)}
-    arrow = pa.Table.from_pandas(frame, preserve_index=False)
-    arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}), **meta})
-    write_table_atomic(arrow, output)
+    write_frame_atomic(frame, output, meta)
     log.info("wrote %s: %d concepts checked, %d rows", output, len(checked), len(frame))
 
 

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from expertalign.paths import expert_shard, hub_revision, parse_run
-from expertalign.storage import expertise_table, write_table_atomic
+from expertalign.storage import expertise_table, write_frame_atomic, write_table_atomic
 
 __all__ = ["load_model_for", "weights_metadata", "units_table", "experts"]
 
@@ -65,8 +65,6 @@ def weights_metadata(spec: Mapping, lm, record: Mapping | None) -> dict[str, str
 def _write_word_vectors(
     lm, concepts: Sequence[str], words: Mapping[str, str], metadata: Mapping[str, str], output: str
 ) -> None:
-    import pyarrow as pa
-
     from expertalign.baselines import vectors_table, word_vectors
 
     missing = [c for c in concepts if c not in words]
@@ -74,11 +72,7 @@ def _write_word_vectors(
         raise ValueError(f"no word given for concepts {missing[:5]} of this shard")
     chosen = [words[c] for c in concepts]
     frame = vectors_table(concepts, chosen, word_vectors(lm.model, lm.tokenizer, chosen))
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    table = table.replace_schema_metadata(
-        {**(table.schema.metadata or {}), **{k.encode(): v.encode() for k, v in metadata.items()}}
-    )
-    write_table_atomic(table, output)
+    write_frame_atomic(frame, output, metadata)
     log.info("wrote %s: word vectors of %d concepts", output, len(concepts))
 
 

@@ -369,12 +369,11 @@ def negative_bank(
     (seeded, tagged with ``version``), as Parquet
     (:func:`expertalign.negatives.build_negative_bank`); its metadata records the package
     version and the SHA-256 of ``config`` (:func:`expertalign.provenance.run_metadata`)."""
-    import pyarrow as pa
 
     from expertalign import provenance
     from expertalign.negatives import build_negative_bank
     from expertalign.sentences import failure_of
-    from expertalign.storage import write_table_atomic
+    from expertalign.storage import write_frame_atomic
 
     failed = {path: failure_of(path) for path in sentence_files}
     for path, why in failed.items():
@@ -383,10 +382,5 @@ def negative_bank(
     frames = [pd.read_parquet(path) for path, why in failed.items() if why is None]
     bank = build_negative_bank(frames, size=size, seed=seed, version=version)
     log.info("bank %s: %d sentences from %d concepts", version, len(bank), len(frames))
-    table = pa.Table.from_pandas(bank, preserve_index=False)
     meta = {"bank_version": version, **provenance.run_metadata(config)}
-    # pandas' own schema metadata is kept, so the file still reads back as the same frame
-    table = table.replace_schema_metadata(
-        {**(table.schema.metadata or {}), **{k.encode(): v.encode() for k, v in meta.items()}}
-    )
-    write_table_atomic(table, output)
+    write_frame_atomic(bank, output, meta)
