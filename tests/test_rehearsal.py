@@ -70,11 +70,7 @@ def test_the_campaign_rehearsal_with_faults(local_slurm, tmp_path):
     victim = re.search(r"^scancel (\d+) \(rule_experts_wildcards_(\S+)\)$", out, re.M)
     assert victim, out[-3000:]
     stats = json.loads((work / "slurm_stats.json").read_text())
-    jobcomp = {}
-    for line in Path("/var/log/slurm/jobcomp.log").read_text().splitlines():
-        fields = dict(re.findall(r"(\w+)=(\S*)", line))
-        if fields.get("JobId") in {i for ids in stats["by_key"].values() for i in ids}:
-            jobcomp[fields["JobId"]] = fields
+    jobcomp = stats["jobs"]  # each SLURM job's completion record, as slurm_stats.py read it
     attempts = stats["by_key"][f"rule_experts/{victim.group(2)}"]
     assert attempts[0] == victim.group(1) and len(attempts) >= 2, attempts
     assert jobcomp[attempts[0]]["JobState"] == "CANCELLED", jobcomp[attempts[0]]
@@ -91,12 +87,16 @@ def test_the_campaign_rehearsal_with_faults(local_slurm, tmp_path):
     assert "advertisement" in status and "advertisement" not in "\n".join(failing), status
     assert "the campaign is complete" in out
 
-    # the memory drill: the pilot killed at 600 MB, done at 1,200 MB, as SLURM recorded it
-    pilot = stats["by_key"]["rule_pilot"]  # no wildcards: logs/slurm/rule_pilot/<id>.log
-    assert len(pilot) == 2, pilot
-    first, second = (jobcomp[i] for i in pilot)
-    assert first["JobState"] != "COMPLETED" and "mem=600M" in first["Tres"], first
-    assert second["JobState"] == "COMPLETED" and "mem=1200M" in second["Tres"], second
+    # the memory drill: the pilot killed at 600 MB, done at 1,200 MB, as SLURM recorded it. The
+    # controller may be killed while a pilot job waits or runs (then CANCELLED) and the restart
+    # begins again at attempt 1, so the record holds two or more of its jobs.
+    pilot = [jobcomp[i] for i in stats["by_key"]["rule_pilot"]]  # logs/slurm/rule_pilot/<id>.log
+    ran = [job for job in pilot if job["JobState"] != "CANCELLED"]
+    assert len(ran) >= 2, pilot
+    assert ran[0]["JobState"] != "COMPLETED" and "mem=600M" in ran[0]["Tres"], pilot
+    assert ran[-1]["JobState"] == "COMPLETED" and "mem=1200M" in ran[-1]["Tres"], pilot
+    assert [job for job in pilot if job["JobState"] == "COMPLETED"] == [ran[-1]], pilot
+    assert not any("mem=600M" in job["Tres"] and job["JobState"] == "COMPLETED" for job in pilot)
 
     # no expert job finished twice, and no two SLURM jobs of one workflow job ran at once
     for key, ids in stats["by_key"].items():

@@ -232,8 +232,10 @@ sed -n 1,8p "$WORK/status-failing.txt"
 log=$(last_controller_log)
 grep -h "^Error in rule" "$log" | sort | uniq -c | sed 's/^/failed in the restarted run: /' || true
 grep -q "$failing" "$WORK/status-after-run.txt" || { echo "6c FAILED: status does not list $failing" >&2; exit 1; }
-others=$(grep -h "^Error in rule" "$log" | grep -vc "rule experts" || true)
-[[ $others == 0 ]] || { echo "6c FAILED: rules other than the failed concept's expert shards failed" >&2; exit 1; }
+# the pilot's attempt 1 fails by design (the memory drill) in whichever controller runs it
+others=$(grep -h "^Error in rule" "$log" | grep -vcE "rule (experts|pilot):" || true)
+[[ $others == 0 ]] || { echo "6c FAILED: rules other than the failed concept's expert shards and the pilot's first attempt failed" >&2; exit 1; }
+[[ -s $RESULTS/tables/pilot_stability.csv ]] || { echo "6c FAILED: the pilot did not pass on its second attempt" >&2; exit 1; }
 # the remedy chosen: take the concept's row out (the table without --failing-concept)
 "$PY" tools/rehearsal/make_config.py --out-dir "$WORK/config" --results "$RESULTS" "${SHAPE[@]}" 2> /dev/null
 "$SNAKEMAKE" -n "${RUN_ARGS[@]}" --configfile "$CONFIG" > "$WORK/dryrun-remedy.txt" 2>&1

@@ -28,6 +28,10 @@ from datetime import datetime
 from pathlib import Path
 
 
+# what the summary keeps of each SLURM job's completion record
+RECORD_FIELDS = ("JobState", "Tres", "Partition", "StartTime", "EndTime")
+
+
 def read_jobcomp(path: Path, skip: int) -> dict[str, dict[str, str]]:
     """JobId -> its fields, for the lines after the first ``skip``."""
     jobs: dict[str, dict[str, str]] = {}
@@ -105,6 +109,10 @@ def summarize(jobs: dict[str, dict[str, str]], keys: dict[str, str]) -> dict:
         "wasted_job_minutes": round(wasted, 2),
         "repeated": repeated,
         "by_key": dict(by_key),
+        "jobs": {
+            job_id: {name: fields.get(name, "") for name in RECORD_FIELDS}
+            for job_id, fields in jobs.items()
+        },
     }
 
 
