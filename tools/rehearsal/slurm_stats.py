@@ -27,7 +27,6 @@ from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
 
-
 # what the summary keeps of each SLURM job's completion record
 RECORD_FIELDS = ("JobState", "Tres", "Partition", "StartTime", "EndTime")
 
