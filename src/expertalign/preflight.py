@@ -49,7 +49,7 @@ import asyncio
 import shlex
 import shutil
 import subprocess
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -543,6 +543,31 @@ def _rule_request(rule: str, attempt: int, label: str = "") -> Request:
     return Request(rule, {}, attempt, RULE_THREADS.get(rule), label)
 
 
+def _gpu_job_sizes(campaign: Any) -> Iterator[tuple[str, str, int, Mapping[str, Any]]]:
+    """(rule, model, concepts per job, the job's resources at attempt 1) for each distinct job
+    size of each model's expert jobs (its last shard may be smaller) and, if causal.enabled,
+    its causal jobs (one per part size)."""
+    for model in campaign.models:
+        shard_sizes = {len(campaign.shard_concepts(s, model)) for s in campaign.shard_ids(model)}
+        for n_concepts in sorted(shard_sizes, reverse=True):
+            yield (
+                campaign.gpu_rule("experts", model),
+                model,
+                n_concepts,
+                campaign.expert_job_resources(model, n_concepts),
+            )
+    if campaign.config["causal"]["enabled"]:
+        part_sizes = sorted({len(c) for c in campaign.causal_parts().values()})
+        for model in campaign.models:
+            for n_part in part_sizes:
+                yield (
+                    campaign.gpu_rule("causal", model),
+                    model,
+                    n_part,
+                    campaign.causal_job_resources(model, n_part),
+                )
+
+
 def distinct_requests(
     campaign: Any,
     *,
@@ -560,30 +585,13 @@ def distinct_requests(
     rule that runs on SLURM (those of :data:`SLURM_RULES` and any under the profile's
     set-resources): one request each, its resources all the profile's.
     """
+    sized_jobs = list(_gpu_job_sizes(campaign))
     requests: list[Request] = []
     for attempt in attempts:
         by_request: dict[tuple[str, tuple[tuple[str, int], ...]], list[str]] = {}
-        for model in campaign.models:
-            rule = campaign.gpu_rule("experts", model)
-            sizes = sorted(
-                {len(campaign.shard_concepts(shard, model)) for shard in campaign.shard_ids(model)},
-                reverse=True,
-            )
-            for n_concepts in sizes:
-                sizes_of = campaign.expert_job_resources(model, n_concepts)
-                resources = tuple((k, int(sizes_of[k]) * attempt) for k in EXPERT_SCALED)
-                by_request.setdefault((rule, resources), []).append(
-                    f"{model} ({n_concepts} concepts)"
-                )
-        if campaign.config["causal"]["enabled"]:
-            for model in campaign.models:
-                rule = campaign.gpu_rule("causal", model)
-                for n_part in sorted({len(c) for c in campaign.causal_parts().values()}):
-                    sizes_of = campaign.causal_job_resources(model, n_part)
-                    resources = tuple((k, int(sizes_of[k]) * attempt) for k in EXPERT_SCALED)
-                    by_request.setdefault((rule, resources), []).append(
-                        f"{model} ({n_part} concepts)"
-                    )
+        for rule, model, n_concepts, sizes_of in sized_jobs:
+            resources = tuple((k, int(sizes_of[k]) * attempt) for k in EXPERT_SCALED)
+            by_request.setdefault((rule, resources), []).append(f"{model} ({n_concepts} concepts)")
         for (rule, resources), labels in by_request.items():
             requests.append(
                 Request(rule, dict(resources), attempt, RULE_THREADS.get(rule), ", ".join(labels))
