@@ -170,6 +170,19 @@ def test_cross_concept_rho_is_spearman_over_the_stored_pairs(tiny_run, jobs):
     assert finite, "no job has a defined cross-concept rho"
 
 
+def test_the_matrix_diagonal_is_the_effect_of_the_concepts_own_experts(tiny_run, jobs):
+    """A concept's word with its own cross_k experts ablated is the effect row of that set
+    (draw -1): the job reuses it for the matrix's diagonal."""
+    top = f"k={tiny_run.config['causal']['cross_k']}"
+    for frame in jobs.values():
+        cross = frame[frame["record"] == "cross"].set_index(["ablated", "concept"])["delta_nll"]
+        effects = frame[(frame["record"] == "effect") & (frame["draw"] == -1)]
+        own = effects[effects["set"] == top].set_index("concept")["delta_nll"]
+        assert len(own) >= 2
+        for concept, effect in own.items():
+            assert cross[concept, concept] == pytest.approx(effect, rel=1e-9, abs=1e-12)
+
+
 def test_the_check_in_parts_equals_one_job_of_all_its_concepts(tiny_run, jobs, tmp_path):
     """The tiny run checks its 3 concepts in 2 jobs; one job of all 3 (concepts_per_job: 3, on
     a copy of the run) gives the same rows, pairs and summary."""

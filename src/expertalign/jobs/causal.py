@@ -234,13 +234,13 @@ def _check_part(lm, layout, checked, everyone, bank, prompts, men, n_negatives, 
     seeds = range(settings["n_seeds"])
     m, tok = lm.model, lm.tokenizer
     base_word, top_sets = {}, {}
+    top = f"k={settings['cross_k']}"
+    own_cross: dict[str, float] = {}  # a concept's own word under its cross_k experts
     for i, c in enumerate(checked):
         began = time.perf_counter()
         sets = _unit_sets(chosen.ap[i], settings)
         top_sets[c.concept] = {name: units for name, _, _, units in sets}
-        top_sets[c.concept][f"k={settings['cross_k']}"] = cz.top_k_units(
-            chosen.ap[i], k=settings["cross_k"]
-        )
+        top_sets[c.concept][top] = cz.top_k_units(chosen.ap[i], k=settings["cross_k"])
         base_word[c.concept] = cz.word_nll(m, tok, c.test, c.word, c.pos, **scoring)
         candidates = bank.loc[bank["concept"] != c.concept, "text"].tolist()
         neutral = cz.neutral_sentences(
@@ -288,7 +288,7 @@ def _check_part(lm, layout, checked, everyone, bank, prompts, men, n_negatives, 
             force = forcing and (
                 settings["forcing"] == "all"
                 or (settings["forcing"] == "k" and kind == "k")
-                or name == f"k={settings['cross_k']}"
+                or name == top
             )
             set_rows = []
             for draw, chosen_units in enumerate([units, *draws], start=-1):
@@ -313,6 +313,8 @@ def _check_part(lm, layout, checked, everyone, bank, prompts, men, n_negatives, 
                     row["log_perplexity"] = effect.log_perplexity
                 set_rows.append(row)
             experts, null = set_rows[0], set_rows[1:]
+            if name == top and np.array_equal(units, top_sets[c.concept][top]):
+                own_cross[c.concept] = experts["delta_nll"]  # the matrix's diagonal entry
             for measure, p_name in (("delta_nll", "p_delta_nll"), ("naming_share", "p_naming")):
                 values = [r.get(measure, math.nan) for r in null]
                 if null and math.isfinite(experts.get(measure, math.nan)):
@@ -331,16 +333,17 @@ def _check_part(lm, layout, checked, everyone, bank, prompts, men, n_negatives, 
         for concept, sets in top_sets.items()
         for name, units in sets.items()
     ]
-    rows += _cross_rows(lm, layout, checked, everyone, top_sets, neg_mean, base_word, settings,
-                        scoring, men)  # fmt: skip
+    rows += _cross_rows(lm, layout, checked, everyone, top_sets, neg_mean, base_word, own_cross,
+                        settings, scoring, men)  # fmt: skip
     return rows
 
 
-def _cross_rows(lm, layout, checked, everyone, top_sets, neg_mean, base_word, settings, scoring,
-                men):  # fmt: skip
+def _cross_rows(lm, layout, checked, everyone, top_sets, neg_mean, base_word, own_cross,
+                settings, scoring, men):  # fmt: skip
     """The part's rows of the cross-concept matrix at causal.cross_k (rows ``cross``): each
     of its concepts' experts ablated, every checked concept's word scored, with the pair's MEN
-    score (NaN if not judged)."""
+    score (NaN if not judged). The diagonal is taken from ``own_cross`` (the effect rows'
+    same ablation of the same sentences) where the effect rows have the cross_k set."""
     from expertalign.causal import delta_word_nll, word_nll
 
     top = f"k={settings['cross_k']}"
@@ -355,15 +358,19 @@ def _cross_rows(lm, layout, checked, everyone, top_sets, neg_mean, base_word, se
         units = top_sets[ca.concept][top]
         for cb in everyone:
             ablate = (lm.model, lm.tokenizer, layout, units, neg_mean[a][units])
+            if cb.concept == ca.concept and ca.concept in own_cross:
+                delta = own_cross[ca.concept]
+            else:
+                delta = delta_word_nll(
+                    *ablate, cb.test, cb.word, cb.pos, baseline=base_word[cb.concept], **scoring
+                )
             rows.append(
                 {
                     "record": "cross",
                     "concept": cb.concept,
                     "ablated": ca.concept,
                     "set": top,
-                    "delta_nll": delta_word_nll(
-                        *ablate, cb.test, cb.word, cb.pos, baseline=base_word[cb.concept], **scoring
-                    ),
+                    "delta_nll": delta,
                     "men": scores.get(frozenset((ca.word.lower(), cb.word.lower())), math.nan),
                 }
             )
