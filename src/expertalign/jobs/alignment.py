@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -29,6 +30,7 @@ __all__ = [
     "word_pair_similarities",
     "alignment",
     "fallback_concepts",
+    "sentence_outcomes",
     "warn_mixed_styles",
     "concat_tables",
     "alignment_figure",
@@ -90,30 +92,28 @@ def word_pair_similarities(
 FALLBACK_PREFIX = "fallback:"
 
 
-def left_out_concepts(sentence_files: Sequence[str]) -> dict[str, str]:
-    """Concepts of one sentence source whose files record that they have no sentences, with
-    the reason: a source with ``too_few: leave_out`` has no expert set for them."""
+@dataclass(frozen=True)
+class SentenceOutcomes:
+    """What one sentence source's files say of its concepts (one read of each file)."""
+
+    left_out: dict[str, str]  # concept -> why it has no sentences (no expert set)
+    fell_back: dict[str, str]  # concept -> the fallback source whose sentences it took
+    n_concepts: int  # concepts with sentences
+
+
+def sentence_outcomes(sentence_files: Sequence[str]) -> SentenceOutcomes:
+    """Which concepts of one sentence source have no sentences (their files record why; a
+    source with ``too_few: leave_out`` has no expert set for them), and which took their
+    ``fallback`` source's sentences (column ``source`` = ``fallback:<name>``)."""
     from expertalign.sentences import failure_of
 
-    left_out = {}
+    left_out: dict[str, str] = {}
+    fell_back: dict[str, str] = {}
+    n_concepts = 0
     for path in sentence_files:
         reason = failure_of(path)
         if reason is not None:
             left_out[reason.partition(":")[0]] = reason
-    return left_out
-
-
-def fallback_concepts(sentence_files: Sequence[str]) -> tuple[dict[str, str], int]:
-    """Which concepts of one sentence source took their ``fallback`` source's sentences, from
-    the source's sentence files (column ``source`` = ``fallback:<name>``): ``({concept:
-    fallback source name}, number of concepts with sentences)``. Files that record a concept
-    without sentences count for neither."""
-    from expertalign.sentences import failure_of
-
-    fell_back: dict[str, str] = {}
-    n_concepts = 0
-    for path in sentence_files:
-        if failure_of(path) is not None:
             continue
         frame = pd.read_parquet(path, columns=["concept", "source"])
         if frame.empty:
@@ -123,7 +123,21 @@ def fallback_concepts(sentence_files: Sequence[str]) -> tuple[dict[str, str], in
         taken = labels[labels.str.startswith(FALLBACK_PREFIX)]
         if len(taken):
             fell_back[str(frame["concept"].iat[0])] = taken.iat[0][len(FALLBACK_PREFIX) :]
-    return fell_back, n_concepts
+    return SentenceOutcomes(left_out, fell_back, n_concepts)
+
+
+def left_out_concepts(sentence_files: Sequence[str]) -> dict[str, str]:
+    """Concepts of one sentence source whose files record that they have no sentences, with
+    the reason (:func:`sentence_outcomes`)."""
+    return sentence_outcomes(sentence_files).left_out
+
+
+def fallback_concepts(sentence_files: Sequence[str]) -> tuple[dict[str, str], int]:
+    """``({concept: fallback source name}, number of concepts with sentences)`` of one sentence
+    source (:func:`sentence_outcomes`); files that record a concept without sentences count for
+    neither."""
+    outcomes = sentence_outcomes(sentence_files)
+    return outcomes.fell_back, outcomes.n_concepts
 
 
 def warn_mixed_styles(source: str, fell_back: Mapping[str, str], n_concepts: int) -> None:
@@ -250,7 +264,8 @@ def alignment(
     table = word_pair_similarities(pairs, judgments, words)
     measures = [c for c in table.columns if c.startswith(("jaccard", "cosine"))]
     known = sentence_files is not None
-    left_out = left_out_concepts(sentence_files) if known else {}
+    outcomes = sentence_outcomes(sentence_files) if known else SentenceOutcomes({}, {}, 0)
+    left_out = outcomes.left_out
     if left_out:
         # a source that leaves out concepts has no expert set for them: their pairs are not
         # compared (nor their baselines, so every measure is on the same pairs)
@@ -265,7 +280,7 @@ def alignment(
             ", ".join(sorted(left_out)),
         )
         table = table[~without].reset_index(drop=True)
-    fell_back, n_concepts = fallback_concepts(sentence_files) if known else ({}, 0)
+    fell_back, n_concepts = outcomes.fell_back, outcomes.n_concepts
     if known:
         warn_mixed_styles(source, fell_back, n_concepts)
     with_fallback = table["concept_a"].isin(fell_back) | table["concept_b"].isin(fell_back)
