@@ -199,8 +199,14 @@ class Campaign:
             settings["too_few"] = "leave_out"
         return settings
 
-    def concept_words(self) -> dict[str, str]:
+    @functools.cached_property
+    def _word_of_concept(self) -> dict[str, str]:
         return dict(zip(self.concepts["concept"], self.concepts["word"]))
+
+    def concept_words(self) -> dict[str, str]:
+        """Concept to word; a copy (the params of a job), built from the table once: every
+        expert job's params ask for its shard's words while the DAG is built."""
+        return dict(self._word_of_concept)
 
     # ------------------------------------------------------------------ sentence sets
 
